@@ -375,7 +375,7 @@ class CatalogWriter:
         else:
             self.columns = catalog_columns(schema, extra_columns)
             atomic_write_text(self.path, _encode(self.columns, [], True))
-        self._fh = open(self.path, "a", encoding="utf-8", newline="")
+        self._fh = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
 
     def _truncate_partial_line(self) -> None:
         data = self.path.read_bytes()
