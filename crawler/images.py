@@ -1,0 +1,71 @@
+"""Product and model photos as the thesis stored them: 256x256 JPEG on white.
+
+Shops serve PNGs with transparent backgrounds, portrait crops and CMYK JPEGs; the GANs and the
+encoder want one square RGB size. Transparent pixels become white (not black, which is what a
+plain ``convert("RGB")`` does), the picture is padded to a square with white so nothing is cut
+off, then resized. The output bytes are a pure function of the input bytes, which makes a
+resumed crawl write byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+WHITE = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """Downloaded bytes that are not a usable image."""
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    size: int = 256
+    quality: int = 92
+
+
+def flatten_on_white(im: Image.Image) -> Image.Image:
+    """RGB image with any transparency composited over white."""
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, WHITE + (255,))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def pad_to_square(im: Image.Image, fill: tuple[int, int, int] = WHITE) -> Image.Image:
+    w, h = im.size
+    if w == h:
+        return im
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(im, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def normalize_image(data: bytes, config: ImageConfig = ImageConfig()) -> bytes:
+    """Bytes of the shop's photo -> bytes of a ``size`` x ``size`` JPEG on white."""
+    try:
+        with Image.open(io.BytesIO(data)) as src:
+            src.load()
+            im = ImageOps.exif_transpose(src)
+    except Exception as exc:  # PIL raises many types for bad data
+        raise ImageError(f"not a readable image ({len(data)} bytes): {exc}") from exc
+    if im.width < 1 or im.height < 1:
+        raise ImageError(f"empty image {im.size}")
+    im = pad_to_square(flatten_on_white(im))
+    if im.size != (config.size, config.size):
+        im = im.resize((config.size, config.size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    im.save(out, format="JPEG", quality=config.quality, optimize=True)
+    return out.getvalue()
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

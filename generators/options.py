@@ -1,0 +1,251 @@
+"""Training configuration as dataclasses, with defaults from the official implementations.
+
+A run's full configuration is one :class:`Config`; it is saved into every checkpoint and
+``RUN_DIR/config.json``. A ``--config FILE`` (JSON or YAML) overrides any field by section::
+
+    {"train": {"steps": 4000, "batch_size": 16}, "stargan": {"conv_dim": 32}}
+
+and command-line flags override the file. Unknown sections or fields are errors naming the
+allowed ones, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODELS = ("stargan", "pix2pix", "cyclegan")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+@dataclass
+class TrainOptions:
+    """Shared by every model: how long, how big, how often to log and checkpoint."""
+
+    model: str = "stargan"
+    image_size: int = 128
+    batch_size: int = 16  # StarGAN official; pix2pix/CycleGAN official use 1 (see defaults_for)
+    steps: int = 200_000  # StarGAN official num_iters
+    decay_start: float = 0.5  # linear LR decay to 0 over the last half (official schedules)
+    seed: int = 0
+    device: str = "auto"
+    flip: bool = True  # random horizontal flip (official augmentation)
+    log_every: int = 10
+    sample_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    n_samples: int = 8  # rows of the sample grid
+    groups: list[str] | None = None  # StarGAN: schema groups to learn (None: all)
+    max_items: int | None = None  # use only the first N catalog items (smoke runs)
+    pairs: str | None = None  # pix2pix (and CycleGAN model domain): pairs file
+    domain_a: str = "product:pattern=unicolors"  # CycleGAN domains, see datasets.parse_domain
+    domain_b: str = "product:pattern=stripes"
+
+
+@dataclass
+class SpeedOptions:
+    """The speed work, each switchable so the benchmark can compare on and off in one run."""
+
+    channels_last: bool = True
+    # StarGAN: one D pass for real+fake, G under no_grad in the D step, the gradient penalty
+    # through the critic head only, no D weight gradients in the G step.
+    lean_steps: bool = True
+    amp: str = "auto"  # "auto": bf16 autocast on CUDA with bf16 support, off on CPU; "bf16", "off"
+    cache: bool = True  # pre-decode the catalog to a uint8 tensor when it fits cache_max_mb
+    cache_max_mb: int = 2048
+    num_workers: int = -1  # DataLoader workers when not cached; -1: min(4, cpu count)
+    pin_memory: bool = True
+    cudnn_benchmark: bool = True
+
+    @classmethod
+    def off(cls) -> SpeedOptions:
+        """The official code's behaviour: for the benchmark's baseline."""
+        return cls(channels_last=False, lean_steps=False, amp="off", cache=False, num_workers=0,
+                   pin_memory=False, cudnn_benchmark=False)
+
+
+@dataclass
+class StarGANOptions:
+    g_conv_dim: int = 64
+    d_conv_dim: int = 64
+    g_repeat_num: int = 6
+    d_repeat_num: int | None = None  # None: log2(image_size) - 1 (6 at 128 px, as official)
+    lambda_cls: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_gp: float = 10.0
+    n_critic: int = 5
+    g_lr: float = 1e-4
+    d_lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    # Target labels: each group changes with this probability to a uniformly drawn value
+    # (uniform so rare values are learned too); unchanged groups keep the input's label.
+    change_prob: float = 0.5
+
+
+@dataclass
+class Pix2PixOptions:
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_d: int = 3  # 70x70 PatchGAN
+    norm: str = "batch"
+    use_dropout: bool = True
+    num_downs: int | None = None  # None: log2(image_size) (unet_256 has 8)
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0
+    lr: float = 2e-4
+    beta1: float = 0.5
+    init_gain: float = 0.02
+
+
+@dataclass
+class CycleGANOptions:
+    ngf: int = 64
+    ndf: int = 64
+    n_blocks: int | None = None  # None: 9 at >= 256 px, else 6 (official resnet_9blocks / 6blocks)
+    n_layers_d: int = 3
+    norm: str = "instance"
+    use_dropout: bool = False
+    gan_mode: str = "lsgan"
+    lambda_cyc: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    lr: float = 2e-4
+    beta1: float = 0.5
+    init_gain: float = 0.02
+
+
+@dataclass
+class Config:
+    train: TrainOptions = field(default_factory=TrainOptions)
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
+    stargan: StarGANOptions = field(default_factory=StarGANOptions)
+    pix2pix: Pix2PixOptions = field(default_factory=Pix2PixOptions)
+    cyclegan: CycleGANOptions = field(default_factory=CycleGANOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        cfg = defaults_for(data.get("train", {}).get("model", "stargan"))
+        apply_overrides(cfg, data)
+        return cfg
+
+    def validate(self) -> None:
+        t = self.train
+        if t.model not in MODELS:
+            raise ConfigError(f"train.model must be one of {', '.join(MODELS)}; got {t.model!r}")
+        if t.image_size < 32 or t.image_size > 1024 or 2 ** round(math.log2(t.image_size)) != t.image_size:
+            raise ConfigError(f"train.image_size must be a power of two from 32 to 1024 (64/128/256 usual); got {t.image_size}")
+        for name in ("batch_size", "steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(t, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1; got {getattr(t, name)}")
+        if not 0.0 <= t.decay_start <= 1.0:
+            raise ConfigError(f"train.decay_start must be in [0, 1]; got {t.decay_start}")
+        if self.speed.amp not in ("auto", "bf16", "off"):
+            raise ConfigError(f"speed.amp must be auto, bf16 or off; got {self.speed.amp!r}")
+        if self.stargan.n_critic < 1:
+            raise ConfigError(f"stargan.n_critic must be >= 1; got {self.stargan.n_critic}")
+        if t.model == "pix2pix" and self.pix2pix.gan_mode not in ("vanilla", "lsgan"):
+            raise ConfigError(f"pix2pix.gan_mode must be vanilla or lsgan; got {self.pix2pix.gan_mode!r}")
+        if t.model == "cyclegan" and self.cyclegan.gan_mode not in ("vanilla", "lsgan"):
+            raise ConfigError(f"cyclegan.gan_mode must be vanilla or lsgan; got {self.cyclegan.gan_mode!r}")
+
+
+def defaults_for(model: str) -> Config:
+    """Official defaults per model: pix2pix and CycleGAN train with batch 1, 2e-4, 256 px."""
+    if model not in MODELS:
+        raise ConfigError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
+    cfg = Config()
+    cfg.train.model = model
+    if model in ("pix2pix", "cyclegan"):
+        cfg.train.image_size = 256
+        cfg.train.batch_size = 1
+        cfg.train.steps = 200_000  # ~ 100 + 100 epochs of a 1k-image dataset at batch 1
+    return cfg
+
+
+def apply_overrides(cfg: Config, data: dict[str, Any], source: str = "config") -> Config:
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: must be an object of sections {sorted(sections)}")
+    for sec, values in data.items():
+        if sec not in sections:
+            raise ConfigError(f"{source}: unknown section {sec!r}; sections are {', '.join(sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {sec!r} must be an object")
+        obj = sections[sec]
+        allowed = {f.name: f for f in dataclasses.fields(obj)}
+        for key, value in values.items():
+            if key not in allowed:
+                raise ConfigError(f"{source}: unknown field {sec}.{key}; allowed: {', '.join(allowed)}")
+            setattr(obj, key, _coerce(getattr(obj, key), value, f"{sec}.{key}", source))
+    return cfg
+
+
+def _coerce(current: Any, value: Any, name: str, source: str) -> Any:
+    if value is None or current is None:
+        return value
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{source}: {name} must be true or false; got {value!r}")
+    if isinstance(current, int) and not isinstance(current, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {name} must be an integer; got {value!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {name} must be a number; got {value!r}") from None
+    if isinstance(current, list) and isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:  # pragma: no cover - pyyaml ships with the venv via ray
+            raise ConfigError(f"{path}: YAML needs pyyaml; use a .json config instead") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must hold an object of sections")
+    return data
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, str]]:
+    """``--set section.field=value`` flags as an override dict."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        sec, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set {item!r}: expected section.field=value, e.g. stargan.g_conv_dim=32")
+        out.setdefault(sec.strip(), {})[name.strip()] = value.strip()
+    return out

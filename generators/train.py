@@ -1,0 +1,360 @@
+"""``python -m generators.train``: train StarGAN, pix2pix or CycleGAN on a catalog.
+
+    python -m generators.train --model stargan --catalog DIR --out RUN_DIR \
+        [--config FILE] [--image-size 64|128|256] [--steps N] [--batch-size N] [--device auto] [--resume]
+    python -m generators.train --model pix2pix --catalog DIR --pairs pairs.jsonl --out RUN_DIR
+    python -m generators.train --model cyclegan --catalog DIR --out RUN_DIR \
+        --domain-a product:pattern=unicolors --domain-b product:pattern=stripes
+
+A run folder holds ``config.json``, ``schema.json``, ``checkpoints/`` (``step_*.pt`` and
+``last.pt``), ``samples/step_*.png`` (+ ``samples/columns.json``), ``logs.jsonl`` and
+``tensorboard/``. ``--resume`` continues from ``checkpoints/last.pt`` exactly: the log of a
+resumed run equals the log of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from catalog import Catalog, Schema, atomic_write_bytes, atomic_write_text, load_catalog
+from generators.checkpoint import CheckpointManager, load_checkpoint, rng_state, set_rng_state
+from generators.datasets import (
+    BatchStream,
+    TrainData,
+    attribute_data,
+    float_to_uint8,
+    paired_data,
+    parse_domain,
+    read_pairs,
+    unpaired_data,
+)
+from generators.options import (
+    MODELS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    defaults_for,
+    load_config_file,
+    parse_set,
+)
+from generators.solver import Solver
+
+
+class TrainError(ValueError):
+    """A run that cannot start: names the argument or file at fault."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+def make_solver(cfg: Config, schema: Schema, device: torch.device, meta: dict | None = None) -> Solver:
+    from generators.cyclegan import CycleGANSolver
+    from generators.pix2pix import Pix2PixSolver
+    from generators.stargan import StarGANSolver
+
+    cls = {"stargan": StarGANSolver, "pix2pix": Pix2PixSolver, "cyclegan": CycleGANSolver}[cfg.train.model]
+    return cls(cfg, schema, device, meta)
+
+
+def trained_schema(cfg: Config, cat: Catalog) -> Schema:
+    groups = cfg.train.groups
+    if not groups:
+        return cat.schema
+    try:
+        return cat.schema.subset(groups)
+    except ValueError as exc:
+        raise TrainError(f"train.groups: {exc}") from exc
+
+
+def build_data(cfg: Config, cat: Catalog, schema: Schema) -> tuple[TrainData, dict[str, Any]]:
+    """Training data for the model and the metadata inference needs (e.g. CycleGAN domains)."""
+    t = cfg.train
+    if t.model == "stargan":
+        return attribute_data(cat, schema, t.image_size, t.max_items), {}
+    pairs = read_pairs(t.pairs, cat.root) if t.pairs else None
+    if t.model == "pix2pix":
+        if pairs is None:
+            raise TrainError("pix2pix trains on pairs: pass --pairs FILE (written by python -m generators.pairs)")
+        return paired_data(pairs, t.image_size, t.max_items), {"direction": "product->model"}
+    dom_a, dom_b = parse_domain(t.domain_a, cat.schema), parse_domain(t.domain_b, cat.schema)
+    data = unpaired_data(cat, dom_a, dom_b, t.image_size, pairs, t.max_items)
+    meta = {"domain_a": {"kind": dom_a.kind, "where": dom_a.where},
+            "domain_b": {"kind": dom_b.kind, "where": dom_b.where}}
+    return data, meta
+
+
+def save_grid(path: Path, grid: torch.Tensor) -> None:
+    """``[rows, cols, 3, H, W]`` in [-1, 1] -> one PNG, rows of inputs and their outputs."""
+    import io
+
+    from PIL import Image
+
+    rows, cols, _, h, w = grid.shape
+    pad = 2
+    canvas = torch.full((3, rows * (h + pad) + pad, cols * (w + pad) + pad), 255, dtype=torch.uint8)
+    img = float_to_uint8(grid.cpu())
+    for r in range(rows):
+        for c in range(cols):
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            canvas[:, y:y + h, x:x + w] = img[r, c]
+    buf = io.BytesIO()
+    Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    last_checkpoint: Path
+    seconds: float
+    images_per_s: float
+
+
+class _Logs:
+    """logs.jsonl (truncated to the resumed step, so a resumed log equals an uninterrupted one)
+    and TensorBoard events."""
+
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool = True) -> None:
+        self.path = run_dir / "logs.jsonl"
+        if self.path.exists():
+            kept = [ln for ln in self.path.read_text(encoding="utf-8").splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+        self.fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+        self.fh.write(json.dumps({"step": step, **clean}) + "\n")
+        self.fh.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and not math.isnan(v):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(
+    cfg: Config, catalog_dir: str | Path, run_dir: str | Path, resume: bool = False,
+    progress: bool = True, tensorboard: bool = True, stop_at: int | None = None,
+) -> RunResult:
+    """Train (or resume) a run. The function behind the CLI, callable from tests and notebooks.
+
+    ``stop_at`` ends the session at that step (with a checkpoint) without changing the
+    schedule, which still spans ``train.steps``: a long run can be trained in slices.
+    """
+    run_dir = Path(run_dir)
+    ckpts = CheckpointManager(run_dir, cfg.train.keep_checkpoints)
+    state = None
+    if resume:
+        last = ckpts.last()
+        if last is None:
+            raise TrainError(f"--resume: {run_dir} has no checkpoints/last.pt to resume from")
+        state = load_checkpoint(last)
+        steps = cfg.train.steps
+        cfg = Config.from_dict(state["config"])
+        cfg.train.steps = max(steps, cfg.train.steps) if steps else cfg.train.steps
+    elif ckpts.last() is not None:
+        raise TrainError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
+    cfg.validate()
+    t = cfg.train
+    device = resolve_device(t.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.speed.cudnn_benchmark
+
+    random.seed(t.seed)
+    np.random.seed(t.seed)
+    torch.manual_seed(t.seed)
+
+    cat = load_catalog(catalog_dir)
+    schema = trained_schema(cfg, cat)
+    if state is not None and state["schema"] != schema.to_dict():
+        raise TrainError(f"--resume: the catalog's schema differs from the run's ({run_dir / 'schema.json'})")
+    data, meta = build_data(cfg, cat, schema)
+    stream = BatchStream(
+        data, t.batch_size, t.seed, device, flip=t.flip, cache=cfg.speed.cache,
+        cache_max_mb=cfg.speed.cache_max_mb, num_workers=cfg.speed.num_workers,
+        pin_memory=cfg.speed.pin_memory, channels_last=cfg.speed.channels_last, progress=progress,
+    )
+    solver = make_solver(cfg, schema, device, meta)
+    start = 0
+    if state is not None:
+        solver.load_state_dict(state)
+        stream.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        schema.save(run_dir / "schema.json")
+        atomic_write_text(run_dir / "data.json", json.dumps({
+            "catalog": str(Path(catalog_dir).resolve()), "catalog_checksum": cat.checksum(),
+            "fields": {k: len(v) for k, v in data.fields.items()}, "meta": meta,
+        }, indent=2) + "\n")
+    fixed = stream.fixed_batch(t.n_samples)
+    logs = _Logs(run_dir, start, tensorboard)
+
+    def payload(step: int) -> dict[str, Any]:
+        return {
+            "model": t.model, "step": step, "config": cfg.to_dict(), "schema": schema.to_dict(),
+            "meta": meta, "data": stream.state_dict(), "rng": rng_state(), **solver.state_dict(),
+        }
+
+    def sample(step: int) -> None:
+        grid, captions = solver.sample_grid(fixed)
+        save_grid(run_dir / "samples" / f"step_{step:08d}.png", grid)
+        atomic_write_text(run_dir / "samples" / "columns.json", json.dumps(captions) + "\n")
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=t.steps, initial=start, unit="it", desc=f"{t.model} {run_dir.name}",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    t0 = time.perf_counter()
+    step = start
+    solver.train(True)
+    try:
+        end = min(t.steps, stop_at) if stop_at else t.steps
+        while step < end:
+            batch = stream.next()
+            lrs = solver.lrs()  # the rates this step used
+            values = solver.train_step(batch, step)
+            solver.step_schedulers()
+            step += 1
+            bar.update(1)
+            if step % t.log_every == 0 or step == t.steps:
+                values.update(lrs)
+                values["epoch"] = round(stream.epoch, 4)
+                logs.write(step, values)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()
+                                 if k.startswith(("D/loss", "G/loss")) and v == v}, refresh=False)
+            if step % t.sample_every == 0 or step == t.steps:
+                sample(step)
+            if step % t.checkpoint_every == 0 or step == end:
+                ckpts.save(step, payload(step))
+    except KeyboardInterrupt:
+        # Keep the work done so far; --resume continues from here exactly.
+        if step > start:
+            ckpts.save(step, payload(step))
+            print(f"\ninterrupted: saved step {step} to {ckpts.last()}; continue with --resume", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+        logs.close()
+        stream.close()
+    seconds = time.perf_counter() - t0
+    done = step - start
+    return RunResult(run_dir, step, ckpts.last() or Path(), seconds,
+                     done * t.batch_size / seconds if seconds > 0 and done else 0.0)
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m generators.train",
+        description="Train StarGAN (attribute edits), pix2pix (product->model on pairs) or CycleGAN (unpaired).",
+    )
+    ap.add_argument("--model", choices=MODELS, required=True)
+    ap.add_argument("--catalog", required=True, help="catalog folder (catalog.csv, images/, schema.json)")
+    ap.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
+    ap.add_argument("--config", help="JSON or YAML file overriding defaults by section, e.g. {\"stargan\": {\"g_conv_dim\": 32}}")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override one config field (repeatable), e.g. --set stargan.n_critic=5")
+    ap.add_argument("--image-size", type=int, help="64 (CPU smoke runs), 128 or 256")
+    ap.add_argument("--steps", type=int, help="training iterations (StarGAN: critic steps, as official)")
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:1")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoints/last.pt exactly")
+    ap.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans --steps")
+    ap.add_argument("--pairs", help="pairs file (pix2pix; CycleGAN model domain)")
+    ap.add_argument("--groups", help="StarGAN: comma-separated schema groups to learn (default: all)")
+    ap.add_argument("--domain-a", help="CycleGAN domain A, e.g. product:pattern=unicolors or product")
+    ap.add_argument("--domain-b", help="CycleGAN domain B, e.g. product:pattern=stripes or model")
+    ap.add_argument("--max-items", type=int, help="use only the first N items")
+    ap.add_argument("--log-every", type=int)
+    ap.add_argument("--sample-every", type=int)
+    ap.add_argument("--checkpoint-every", type=int)
+    ap.add_argument("--no-speed", action="store_true", help="switch the speed work off (official code's behaviour)")
+    ap.add_argument("--no-tensorboard", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    from generators.options import SpeedOptions
+
+    cfg = defaults_for(args.model)
+    if args.no_speed:
+        cfg.speed = SpeedOptions.off()
+    if args.config:
+        data = load_config_file(args.config)
+        model_in_file = data.get("train", {}).get("model")
+        if model_in_file and model_in_file != args.model:
+            raise ConfigError(f"--config {args.config} is for model {model_in_file!r}, not --model {args.model}")
+        apply_overrides(cfg, data, source=str(args.config))
+    apply_overrides(cfg, parse_set(args.set), source="--set")
+    flags = {
+        "image_size": args.image_size, "steps": args.steps, "batch_size": args.batch_size,
+        "device": args.device, "seed": args.seed, "pairs": args.pairs,
+        "groups": args.groups.split(",") if args.groups else None, "domain_a": args.domain_a,
+        "domain_b": args.domain_b, "max_items": args.max_items, "log_every": args.log_every,
+        "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
+    }
+    for k, v in flags.items():
+        if v is not None:
+            setattr(cfg.train, k, v)
+    if cfg.train.pairs:
+        cfg.train.pairs = str(Path(cfg.train.pairs).resolve())
+    cfg.validate()
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        if args.resume and args.steps is None:
+            cfg.train.steps = 0  # keep the checkpoint's
+        res = train(cfg, args.catalog, args.out, resume=args.resume, progress=not args.quiet,
+                    tensorboard=not args.no_tensorboard, stop_at=args.stop_at)
+    except (ConfigError, TrainError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(f"done: step {res.step}, {res.images_per_s:.1f} images/s, checkpoint {res.last_checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

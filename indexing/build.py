@@ -1,0 +1,124 @@
+"""Build an index folder from a catalog: embed (resumable shards) -> FAISS -> SQLite -> manifest.
+
+Work in progress lives in ``OUT/.work/`` (embedding shards). The manifest is written last,
+so until a build completes the folder refuses to load, and rerunning the same command
+reuses every finished shard. A rebuild over an existing index writes a new generation and
+only then replaces the manifest, so the old index stays loadable until the new one is whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catalog import Catalog
+from indexing.embed import embed_paths
+from indexing.encoder import Encoder
+from indexing.engines import EngineConfig
+from indexing.faiss_index import choose_spec, train_index, training_sample, tune_search
+from indexing.store import IndexStore, new_manifest, new_metadata_db, utc_now, write_manifest
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = ".work"
+
+
+@dataclass
+class BuildConfig:
+    index: str = "auto"  # auto | flat | hnsw | ivf | ivfpq
+    engine: str = "local"  # local | ray
+    batch_size: int = 64
+    num_workers: int = 2
+    shard_size: int = 2048
+    ray_address: str | None = None
+    nlist: int | None = None
+    target_recall: float = 0.95
+    tune_queries: int = 500
+    ondisk: bool = False
+    keep_shards: bool = False
+    progress: bool = True
+
+
+def embed_catalog(catalog: Catalog, encoder: Encoder, shard_dir: Path, cfg: BuildConfig) -> np.ndarray:
+    ids = [it.id for it in catalog.items]
+    paths = [str(catalog.image_path(it)) for it in catalog.items]
+    engine_cfg = EngineConfig(batch_size=cfg.batch_size, num_workers=cfg.num_workers, ray_address=cfg.ray_address)
+    return embed_paths(encoder, ids, paths, shard_dir, cfg.engine, engine_cfg, cfg.shard_size, cfg.progress)
+
+
+def build(catalog: Catalog, out: str | Path, encoder: Encoder, cfg: BuildConfig | None = None) -> IndexStore:
+    """Build (or rebuild) the index folder ``out`` for ``catalog``; returns the opened store."""
+    cfg = cfg or BuildConfig()
+    out = Path(out)
+    if not catalog.items:
+        raise ValueError(f"catalog {catalog.root} has no usable items ({len(catalog.issues)} rows skipped)")
+    work = out / WORK_DIR
+    t0 = time.time()
+    vectors = embed_catalog(catalog, encoder, work / "shards", cfg)
+    t_embed = time.time() - t0
+    ids = np.arange(len(vectors), dtype=np.int64)
+    spec = choose_spec(len(vectors), encoder.dim, cfg.index, cfg.nlist)
+    log.info("index %s %s for %d vectors of dim %d", spec.kind, spec.params, len(vectors), encoder.dim)
+    t1 = time.time()
+    if cfg.ondisk:
+        store = _build_ondisk(catalog, out, encoder, spec, vectors, ids, cfg)
+    else:
+        index = train_index(spec, training_sample(vectors, spec))
+        store = IndexStore(out, new_manifest(encoder, spec, catalog), index, new_metadata_db(), encoder)
+        store.add_vectors(catalog, vectors)
+        tune_search(store.index, spec, vectors, ids, cfg.target_recall, sample=cfg.tune_queries)
+        store.spec = spec
+        store.manifest["index"] = spec.to_dict()
+        store.manifest["build"] = {"engine": cfg.engine, "embed_s": round(t_embed, 2),
+                                   "index_s": round(time.time() - t1, 2), "device": str(encoder.device)}
+        store.save()
+    if not cfg.keep_shards:
+        shutil.rmtree(work, ignore_errors=True)
+    return store
+
+
+def _build_ondisk(catalog: Catalog, out: Path, encoder: Encoder, spec, vectors: np.ndarray, ids: np.ndarray,
+                  cfg: BuildConfig) -> IndexStore:
+    from indexing.ondisk import build_ondisk
+    from indexing.store import insert_items, read_manifest
+
+    try:
+        gen = int(read_manifest(out).get("generation", 0)) + 1
+    except Exception:
+        gen = 1
+    if cfg.engine == "ray":
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False)
+    files = {"index": f"index-{gen:06d}.faiss", "meta": f"meta-{gen:06d}.sqlite", "ivfdata": f"lists-{gen:06d}.ivfdata"}
+    index = build_ondisk(spec, vectors, ids, out / WORK_DIR / "blocks", out / files["index"], out / files["ivfdata"],
+                         use_ray=cfg.engine == "ray")
+    tune_search(index, spec, vectors, ids, cfg.target_recall, sample=cfg.tune_queries)
+    db = new_metadata_db()
+    insert_items(db, catalog, ids.tolist())
+    db.execute("INSERT INTO kv VALUES ('next_int_id', ?)", (str(len(ids)),))
+    db.commit()
+    import sqlite3
+
+    from catalog import atomic_path
+
+    with atomic_path(out / files["meta"]) as tmp:
+        tmp.unlink()
+        dst = sqlite3.connect(tmp)
+        db.backup(dst)
+        dst.close()
+    manifest = new_manifest(encoder, spec, catalog, {"ondisk": True})
+    manifest.update(generation=gen, files=files, count=len(ids), updated=utc_now(),
+                    catalogs=[{"root": str(Path(catalog.root).resolve()), "checksum": catalog.checksum(),
+                               "items": len(ids), "added": utc_now()}])
+    write_manifest(out, manifest)
+    for p in [*out.glob("index-*.faiss"), *out.glob("meta-*.sqlite"), *out.glob("lists-*.ivfdata")]:
+        if p.name not in files.values():
+            p.unlink(missing_ok=True)
+    return IndexStore.open(out, encoder)

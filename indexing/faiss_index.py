@@ -1,0 +1,237 @@
+"""FAISS index choice, construction, and search-parameter tuning.
+
+Choice follows the FAISS guidelines ("Guidelines to choose an index"):
+- below ~50k vectors an exact ``Flat`` index is fast enough and has perfect recall;
+- up to a few million, an inverted file (IVF-Flat, nlist ~ 4-16 sqrt(N)) or an HNSW graph;
+  ``auto`` picks IVF-Flat because it supports removals, GPU search and filtered search
+  natively; ``--index hnsw`` is there for CPU-only serving with the best recall/QPS;
+- beyond that, vectors no longer fit in RAM raw, so OPQ rotation + IVF + product quantisation.
+
+All indexes use inner product on L2-normalised vectors (cosine similarity) and carry the
+store's int64 ids (``add_with_ids``). ``nprobe``/``efSearch`` are tuned on held-out queries to
+the smallest value that reaches the recall@10 target against exact search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
+FLAT_MAX = 50_000
+IVF_MAX = 2_000_000
+
+
+class IndexConfigError(ValueError):
+    """An index kind or parameter that cannot work for the data given."""
+
+
+@dataclass
+class IndexSpec:
+    kind: str  # flat | hnsw | ivf | ivfpq
+    dim: int
+    metric: str = "inner_product"
+    params: dict = field(default_factory=dict)  # build-time: nlist, M, pq_m, opq_dim, ...
+    search: dict = field(default_factory=dict)  # search-time: nprobe / efSearch
+    tuning: dict = field(default_factory=dict)  # how search params were chosen (recall, queries)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IndexSpec:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _pq_m(dim: int) -> int:
+    """Sub-quantiser count: ~8-16 dims per sub-vector, a divisor of the (OPQ) output dim."""
+    for m in (64, 48, 32, 24, 16, 8, 4, 2, 1):
+        if dim % m == 0 and dim // m >= 4:
+            return m
+    return 1
+
+
+def choose_spec(n: int, dim: int, kind: str = "auto", nlist: int | None = None) -> IndexSpec:
+    """The index kind and build parameters for ``n`` vectors of ``dim`` dimensions."""
+    if kind not in KINDS:
+        raise IndexConfigError(f"unknown index kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if kind == "auto":
+        kind = "flat" if n < FLAT_MAX else "ivf" if n < IVF_MAX else "ivfpq"
+    if kind == "flat":
+        return IndexSpec("flat", dim)
+    if kind == "hnsw":
+        return IndexSpec("hnsw", dim, params={"M": 32, "efConstruction": 80})
+    # nlist ~ 4*sqrt(N) for IVF-Flat, 16*sqrt(N) for the compressed index; keep >= 39 points per
+    # centroid so k-means has enough data to train.
+    factor = 4 if kind == "ivf" else 16
+    nl = nlist or int(2 ** round(math.log2(max(1.0, factor * math.sqrt(max(n, 1))))))
+    nl = max(1, min(nl, n // 39 if n >= 39 else 1))
+    params: dict = {"nlist": nl}
+    if kind == "ivfpq":
+        opq_dim = dim if dim <= 256 else 256
+        opq_dim -= opq_dim % 4
+        m = _pq_m(opq_dim)
+        params.update({"opq_dim": opq_dim, "pq_m": m, "nbits": 8})
+        if n < 256:
+            raise IndexConfigError(f"ivfpq needs at least 256 vectors to train its codebooks, have {n}")
+    return IndexSpec(kind, dim, params=params)
+
+
+def _empty_index(spec: IndexSpec) -> faiss.Index:
+    d, p = spec.dim, spec.params
+    ip = faiss.METRIC_INNER_PRODUCT
+    if spec.kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(d))
+    if spec.kind == "hnsw":
+        h = faiss.IndexHNSWFlat(d, int(p.get("M", 32)), ip)
+        h.hnsw.efConstruction = int(p.get("efConstruction", 80))
+        return faiss.IndexIDMap2(h)
+    if spec.kind == "ivf":
+        index = faiss.index_factory(d, f"IVF{p['nlist']},Flat", ip)
+    elif spec.kind == "ivfpq":
+        index = faiss.index_factory(d, f"OPQ{p['pq_m']}_{p['opq_dim']},IVF{p['nlist']},PQ{p['pq_m']}x{p.get('nbits', 8)}", ip)
+    else:
+        raise IndexConfigError(f"unknown index kind {spec.kind!r}")
+    # A hash-table direct map lets the index reconstruct and remove by arbitrary int64 id.
+    faiss.extract_index_ivf(index).set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index
+
+
+def num_gpus() -> int:
+    try:
+        return int(faiss.get_num_gpus())
+    except AttributeError:  # CPU-only faiss build
+        return 0
+
+
+def train_index(spec: IndexSpec, sample: np.ndarray, use_gpu: bool | None = None) -> faiss.Index:
+    """An empty, trained index. IVF k-means runs on the GPU(s) when present."""
+    index = _empty_index(spec)
+    if index.is_trained:
+        return index
+    use_gpu = num_gpus() > 0 if use_gpu is None else use_gpu
+    ivf = faiss.extract_index_ivf(index)
+    if use_gpu:
+        ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
+    t = time.time()
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    if use_gpu:
+        ivf.clustering_index = None
+    log.info("trained %s on %d vectors in %.1fs", spec.kind, len(sample), time.time() - t)
+    return index
+
+
+def training_sample(vectors: np.ndarray, spec: IndexSpec, seed: int = 0, max_per_list: int = 256) -> np.ndarray:
+    """A random sample big enough for k-means (and PQ codebooks) but bounded in size."""
+    nlist = int(spec.params.get("nlist", 1))
+    cap = max(nlist * max_per_list, 65_536 if spec.kind == "ivfpq" else 0)
+    if len(vectors) <= cap:
+        return vectors
+    rng = np.random.default_rng(seed)
+    return vectors[np.sort(rng.choice(len(vectors), cap, replace=False))]
+
+
+def build_index(
+    spec: IndexSpec, vectors: np.ndarray, ids: np.ndarray, use_gpu: bool | None = None, add_batch: int = 65_536
+) -> faiss.Index:
+    index = train_index(spec, training_sample(vectors, spec), use_gpu) if len(vectors) else _empty_index(spec)
+    add_vectors(index, vectors, ids, add_batch)
+    return index
+
+
+def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, batch: int = 65_536) -> None:
+    for a in range(0, len(vectors), batch):
+        index.add_with_ids(np.ascontiguousarray(vectors[a : a + batch], dtype=np.float32),
+                           np.ascontiguousarray(ids[a : a + batch], dtype=np.int64))
+
+
+def apply_search_params(index: faiss.Index, spec: IndexSpec) -> None:
+    ps = faiss.ParameterSpace()
+    for key, value in spec.search.items():
+        ps.set_index_parameter(index, key, value)
+
+
+def search_parameters(spec: IndexSpec, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+    """Per-call parameters (for a selector): tuned nprobe / efSearch plus the id filter."""
+    if selector is None:
+        return None
+    if spec.kind in ("ivf", "ivfpq"):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=int(spec.search.get("nprobe", 1)))
+    if spec.kind == "hnsw":
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=int(spec.search.get("efSearch", 16)))
+    return faiss.SearchParameters(sel=selector)
+
+
+def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row positions of the exact top-k by inner product (ground truth for tuning/benchmarks)."""
+    _, idx = faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(vectors, np.float32),
+                       k, faiss.METRIC_INNER_PRODUCT)
+    return idx
+
+
+def recall_at_k(found_ids: np.ndarray, true_ids: np.ndarray, k: int) -> float:
+    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found_ids, true_ids, strict=True))
+    return hits / (k * len(true_ids))
+
+
+def held_out_queries(n: int, sample: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1)
+    return np.sort(rng.choice(n, min(sample, n), replace=False))
+
+
+def _without_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
+    """Drop each query's own id (it is in the index) and keep k: the query is held out."""
+    out = np.full((len(ids), k), -1, np.int64)
+    for i, (row, me) in enumerate(zip(ids, self_ids, strict=True)):
+        row = row[row != me][:k]
+        out[i, : len(row)] = row
+    return out
+
+
+def tune_search(
+    index: faiss.Index, spec: IndexSpec, vectors: np.ndarray, ids: np.ndarray,
+    target: float = 0.95, k: int = 10, sample: int = 500, seed: int = 0,
+) -> IndexSpec:
+    """Smallest nprobe / efSearch whose recall@k against exact search reaches ``target``.
+
+    Queries are catalog vectors with their own entry removed from both result lists, so each
+    acts as a held-out query drawn from the catalog's own distribution.
+    """
+    if spec.kind == "flat" or len(vectors) <= k + 1:
+        spec.search, spec.tuning = {}, {"recall_at_10": 1.0, "exact": True}
+        return spec
+    qpos = held_out_queries(len(vectors), sample, seed)
+    queries, self_ids = vectors[qpos], ids[qpos]
+    truth = _without_self(ids[exact_neighbours(vectors, queries, k + 1)], self_ids, k)
+    if spec.kind == "hnsw":
+        key, grid = "efSearch", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
+    else:
+        nlist = int(spec.params["nlist"])
+        key, grid = "nprobe", sorted({min(nlist, v) for v in (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, nlist)})
+    ps = faiss.ParameterSpace()
+    curve = []
+    chosen, best = grid[-1], 0.0
+    for value in grid:
+        ps.set_index_parameter(index, key, value)
+        t = time.perf_counter()
+        _, found = index.search(np.ascontiguousarray(queries, np.float32), k + 1)
+        dt = time.perf_counter() - t
+        rec = recall_at_k(_without_self(found, self_ids, k), truth, k)
+        curve.append({key: value, "recall_at_10": round(rec, 4), "qps": round(len(queries) / max(dt, 1e-9), 1)})
+        best = rec
+        if rec >= target:
+            chosen = value
+            break
+    if best < target:
+        log.warning("%s: recall@%d %.3f < target %.2f even at %s=%s", spec.kind, k, best, target, key, chosen)
+    ps.set_index_parameter(index, key, chosen)
+    spec.search = {key: chosen}
+    spec.tuning = {"target": target, "recall_at_10": round(best, 4), "queries": len(queries), "curve": curve}
+    return spec

@@ -1,0 +1,499 @@
+"""IndexStore: a FAISS index, the catalog rows in SQLite, and a manifest, as one folder.
+
+Folder layout (generation ``G`` increases with every save)::
+
+    manifest.json          written last; names the files of the current generation
+    index-G.faiss          FAISS index holding int64 ids (add_with_ids)
+    meta-G.sqlite          catalog rows: items(int_id, id, ...), labels(grp, value, int_id)
+
+Every file is written to a temp name and renamed, and ``manifest.json`` is replaced only after
+the files it names are complete, so a reader (or a killed writer) always sees one consistent
+generation. A folder without a manifest (a build that never finished) refuses to load.
+
+In memory the SQLite database is a private in-memory copy, so searches never touch the disk
+and a store object can be mutated (``add``/``remove``) and saved as a new generation while
+the server keeps serving the previous object; the server swaps whole objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from catalog import Catalog, Schema, atomic_path, atomic_write_text
+from indexing.faiss_index import (
+    IndexSpec,
+    add_vectors,
+    apply_search_params,
+    num_gpus,
+    search_parameters,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+FILTER_FIELDS = ("brand",)  # item columns usable as filters besides the schema groups
+
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS items (
+    int_id INTEGER PRIMARY KEY,
+    id TEXT UNIQUE NOT NULL,
+    catalog_root TEXT NOT NULL,
+    img_path TEXT NOT NULL,
+    name TEXT, brand TEXT, product_url TEXT, img_url TEXT,
+    row_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_brand ON items(brand);
+CREATE TABLE IF NOT EXISTS labels (
+    grp TEXT NOT NULL, value TEXT NOT NULL, int_id INTEGER NOT NULL,
+    PRIMARY KEY (grp, value, int_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones (int_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class IndexStoreError(RuntimeError):
+    """An index folder that cannot be used as asked (incomplete, read-only, unknown ids...)."""
+
+
+class EncoderMismatchError(IndexStoreError):
+    """The index was built with a different encoder than the one offered to search it."""
+
+
+class FilterError(ValueError):
+    """A search filter naming an unknown attribute group or value."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def new_metadata_db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.executescript(_SCHEMA_SQL)
+    return db
+
+
+def insert_items(db: sqlite3.Connection, catalog: Catalog, int_ids: Sequence[int]) -> None:
+    root = str(Path(catalog.root).resolve())
+    groups = catalog.schema.names
+    rows, labels = [], []
+    for item, iid in zip(catalog.items, int_ids, strict=True):
+        row = item.to_row(groups)
+        rows.append((int(iid), item.id, root, item.img_path, item.name, item.brand, item.product_url,
+                     item.img_url, json.dumps(row, ensure_ascii=False)))
+        labels += [(g, v, int(iid)) for g, v in item.labels.items() if v]
+    db.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    db.executemany("INSERT INTO labels VALUES (?,?,?)", labels)
+
+
+def merge_schema(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    out = {g: list(v) for g, v in a.items()}
+    for g, vals in b.items():
+        cur = out.setdefault(g, [])
+        cur += [v for v in vals if v not in cur]
+    return out
+
+
+class IndexStore:
+    """Search a catalog by vector, with attribute filters; thread-safe; add/remove/save."""
+
+    def __init__(self, folder: str | Path, manifest: dict, index: faiss.Index, db: sqlite3.Connection,
+                 encoder=None, read_only: bool = False) -> None:
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.index = index
+        self.spec = IndexSpec.from_dict(manifest["index"])
+        self.db = db
+        self.encoder = encoder
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        self._gpu_index = None
+        self._reload_caches()
+        apply_search_params(self.index, self.spec)
+        self._maybe_gpu()
+
+    # --- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, index_dir: str | Path, encoder=None, mmap: bool = False) -> IndexStore:
+        """Load an index folder; refuses an encoder whose checksum differs from the manifest's.
+
+        ``mmap=True`` memory-maps the FAISS file instead of reading it (read-only store);
+        on-disk IVF indexes (built with ``--ondisk``) are always memory-mapped.
+        """
+        folder = Path(index_dir)
+        manifest = read_manifest(folder)
+        if encoder is not None:
+            check_encoder(manifest, encoder, folder)
+        ondisk = bool(manifest.get("ondisk"))
+        flags = 0
+        if ondisk:
+            flags = faiss.IO_FLAG_ONDISK_SAME_DIR
+        elif mmap:
+            flags = faiss.IO_FLAG_MMAP
+        index_path = folder / manifest["files"]["index"]
+        meta_path = folder / manifest["files"]["meta"]
+        for p in (index_path, meta_path):
+            if not p.is_file():
+                raise IndexStoreError(f"{folder}: manifest names {p.name}, which is missing; the folder is damaged")
+        index = faiss.read_index(str(index_path), flags)
+        if index.d != manifest["dim"]:
+            raise IndexStoreError(f"{index_path}: dimension {index.d} but manifest says {manifest['dim']}")
+        src = sqlite3.connect(f"file:{meta_path}?mode=ro", uri=True)
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        src.backup(db)
+        src.close()
+        store = cls(folder, manifest, index, db, encoder, read_only=ondisk or mmap)
+        if store.count != manifest["count"]:
+            raise IndexStoreError(f"{folder}: index holds {store.count} items, manifest says {manifest['count']}")
+        return store
+
+    def _reload_caches(self) -> None:
+        rows = self.db.execute("SELECT int_id, id FROM items").fetchall()
+        self._str_of = {int(i): s for i, s in rows}
+        self._int_of = {s: int(i) for i, s in rows}
+        self._tombstones = np.array([r[0] for r in self.db.execute("SELECT int_id FROM tombstones")], np.int64)
+
+    def _maybe_gpu(self) -> None:
+        """A GPU copy for unfiltered searches when FAISS sees a GPU (CPU copy stays the source of truth)."""
+        self._gpu_index = None
+        if num_gpus() == 0 or self.spec.kind == "hnsw" or self.manifest.get("ondisk") or self.count == 0:
+            return
+        try:
+            gpu = faiss.index_cpu_to_all_gpus(self.index)
+            for key, value in self.spec.search.items():
+                faiss.GpuParameterSpace().set_index_parameter(gpu, key, value)
+            self._gpu_index = gpu
+        except Exception as exc:  # not every index type has a GPU version
+            log.info("GPU search unavailable for %s: %s", self.spec.kind, exc)
+
+    # --- properties ---------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return len(self._str_of)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def schema(self) -> Schema:
+        return Schema.from_dict({"groups": self.manifest.get("schema", {})})
+
+    def ids(self) -> list[str]:
+        return list(self._int_of)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._int_of
+
+    # --- filters ------------------------------------------------------------------------------------
+    def _allowed(self, filters: Mapping[str, str | Sequence[str]]) -> np.ndarray:
+        groups = self.manifest.get("schema", {})
+        allowed: set[int] | None = None
+        for key, want in filters.items():
+            values = [want] if isinstance(want, str) else list(want)
+            if not values:
+                raise FilterError(f"filter {key!r} has no values")
+            if key in groups:
+                bad = [v for v in values if v not in groups[key]]
+                if bad:
+                    raise FilterError(f"filter {key}={bad[0]!r}: unknown value; allowed: {', '.join(groups[key])}")
+                q = f"SELECT int_id FROM labels WHERE grp=? AND value IN ({','.join('?' * len(values))})"
+                got = {r[0] for r in self.db.execute(q, [key, *values])}
+            elif key in FILTER_FIELDS:
+                q = f"SELECT int_id FROM items WHERE {key} IN ({','.join('?' * len(values))})"
+                got = {r[0] for r in self.db.execute(q, values)}
+            else:
+                raise FilterError(f"unknown filter {key!r}; filter on: {', '.join([*groups, *FILTER_FIELDS])}")
+            allowed = got if allowed is None else allowed & got
+        return np.array(sorted(allowed or ()), np.int64)
+
+    def count_matching(self, filters: Mapping[str, str | Sequence[str]]) -> int:
+        with self._lock:
+            return len(self._allowed(filters))
+
+    # --- search -------------------------------------------------------------------------------------
+    def search(self, vectors: np.ndarray, k: int = 10,
+               filters: Mapping[str, str | Sequence[str]] | None = None) -> list[list[Hit]]:
+        """Top-``k`` items per query vector (cosine similarity), optionally filtered.
+
+        Filters AND across keys and OR within a key's list. With a filter, the FAISS search
+        runs with an ``IDSelectorBatch`` of the matching ids; when the approximate index returns
+        fewer than ``min(k, matches)`` (the matches sit in unprobed lists or graph regions),
+        the query falls back to exact search over the matching vectors, so ``k`` results come
+        back whenever ``k`` items match.
+        """
+        q = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, np.float32)))
+        if q.shape[1] != self.dim:
+            raise ValueError(f"query vectors have dimension {q.shape[1]}, index has {self.dim}")
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        with self._lock:
+            if self.count == 0:
+                return [[] for _ in q]
+            allowed = self._allowed(filters) if filters else None
+            if allowed is not None and len(self._tombstones):
+                allowed = np.setdiff1d(allowed, self._tombstones)
+            if allowed is not None and len(allowed) == 0:
+                return [[] for _ in q]
+            expect = min(k, self.count if allowed is None else len(allowed))
+            scores, ids = self._faiss_search(q, k, allowed)
+            out = []
+            for i in range(len(q)):
+                row = [(int(j), float(s)) for j, s in zip(ids[i], scores[i], strict=True) if j >= 0]
+                if len(row) < expect:
+                    row = self._exact(q[i], k, allowed)
+                out.append([Hit(self._str_of[j], s) for j, s in row])
+            return out
+
+    def _faiss_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is None and len(self._tombstones) == 0 and self._gpu_index is not None:
+            return self._gpu_index.search(q, k)
+        sel = inner = None  # keep both referenced: SWIG selectors do not own what they wrap
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(allowed)
+        elif len(self._tombstones):
+            inner = faiss.IDSelectorBatch(self._tombstones)
+            sel = faiss.IDSelectorNot(inner)
+        params = search_parameters(self.spec, sel)
+        if params is None:
+            return self.index.search(q, k)
+        result = self.index.search(q, k, params=params)
+        del inner
+        return result
+
+    def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        if self.manifest.get("ondisk"):
+            return self._scan_all_lists(query, k, allowed)
+        ids = allowed if allowed is not None else np.setdiff1d(np.fromiter(self._str_of, np.int64), self._tombstones)
+        best_s = np.zeros(0, np.float32)
+        best_i = np.zeros(0, np.int64)
+        for a in range(0, len(ids), 65_536):
+            chunk = ids[a : a + 65_536]
+            vecs = np.stack([self.index.reconstruct(int(j)) for j in chunk])
+            s = vecs @ query
+            best_s, best_i = np.concatenate([best_s, s]), np.concatenate([best_i, chunk])
+            top = np.argsort(-best_s, kind="stable")[:k]
+            best_s, best_i = best_s[top], best_i[top]
+        return [(int(j), float(s)) for j, s in zip(best_i, best_s, strict=True)]
+
+    def _scan_all_lists(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        """On-disk IVF has no direct map to reconstruct from: probe every list instead."""
+        keep = allowed if allowed is not None else np.setdiff1d(np.fromiter(self._str_of, np.int64), self._tombstones)
+        sel = faiss.IDSelectorBatch(keep)
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=int(self.spec.params["nlist"]))
+        scores, ids = self.index.search(query[None, :], k, params=params)
+        return [(int(j), float(s)) for j, s in zip(ids[0], scores[0], strict=True) if j >= 0]
+
+    def reconstruct(self, item_id: str) -> np.ndarray:
+        """The stored vector of an item (exact for flat/hnsw/ivf, approximate for ivfpq)."""
+        with self._lock:
+            if item_id not in self._int_of:
+                raise KeyError(f"unknown id {item_id!r}")
+            return self.index.reconstruct(self._int_of[item_id])
+
+    # --- metadata -----------------------------------------------------------------------------------
+    def get_items(self, ids: Iterable[str]) -> dict[str, dict]:
+        """Catalog rows by item id: the CSV row fields plus ``labels`` and absolute ``image`` path."""
+        ids = list(ids)
+        out: dict[str, dict] = {}
+        with self._lock:
+            groups = list(self.manifest.get("schema", {}))
+            for a in range(0, len(ids), 500):
+                chunk = ids[a : a + 500]
+                q = f"SELECT id, catalog_root, row_json FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+                for sid, root, row_json in self.db.execute(q, chunk):
+                    row = json.loads(row_json)
+                    row["labels"] = {g: (row.get(g) or None) for g in groups}
+                    row["image"] = str(Path(root) / row["img_path"])
+                    row["catalog_root"] = root
+                    out[sid] = row
+        return out
+
+    # --- mutation -----------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.read_only:
+            kind = "an on-disk (memory-mapped) index" if self.manifest.get("ondisk") else "opened with mmap=True"
+            raise IndexStoreError(f"{self.folder}: {kind} is read-only; rebuild it to change its items")
+
+    def _next_int_id(self) -> int:
+        row = self.db.execute("SELECT value FROM kv WHERE key='next_int_id'").fetchone()
+        return int(row[0]) if row else 0
+
+    def add_vectors(self, catalog: Catalog, vectors: np.ndarray) -> dict:
+        """Add (or replace, by id) the catalog's items with precomputed vectors. Not saved until :meth:`save`."""
+        self._check_writable()
+        if vectors.shape != (len(catalog.items), self.dim):
+            raise ValueError(f"vectors shape {vectors.shape}, expected ({len(catalog.items)}, {self.dim})")
+        with self._lock:
+            replaced = [it.id for it in catalog.items if it.id in self._int_of]
+            if replaced:
+                self._remove_locked(replaced)
+            start = self._next_int_id()
+            int_ids = np.arange(start, start + len(catalog.items), dtype=np.int64)
+            add_vectors(self.index, vectors, int_ids)
+            insert_items(self.db, catalog, int_ids.tolist())
+            self.db.execute("INSERT OR REPLACE INTO kv VALUES ('next_int_id', ?)", (str(start + len(int_ids)),))
+            self.db.commit()
+            self.manifest["schema"] = merge_schema(self.manifest.get("schema", {}), catalog.schema.groups)
+            self.manifest.setdefault("catalogs", []).append(
+                {"root": str(Path(catalog.root).resolve()), "checksum": catalog.checksum(),
+                 "items": len(catalog.items), "added": utc_now()})
+            self._reload_caches()
+            self.manifest["count"] = self.count
+            self._maybe_gpu()
+        return {"added": len(catalog.items) - len(replaced), "replaced": len(replaced), "count": self.count}
+
+    def add(self, catalog: Catalog, encoder=None, shard_dir: str | Path | None = None, **embed_kwargs) -> dict:
+        """Embed the catalog's items with the index's encoder and add them; then save."""
+        from indexing.embed import embed_paths
+
+        encoder = encoder or self.encoder
+        if encoder is None:
+            raise IndexStoreError("add needs the index's encoder: IndexStore.open(dir, encoder=...) or add(..., encoder=)")
+        check_encoder(self.manifest, encoder, self.folder)
+        ids = [it.id for it in catalog.items]
+        paths = [str(catalog.image_path(it)) for it in catalog.items]
+        work = Path(shard_dir) if shard_dir else self.folder / ".work-add" / catalog.checksum()
+        vectors = embed_paths(encoder, ids, paths, work, **embed_kwargs)
+        result = self.add_vectors(catalog, vectors)
+        self.save()
+        _rmtree(work)
+        return result
+
+    def remove(self, ids: Iterable[str], missing_ok: bool = False) -> int:
+        """Remove items by id from the index and the metadata, then save. Returns how many."""
+        self._check_writable()
+        ids = list(dict.fromkeys(ids))
+        with self._lock:
+            unknown = [i for i in ids if i not in self._int_of]
+            if unknown and not missing_ok:
+                raise IndexStoreError(f"unknown ids (not in the index): {', '.join(unknown[:20])}"
+                                      + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
+            n = self._remove_locked([i for i in ids if i in self._int_of])
+        self.save()
+        return n
+
+    def _remove_locked(self, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        int_ids = np.array([self._int_of[i] for i in ids], np.int64)
+        if self.spec.kind == "hnsw":
+            # HNSW graphs cannot delete nodes; removed ids are excluded at search time instead.
+            self.db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(int(i),) for i in int_ids])
+        else:
+            removed = self.index.remove_ids(faiss.IDSelectorBatch(int_ids))
+            if removed != len(int_ids):
+                raise IndexStoreError(f"FAISS removed {removed} of {len(int_ids)} vectors; index and metadata disagree")
+        for a in range(0, len(int_ids), 500):
+            chunk = [int(i) for i in int_ids[a : a + 500]]
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"DELETE FROM items WHERE int_id IN ({marks})", chunk)
+            self.db.execute(f"DELETE FROM labels WHERE int_id IN ({marks})", chunk)
+        self.db.commit()
+        self._reload_caches()
+        self.manifest["count"] = self.count
+        self._maybe_gpu()
+        return len(int_ids)
+
+    def save(self) -> None:
+        """Write a new generation (index, metadata) then the manifest; delete older generations."""
+        self._check_writable()
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            gen = int(self.manifest.get("generation", 0)) + 1
+            files = {"index": f"index-{gen:06d}.faiss", "meta": f"meta-{gen:06d}.sqlite"}
+            with atomic_path(self.folder / files["index"]) as tmp:
+                faiss.write_index(self.index, str(tmp))
+            with atomic_path(self.folder / files["meta"]) as tmp:
+                tmp.unlink()
+                dst = sqlite3.connect(tmp)
+                self.db.backup(dst)
+                dst.close()
+            manifest = dict(self.manifest, generation=gen, files=files, count=self.count, updated=utc_now())
+            write_manifest(self.folder, manifest)
+            self.manifest = manifest
+        old = [*self.folder.glob("index-*.faiss"), *self.folder.glob("meta-*.sqlite"), *self.folder.glob("lists-*.ivfdata")]
+        for p in old:
+            if p.name not in files.values():
+                p.unlink(missing_ok=True)
+
+
+# --- manifest helpers ----------------------------------------------------------------------------------
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        if folder.is_dir() and any(folder.iterdir()):
+            raise IndexStoreError(f"{folder}: no {MANIFEST}: the build did not finish; rerun the same build command to resume it")
+        raise IndexStoreError(f"{folder}: not an index folder (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IndexStoreError(f"{path}: not valid JSON: {exc}") from exc
+    for key in ("format", "encoder", "dim", "index", "count", "files"):
+        if key not in manifest:
+            raise IndexStoreError(f"{path}: missing field {key!r}")
+    if manifest["format"] > FORMAT:
+        raise IndexStoreError(f"{path}: format {manifest['format']} is newer than this code understands ({FORMAT})")
+    return manifest
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def check_encoder(manifest: dict, encoder, folder: Path) -> None:
+    want = manifest["encoder"]
+    if encoder.checksum != want["checksum"] or encoder.dim != manifest["dim"]:
+        raise EncoderMismatchError(
+            f"{folder} was built with encoder {want['id']} (checksum {want['checksum'][:12]}, dim {manifest['dim']}, "
+            f"from {want.get('source', '?')}), but encoder {encoder.encoder_id} (checksum {encoder.checksum[:12]}, "
+            f"dim {encoder.dim}) was given; use that encoder or rebuild the index"
+        )
+
+
+def new_manifest(encoder, spec: IndexSpec, catalog: Catalog, extra: dict | None = None) -> dict:
+    now = utc_now()
+    return {
+        "format": FORMAT,
+        "generation": 0,
+        "encoder": {"id": encoder.encoder_id, "checksum": encoder.checksum, "source": encoder.source,
+                    "config": encoder.config.to_dict()},
+        "dim": encoder.dim,
+        "metric": spec.metric,
+        "index": spec.to_dict(),
+        "count": 0,
+        "catalog_checksum": catalog.checksum(),
+        "catalogs": [],
+        "schema": {g: list(v) for g, v in catalog.schema.groups.items()},
+        "created": now,
+        "updated": now,
+        "ondisk": False,
+        **(extra or {}),
+    }
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
