@@ -15,6 +15,7 @@ Writes ``benchmarks/results/bench_pairs.json`` with the machine described.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -40,10 +41,8 @@ def machine() -> dict:
     except OSError:
         pass
     mem_gib = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(),
             "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "os": platform.platform()}
@@ -78,7 +77,8 @@ def bench_myntra(limit: int | None) -> dict:
 
     from generators.pose import PoseEstimator
 
-    rows = list(csv.DictReader(open(MYNTRA / "catalog.csv", encoding="utf-8")))
+    with open(MYNTRA / "catalog.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     if limit:
         # every k-th row: keeps the category mix of the whole sample
         step = max(1, len(rows) // limit)

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,11 @@ def build_bench_index(work: Path, products: int, items: int, device: str, seed: 
     encoder = Encoder.load(None, device)
     from PIL import Image
 
-    real = encoder.embed_images([Image.open(cat.image_path(it)).convert("RGB") for it in cat.items])
+    images = [Image.open(cat.image_path(it)).convert("RGB") for it in cat.items]
+    # on a worker thread, like the server's model thread: on an overloaded 2-core machine we saw
+    # torch's main-thread OpenMP team run 10-100x slower than a worker thread's
+    with ThreadPoolExecutor(1) as ex:
+        real = ex.submit(encoder.embed_images, images).result()
     rng = np.random.default_rng(seed)
     n = len(cat.items)
     copies = items - n
@@ -156,11 +161,19 @@ def raw_forwards(pipeline, images: list[bytes], edit: tuple[str, str], reps: int
             ts.append((time.perf_counter() - t) * 1000)
         return statistics.median(ts)
 
-    with torch.inference_mode():
-        gen = timed(lambda: ed.nets["G"](x, c))
-        cls = timed(lambda: ed.nets["D"].classify(x))
-        enc = timed(lambda: pipeline.encoder.embed_tensor(xe))
-    faiss_ms = timed(lambda: store.index.search(vec, 10))
+    def on_model_thread(fn) -> float:
+        """Time on the pipeline's own model thread, where the service runs these forwards."""
+
+        def run() -> float:
+            with torch.inference_mode():
+                return timed(fn)
+
+        return pipeline.model_executor.submit(run).result()
+
+    gen = on_model_thread(lambda: ed.nets["G"](x, c))
+    cls = on_model_thread(lambda: ed.nets["D"].classify(x))
+    enc = on_model_thread(lambda: pipeline.encoder.embed_tensor(xe))
+    faiss_ms = pipeline.io_executor.submit(timed, lambda: store.index.search(vec, 10)).result()
     return {"generator_ms": gen, "classifier_ms": cls, "encoder_ms": enc, "faiss_ms": faiss_ms,
             "sum_ms": gen + enc + faiss_ms, "sum_with_classifier_ms": gen + cls + enc + faiss_ms}
 
@@ -255,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=30, help="repetitions of in-process and raw timings")
     p.add_argument("--device", default="auto")
     p.add_argument("--work", type=Path, help="keep catalog and index here (default: a temp folder)")
+    p.add_argument("--generator", type=Path, help="StarGAN checkpoint (default: generators/demo_checkpoints/stargan*.pt)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
 
@@ -262,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     from retrieval.service import Pipeline, resolve_device
 
     device = resolve_device(args.device)
-    ckpts = sorted((REPO / "generators" / "demo_checkpoints").glob("stargan*.pt"))
+    ckpts = [args.generator] if args.generator else sorted((REPO / "generators" / "demo_checkpoints").glob("stargan*.pt"))
     if not ckpts:
         raise SystemExit("no StarGAN demo checkpoint in generators/demo_checkpoints")
     tmp = None

@@ -117,6 +117,9 @@ class Browser:
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         await self.goto(page, url)
+        # A site that marks a complete listing gets nudged until it says so (a slow API is not
+        # the end of the list); without a marker, a quiet spell of scroll_idle_s is the end.
+        deadline = asyncio.get_running_loop().time() + 3 * self.config.timeout_s
         try:
             if hints.listing_ready:
                 await page.wait_for_selector(hints.listing_ready, state="attached")
@@ -142,7 +145,13 @@ class Browser:
                         timeout=self.config.scroll_idle_s * 1000,
                     )
                 except PlaywrightTimeout:
-                    break  # nothing new came: this is all there is
+                    if hints.listing_done is None:
+                        break  # nothing new came: this is all there is
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise RetryableError(f"listing {url} never showed its end marker") from None
+            else:
+                if hints.listing_done:
+                    raise RetryableError(f"listing {url} still not complete after {self.config.max_scroll_rounds} rounds")
         except PlaywrightTimeout as exc:
             raise RetryableError(f"listing {url} did not render in time") from exc
         return await page.content()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -44,7 +45,7 @@ from crawler.browser import PermanentError
 from crawler.images import ImageConfig, ImageError, content_hash, normalize_image
 from crawler.normalize import Normalizer, split_tag
 from crawler.politeness import GaveUp, Politeness, RetryPolicy
-from crawler.sites import SITES, ParseError, RawProduct, get_adapter
+from crawler.sites import SITES, ListingPage, ParseError, RawProduct, get_adapter
 from crawler.state import BLOCKED, DONE, DUPLICATE, FAILED, STATE_FILE, CrawlState, ProductTask
 
 DEFAULT_USER_AGENT = (
@@ -190,7 +191,7 @@ class Crawler:
         self._reconcile()
         if self.config.retry_failed:
             self.state.retry_failed()
-        if self.state.next_listing() is None and not self.state.listing_counts():
+        if not self.state.listing_counts():
             start = self.adapter.start_listings(self.config.start_url, self.config.categories, self.config.colors)
             self.state.add_listings([(ls.url, list(ls.context)) for ls in start])
 
@@ -220,44 +221,59 @@ class Crawler:
                 return False
         return True
 
-    async def _discover(self, page) -> None:  # noqa: ANN001
+    async def _fetch_listing(self, page, url: str) -> ListingPage | Exception:  # noqa: ANN001
         hints = self.adapter.hints
+        try:
+            html = await self.politeness.call(url, lambda u: self.browser.listing_html(page, u, hints))
+            return self.adapter.parse_listing(html, url)
+        except Exception as exc:  # noqa: BLE001 - any listing's trouble is recorded, not fatal
+            return exc
+
+    async def _discover(self, pages: list) -> None:
+        """Visit listings, several at once, but commit their findings strictly in queue order.
+
+        Committing in queue order makes the product sequence numbers exactly those of a
+        one-listing-at-a-time crawl, whatever finishes first.
+        """
         limit = self.config.max_products
         try:
             while True:
                 if limit is not None and self.state.count_products() >= limit:
                     break
-                nxt = self.state.next_listing()
-                if nxt is None:
+                batch = self.state.pending_listings(len(pages))
+                if not batch:
                     break
-                seq, url, context = nxt
-                try:
-                    html = await self.politeness.call(url, lambda u: self.browser.listing_html(page, u, hints))
-                    lp = self.adapter.parse_listing(html, url)
-                except PermissionError:
-                    self.summary.robots_blocked += 1
-                    self.state.finish_listing(seq, BLOCKED)
-                    continue
-                except (GaveUp, PermanentError, ParseError) as exc:
-                    self.state.record_failure(url, "listing", getattr(exc, "attempts", 1), str(exc))
-                    self.state.finish_listing(seq, FAILED)
-                    continue
-                facets = [(f.url, context + list(f.context)) for f in lp.facets if self._wanted(context + list(f.context))]
-                if facets:
-                    products, more = [], facets
-                else:
-                    products = []
-                    for u in lp.products:
-                        if await self.politeness.allowed(u):
-                            products.append((u, context))
-                        else:
-                            self.summary.robots_blocked += 1
-                    more = [(u, context) for u in lp.next_pages]
-                self.state.finish_listing(seq, DONE, products, more, product_limit=limit)
+                results = await asyncio.gather(*(self._fetch_listing(p, url) for p, (_, url, _) in zip(pages, batch, strict=False)))
+                for (seq, url, context), lp in zip(batch, results, strict=True):
+                    if limit is not None and self.state.count_products() >= limit:
+                        break  # stays pending, as in a one-at-a-time crawl
+                    await self._commit_listing(seq, url, context, lp)
                 await self._wake()
         finally:
             self._discovery_done = True
             await self._wake()
+
+    async def _commit_listing(self, seq: int, url: str, context: list[str], lp: ListingPage | Exception) -> None:
+        if isinstance(lp, PermissionError):
+            self.summary.robots_blocked += 1
+            self.state.finish_listing(seq, BLOCKED)
+            return
+        if isinstance(lp, Exception):
+            self.state.record_failure(url, "listing", getattr(lp, "attempts", 1), str(lp))
+            self.state.finish_listing(seq, FAILED)
+            return
+        facets = [(f.url, context + list(f.context)) for f in lp.facets if self._wanted(context + list(f.context))]
+        if facets:
+            products, more = [], facets
+        else:
+            products = []
+            for u in lp.products:
+                if await self.politeness.allowed(u):
+                    products.append((u, context))
+                else:
+                    self.summary.robots_blocked += 1
+            more = [(u, context) for u in lp.next_pages]
+        self.state.finish_listing(seq, DONE, products, more, product_limit=self.config.max_products)
 
     async def _wake(self) -> None:
         assert self._cond is not None
@@ -289,11 +305,19 @@ class Crawler:
             while (task := await self._next_task()) is not None:
                 try:
                     outcome = await self._product(page, task)
+                except Exception as exc:  # noqa: BLE001 - e.g. a crashed renderer: record, new page, go on
+                    self.state.record_failure(task.url, "product", 1, f"{type(exc).__name__}: {exc}")
+                    self.state.mark(task.seq, FAILED, f"{type(exc).__name__}: {exc}")
+                    outcome = FAILED
+                    with contextlib.suppress(Exception):
+                        await page.close()
+                    page = await self.browser.new_page()
                 finally:
                     self._in_flight.discard(task.seq)
                 self._tick(outcome)
         finally:
-            await page.close()
+            with contextlib.suppress(Exception):
+                await page.close()
 
     def _tick(self, outcome: str) -> None:
         if self._bar is None:
@@ -318,15 +342,15 @@ class Crawler:
             if earlier is not None:
                 self.state.mark(task.seq, DUPLICATE, f"same product id as #{earlier}", raw.id)
                 return DUPLICATE
-            main = await self._image(raw.image_url)
+            # All photos of a product at once; the per-host rate limit still spaces the requests.
+            main, *model_data = await asyncio.gather(*(self._image(u) for u in [raw.image_url, *raw.model_image_urls]))
             h = content_hash(main)
             earlier = self.state.earlier_with("img_hash", h, task.seq)
             if earlier is not None:
                 self.state.mark(task.seq, DUPLICATE, f"same product photo as #{earlier}", raw.id)
                 return DUPLICATE
             models, model_urls, seen = [], [], {h}
-            for u in raw.model_image_urls:
-                data = await self._image(u)
+            for u, data in zip(raw.model_image_urls, model_data, strict=True):
                 if content_hash(data) not in seen:  # a gallery showing one photo twice
                     seen.add(content_hash(data))
                     models.append(data)
@@ -394,13 +418,14 @@ class Crawler:
                 finished = sum(n for s, n in counts.items() if s != "pending")
                 self._bar = tqdm(total=self.state.count_products(), initial=finished, unit="product",
                                  desc=f"crawl {self.config.site}", dynamic_ncols=True, file=sys.stderr)
-            listing_page = await browser.new_page()
+            listing_pages = [await browser.new_page() for _ in range(max(1, self.config.concurrency))]
             try:
                 workers = [asyncio.create_task(self._worker()) for _ in range(max(1, self.config.concurrency))]
-                await self._discover(listing_page)
+                await self._discover(listing_pages)
                 await asyncio.gather(*workers)
             finally:
-                await listing_page.close()
+                for p in listing_pages:
+                    await p.close()
                 if self._bar is not None:
                     self._bar.close()
             self.summary.browser_requests_blocked = browser.blocked_requests

@@ -93,11 +93,12 @@ class CrawlState:
             [(u, json.dumps(c, ensure_ascii=False)) for u, c in listings],
         )
 
-    def next_listing(self) -> tuple[int, str, list[str]] | None:
-        row = self.db.execute(
-            "SELECT seq, url, context FROM listings WHERE status='pending' ORDER BY seq LIMIT 1"
-        ).fetchone()
-        return (row[0], row[1], json.loads(row[2])) if row else None
+    def pending_listings(self, limit: int) -> list[tuple[int, str, list[str]]]:
+        """The ``limit`` pending listings with the lowest sequence numbers."""
+        rows = self.db.execute(
+            "SELECT seq, url, context FROM listings WHERE status='pending' ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [(s, u, json.loads(c)) for s, u, c in rows]
 
     def finish_listing(
         self,

@@ -121,7 +121,7 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     mu1, mu2 = x.mean(0), y.mean(0)
     s1 = np.cov(x, rowvar=False)
     s2 = np.cov(y, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         eps = np.eye(s1.shape[0]) * 1e-6
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
@@ -157,19 +157,19 @@ class FeatureSpace:
 # --------------------------------------------------------------------------------------------
 # checkpoint / editor
 # --------------------------------------------------------------------------------------------
-def editable_groups(caps: dict, catalog: Catalog) -> dict[str, list[str]]:
-    """``{group: values}`` the editor can set, from its capabilities (several layouts accepted)."""
-    g = caps.get("groups") or caps.get("edit") or {}
-    if isinstance(g, dict):
-        out = {}
-        for name, vals in g.items():
-            if isinstance(vals, dict):
-                vals = vals.get("values", [])
-            out[name] = list(vals) if vals else list(catalog.schema.groups.get(name, ()))
-        return out
-    if isinstance(g, list | tuple):
-        return {name: list(catalog.schema.groups.get(name, ())) for name in g}
-    return {}
+def editable_groups(caps: dict, catalog: Catalog) -> tuple[dict[str, list[str]], list[dict[str, str]] | None]:
+    """``({group: values}, fixed_edits)`` the editor can do, from ``Editor.capabilities()``.
+
+    ``fixed_edits`` is set for editors that do only specific edits (a CycleGAN trained on
+    two domains, e.g. ``{"pattern": "stripes"}``); None when any value may be asked for.
+    """
+    edit = caps.get("edit")
+    if not isinstance(edit, dict):
+        return {}, None
+    groups = edit.get("groups") or {}
+    out = {g: list(v) if v else list(catalog.schema.groups.get(g, ())) for g, v in groups.items()}
+    fixed = edit.get("edits")
+    return out, ([dict(e) for e in fixed] if fixed else None)
 
 
 def image_size_of(caps: dict, default: int = 64) -> int:
@@ -210,20 +210,54 @@ def _open(path: Path) -> Image.Image:
 
 def evaluate_edits(
     editor, catalog: Catalog, clf: AttributeClassifier, groups: dict[str, list[str]], size: int,
-    cfg: EvalConfig, features: FeatureSpace | None,
+    cfg: EvalConfig, features: FeatureSpace | None, fixed_edits: list[dict[str, str]] | None = None,
+    pass_labels: bool = True,
 ) -> dict:
     rng = random.Random(cfg.seed)
     heldout = set(clf.report.get("heldout_ids", []))
     items = sorted(catalog.items, key=lambda it: (it.id not in heldout, it.id))[: cfg.items]
-    # One edit per (item, group with a known value): a different value of that group.
+    # One edit per (item, group with a known value): a different value of that group. With
+    # --variant-of the value must be one the renderer can draw for this product (a knitted
+    # top has no 3/4 length), so candidates are tried in random order until one renders.
+    variant_tmp = tempfile.TemporaryDirectory(prefix="variants-") if cfg.variant_of else None
+    render_variant = None
+    if cfg.variant_of:
+        from catalog import SchemaError
+        from crawler.demo.render import render_variant
     jobs: dict[tuple[str, str], list] = defaultdict(list)
+    truth_paths: dict[tuple[str, str, str], Path] = {}
+    skipped_no_truth = 0
+
+    def choose(it, g: str, candidates: list[str]) -> str | None:
+        nonlocal skipped_no_truth
+        rng.shuffle(candidates)
+        if render_variant is None:
+            return candidates[0] if candidates else None
+        for v in candidates:
+            out_path = Path(variant_tmp.name) / f"{it.id}_{g}_{v}.png"
+            try:
+                render_variant(catalog.root, it.id, {g: v}, out_path)
+            except SchemaError:
+                continue
+            truth_paths[(it.id, g, v)] = out_path
+            return v
+        skipped_no_truth += 1
+        return None
+
     for it in items:
+        if fixed_edits is not None:  # e.g. CycleGAN: each of its edits on items not already there
+            for e in fixed_edits:
+                ((g, v),) = e.items()
+                if it.labels.get(g) not in (None, v) and choose(it, g, [v]) is not None:
+                    jobs[(g, v)].append(it)
+            continue
         for g, vals in groups.items():
             cur = it.labels.get(g)
-            choices = [v for v in vals if v != cur]
-            if cur is None or not choices:
+            if cur is None:
                 continue
-            jobs[(g, rng.choice(choices))].append(it)
+            v = choose(it, g, [x for x in vals if x != cur])
+            if v is not None:
+                jobs[(g, v)].append(it)
     if not jobs:
         raise EvaluationError("no edit to evaluate: no evaluated item has a known value in an editable group")
     inputs_cache: dict[str, Image.Image] = {it.id: _open(catalog.image_path(it)) for it in items}
@@ -232,42 +266,44 @@ def evaluate_edits(
     pred_all = clf.predict(ins)
     pred_by_id = {it.id: {g: pred_all[g][k] for g in pred_all} for k, it in enumerate(items)}
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    generated: list[Image.Image] = []
-    variant_tmp = tempfile.TemporaryDirectory(prefix="variants-") if cfg.variant_of else None
-    render_variant = None
-    if cfg.variant_of:
-        from crawler.demo.render import render_variant
-    n_edits = 0
+    done: list[tuple[str, str, list, list[Image.Image]]] = []  # (group, value, items, outputs)
     t0 = time.perf_counter()
     for (g, v), its in sorted(jobs.items()):
         for chunk in _batched(its, cfg.batch_size):
             ins = [inputs_cache[it.id] for it in chunk]
-            outs = editor.edit(ins, {g: v})
-            n_edits += len(outs)
-            generated.extend(outs)
-            x_in, x_out = to_float_tensor(ins, size), to_float_tensor(outs, size)
-            pred_in = {og: [pred_by_id[it.id][og] for it in chunk] for og in pred_all}
-            pred_out = clf.predict(outs)
-            rec = per_group[g]
-            rec["l1_input"] += l1(x_out, x_in).tolist()
-            rec["ssim_input"] += ssim(x_out, x_in).tolist()
-            if g in pred_out:
-                rec["success"] += [p == v for p in pred_out[g]]
-            for og in pred_out:
-                if og != g:
-                    rec["kept"] += [a == b for a, b in zip(pred_in[og], pred_out[og], strict=True)]
-            if render_variant is not None:
-                truths = []
-                for it in chunk:
-                    out_path = Path(variant_tmp.name) / f"{it.id}_{g}_{v}.png"
-                    render_variant(catalog.root, it.id, {g: v}, out_path)
-                    truths.append(_open(out_path))
-                x_true = to_float_tensor(truths, size)
-                rec["l1_truth"] += l1(x_out, x_true).tolist()
-                rec["ssim_truth"] += ssim(x_out, x_true).tolist()
-                rec["l1_input_to_truth"] += l1(x_in, x_true).tolist()
-                rec["ssim_input_to_truth"] += ssim(x_in, x_true).tolist()
+            if pass_labels:  # StarGAN keeps unnamed groups; give it the catalog's known labels
+                outs = editor.edit(ins, {g: v}, source_labels=[dict(it.labels) for it in chunk])
+            else:
+                outs = editor.edit(ins, {g: v})
+            done.append((g, v, chunk, list(outs)))
     seconds = time.perf_counter() - t0
+    generated = [im for *_, outs in done for im in outs]
+    n_edits = len(generated)
+    # The classifier reads every output in one batched pass (its trunk dominates the cost).
+    pred_gen = clf.predict(generated)
+    k = 0
+    for g, v, chunk, outs in done:
+        n = len(outs)
+        pred_out = {og: pred_gen[og][k : k + n] for og in pred_gen}
+        k += n
+        pred_in = {og: [pred_by_id[it.id][og] for it in chunk] for og in pred_all}
+        ins = [inputs_cache[it.id] for it in chunk]
+        x_in, x_out = to_float_tensor(ins, size), to_float_tensor(outs, size)
+        rec = per_group[g]
+        rec["l1_input"] += l1(x_out, x_in).tolist()
+        rec["ssim_input"] += ssim(x_out, x_in).tolist()
+        if g in pred_out:
+            rec["success"] += [p == v for p in pred_out[g]]
+        for og in pred_out:
+            if og != g:
+                rec["kept"] += [a == b for a, b in zip(pred_in[og], pred_out[og], strict=True)]
+        if render_variant is not None:
+            truths = [_open(truth_paths[(it.id, g, v)]) for it in chunk]
+            x_true = to_float_tensor(truths, size)
+            rec["l1_truth"] += l1(x_out, x_true).tolist()
+            rec["ssim_truth"] += ssim(x_out, x_true).tolist()
+            rec["l1_input_to_truth"] += l1(x_in, x_true).tolist()
+            rec["ssim_input_to_truth"] += ssim(x_in, x_true).tolist()
     if variant_tmp is not None:
         variant_tmp.cleanup()
     # Classifier on the unedited inputs against the catalog labels: the ceiling for success.
@@ -286,6 +322,7 @@ def evaluate_edits(
     out = {
         "items": len(items),
         "edits": n_edits,
+        "skipped_without_renderable_target": skipped_no_truth,
         "edit_seconds": round(seconds, 3),
         "edit_success": agg("success").get("mean"),
         "kept_other_groups": agg("kept").get("mean"),
@@ -301,7 +338,7 @@ def evaluate_edits(
             "reference_input_to_true_variant": {"l1": agg("l1_input_to_truth"), "ssim": agg("ssim_input_to_truth")},
         })
     if features is not None:
-        real = features(ins)
+        real = features([inputs_cache[it.id] for it in items])
         fake = features(generated)
         out["frechet_distance"] = {"value": frechet_distance(real, fake), "real": len(real), "generated": len(fake),
                                    "feature_space": features.name}
@@ -404,7 +441,8 @@ def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = 
     editor = load_editor(run, device=cfg.device)
     caps = editor.capabilities()
     size = image_size_of(caps)
-    groups = {g: v for g, v in editable_groups(caps, catalog).items() if g in catalog.schema.groups}
+    all_groups, fixed = editable_groups(caps, catalog)
+    groups = {g: v for g, v in all_groups.items() if g in catalog.schema.groups}
     report: dict = {
         "run": str(run),
         "catalog": str(catalog.root),
@@ -421,9 +459,11 @@ def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = 
         rep = {k: v for k, v in clf.report.items() if k != "heldout_ids"}
         report["classifier"] = {"kind": "frozen EfficientNet-Lite0 (ImageNet) + per-group logistic heads",
                                 "resolution": size, **rep}
-        report["edits"] = evaluate_edits(editor, catalog, clf, groups, size, cfg, features)
+        report["edits"] = evaluate_edits(editor, catalog, clf, groups, size, cfg, features, fixed,
+                                         pass_labels=caps.get("model") == "stargan")
     if caps.get("to_model"):
-        report["to_model"] = evaluate_to_model(editor, catalog, size, cfg, features, _run_config(run))
+        run_cfg = editor.cfg.to_dict() if hasattr(editor, "cfg") else _run_config(run)
+        report["to_model"] = evaluate_to_model(editor, catalog, size, cfg, features, run_cfg)
     if "edits" not in report and "to_model" not in report:
         raise EvaluationError(f"{run}: the editor can neither edit this catalog's groups nor translate to model photos "
                               f"(capabilities: {caps})")

@@ -43,6 +43,9 @@ class TrainOptions:
     keep_checkpoints: int = 3
     n_samples: int = 8  # rows of the sample grid
     groups: list[str] | None = None  # StarGAN: schema groups to learn (None: all)
+    # Schema: this schema.json, else the catalog's own, else (with groups) inferred from the
+    # catalog's values, else the thesis default.
+    schema: str | None = None
     max_items: int | None = None  # use only the first N catalog items (smoke runs)
     pairs: str | None = None  # pix2pix (and CycleGAN model domain): pairs file
     domain_a: str = "product:pattern=unicolors"  # CycleGAN domains, see datasets.parse_domain

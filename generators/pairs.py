@@ -12,10 +12,12 @@ the centre crop) or a detail shot (which fills everything). The masks cannot tel
 view from a back view, which is the method's known ceiling.
 
 ``pose`` — BlazePose landmarks (:mod:`generators.pose`) score each photo as "front, full
-body": a person is present (landmark model's pose flag), the feet (ankles, heels, toes) are
-visible and inside the photo, the face is visible (nose, eyes), and the shoulders are in
-front-view order (the person's left shoulder on the image's right). Each photo also gets a
-label (``front_full``, ``back_full``, ``upper_close``, ``detail``) for diagnostics.
+body": a person is present (landmark model's pose flag times a skeleton plausibility check),
+the feet (ankles, heels, toes) are visible and inside the photo, the nose is inside the
+photo, and a face detector (BlazeFace) finds a face on the head region. The last one is what
+tells front from back: the landmark model places a face and a front-view left/right order on
+the back of a head too (measured on the demo catalog; see docs/generators_eval.md). Each photo
+also gets a label (``front_full``, ``back_full``, ``upper_close``, ``detail``) for diagnostics.
 
 Output: a pairs file (``.csv`` or ``.jsonl``, by extension; format in docs/generators.md):
 ``id, product_path, model_path, method, score`` with paths relative to the catalog folder,
@@ -165,58 +167,78 @@ def kmeans_pick(
 class PoseRules:
     """Thresholds of the landmark rules (probabilities from the landmark model)."""
 
-    min_presence: float = 0.5  # landmark model's pose flag: a person is in the photo
-    min_visible: float = 0.5  # a landmark counts as seen
+    min_presence: float = 0.5  # pose flag x skeleton plausibility: a person is in the photo
+    min_feet: float = 0.3  # visibility (x inside the photo) from which feet count as shown
+    min_front: float = 0.5  # frontness (face detector, damped by left/right order): a front view
     min_score: float = 0.25  # a product's best photo must reach this to be paired
 
 
 def pose_features(pose, image_size: tuple[int, int]) -> dict[str, float]:
-    """Per-photo numbers the rules use (all in [0, 1] except ``facing``, in [-1, 1])."""
+    """Per-photo numbers the rules use (all in [0, 1] except ``facing``, in [-1, 1]).
+
+    ``person``: landmark model's pose flag times the skeleton's plausibility; ``face``: the
+    face detector on the head region; ``feet``: the weaker foot's best visible point (ankle,
+    heel or toe) inside the photo; ``head_in``: the nose inside the photo; ``facing``:
+    shoulder and hip left/right order (+1 front, -1 back; kept for the report: the landmark
+    model mostly answers "front" for back views too, so the rules do not rely on it);
+    ``landmark_face``: the landmark model's own face visibility (same caveat).
+    """
     from generators import pose as P
 
     if pose is None:
-        return {"presence": 0.0, "face": 0.0, "feet": 0.0, "head_in": 0.0, "facing": 0.0, "height": 0.0}
-    w, h = image_size
+        return {"person": 0.0, "presence": 0.0, "face": 0.0, "feet": 0.0, "head_in": 0.0, "facing": 0.0,
+                "landmark_face": 0.0, "height": 0.0}
+    h = image_size[1]
     vis = pose.landmarks[:, 3]
     inside = pose.in_frame(list(range(P.NUM_LANDMARKS)), margin=0.0)
     seen = vis * inside
-    face = float(np.mean(np.sort(seen[[P.NOSE, P.LEFT_EYE, P.RIGHT_EYE]])[-2:]))
     left_foot = float(max(seen[P.LEFT_ANKLE], seen[P.LEFT_HEEL], seen[P.LEFT_FOOT]))
     right_foot = float(max(seen[P.RIGHT_ANKLE], seen[P.RIGHT_HEEL], seen[P.RIGHT_FOOT]))
-    feet = min(left_foot, right_foot)
     ls, rs = pose.landmarks[P.LEFT_SHOULDER, :2], pose.landmarks[P.RIGHT_SHOULDER, :2]
     lh, rh = pose.landmarks[P.LEFT_HIP, :2], pose.landmarks[P.RIGHT_HIP, :2]
-    # Front view: the person's left side is on the image's right (x grows). Shoulders and
-    # hips both vote, normalised by the torso's width so a side view gives ~0.
+    # Front view: the person's left side is on the image's right (x grows).
     span = float(np.linalg.norm(ls - rs) + np.linalg.norm(lh - rh)) + 1e-6
     facing = float(np.clip(((ls[0] - rs[0]) + (lh[0] - rh[0])) / span, -1.0, 1.0))
     ys = pose.landmarks[:, 1]
-    height = float((ys[list(P.FEET)].max() - ys[P.NOSE]) / h)
     return {
+        "person": float(pose.presence * pose.plausibility()),
         "presence": float(pose.presence),
-        "face": face,
-        "feet": feet,
+        "face": float(pose.extra.get("face_score", 0.0)),
+        "feet": min(left_foot, right_foot),
         "head_in": float(inside[P.NOSE]),
         "facing": facing,
-        "height": height,
+        "landmark_face": float(np.mean(np.sort(seen[[P.NOSE, P.LEFT_EYE, P.RIGHT_EYE]])[-2:])),
+        "height": float((ys[list(P.FEET)].max() - ys[P.NOSE]) / h),
     }
+
+
+def frontness(f: dict[str, float]) -> float:
+    """Evidence of a front view: the face detector, damped when the body's left/right order
+    says "back". The face detector is the strong cue (the landmark model outputs a face on
+    the back of a head too); the shoulder/hip order is right on most back views once the
+    crop is refined and halves the score there."""
+    return f["face"] * (0.75 + 0.25 * f["facing"])
 
 
 def pose_label(f: dict[str, float], rules: PoseRules | None = None) -> str:
     rules = rules or PoseRules()
-    if f["presence"] < rules.min_presence:
+    if f["person"] < rules.min_presence:
         return "detail"
-    if f["feet"] < rules.min_visible or f["head_in"] < 0.5:
+    if f["feet"] < rules.min_feet or f["head_in"] < 0.5:
         return "upper_close"
-    if f["face"] >= rules.min_visible and f["facing"] > 0:
-        return "front_full"
-    return "back_full"
+    return "front_full" if frontness(f) >= rules.min_front else "back_full"
 
 
-def front_full_score(f: dict[str, float]) -> float:
-    """Soft "front, full body" score: all conditions must hold, so they multiply."""
-    facing = 0.5 * (1.0 + f["facing"])
-    return float(f["presence"] * f["feet"] * f["head_in"] * f["face"] * facing)
+def front_full_score(f: dict[str, float], rules: PoseRules | None = None) -> float:
+    """Soft "front, full body" score in [0, 1]: every condition must hold, so they multiply.
+
+    Feet count fully from ``min_feet`` visibility on: what makes a photo full-body is that
+    the feet are inside it at all (a close-up has them outside, visibility x in-frame = 0),
+    not how sure the model is about a small foot.
+    """
+    rules = rules or PoseRules()
+    feet = min(1.0, f["feet"] / rules.min_feet)
+    return float(f["person"] * feet * f["head_in"] * frontness(f))
 
 
 class FeatureCache:
@@ -298,7 +320,7 @@ def pose_pick(
     feats: list[dict[str, float]], groups: list[list[int]], rules: PoseRules | None = None
 ) -> list[tuple[int, float] | None]:
     rules = rules or PoseRules()
-    scores = [front_full_score(f) for f in feats]
+    scores = [front_full_score(f, rules) for f in feats]
     picks: list[tuple[int, float] | None] = []
     for members in groups:
         if not members:

@@ -17,6 +17,11 @@ pose graph that sit around the models, for still images:
    we do this once on the same image, which centres the body better than the detector's
    coarse keypoints did.
 
+5. **Face check**: BlazeFace (short range, 128×128, 896 anchors) on a square around the head
+   landmarks. The landmark model was trained to place a face even on the back of a head
+   (its face visibility stays near 1 on back views), so a face detector on the head region
+   is what tells a front view from a back view.
+
 When the detector finds nobody (it was trained on people in the wild, and a product photo
 often shows a torso only), :meth:`PoseEstimator.estimate` falls back to an upright square
 ROI around the photo's foreground (non-white pixels) if ``mask_fallback`` is on; this is
@@ -40,6 +45,7 @@ from generators.pose_models import DEFAULT_DIR, model_paths
 
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
+FACE_SIZE = 128
 NUM_LANDMARKS = 33  # body landmarks; the model emits 39 (6 auxiliary ROI points)
 
 NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR = 0, 2, 5, 7, 8
@@ -156,9 +162,29 @@ class Pose:
             xy[:, 1] <= (1 + margin) * h
         )
 
+    def plausibility(self) -> float:
+        """1 for an upright human skeleton, 0 for landmarks scattered over an object.
+
+        The landmark model's presence flag is confidently high on some product shots
+        (shoes, bags: about a third of myntra-a's shoe photos); the skeleton it then
+        outputs is degenerate. Checked: nose above the shoulders above the hips, shoulders
+        at least 15 % of the torso length apart, torso at least 8 % of the photo height.
+        Shop photos are upright, so upright order is a fair requirement.
+        """
+        lm = self.landmarks
+        h = self.image_size[1]
+        ms = (lm[LEFT_SHOULDER, :2] + lm[RIGHT_SHOULDER, :2]) / 2
+        mh = (lm[LEFT_HIP, :2] + lm[RIGHT_HIP, :2]) / 2
+        torso = float(np.linalg.norm(ms - mh))
+        shoulders = float(np.linalg.norm(lm[LEFT_SHOULDER, :2] - lm[RIGHT_SHOULDER, :2]))
+        upright = lm[NOSE, 1] < ms[1] < mh[1]
+        return float(upright and shoulders >= 0.15 * torso and torso >= 0.08 * h)
+
     def to_dict(self) -> dict:
         return {
             "presence": float(self.presence),
+            "plausibility": self.plausibility(),
+            "face_score": self.extra.get("face_score"),
             "detection_score": None if self.detection_score is None else float(self.detection_score),
             "roi": {"cx": self.roi.cx, "cy": self.roi.cy, "size": self.roi.size,
                     "rotation": self.roi.rotation, "source": self.roi.source},
@@ -216,6 +242,72 @@ def foreground_box(rgb: np.ndarray, threshold: int = 240) -> tuple[int, int, int
     return int(x0), int(y0), int(x1) + 1, int(y1) + 1
 
 
+class SsdDetector:
+    """MediaPipe's SSD-style detectors (BlazePose detector, BlazeFace) on a letterboxed input.
+
+    Both regress, per anchor, a box (centre, size) and ``num_keypoints`` points as offsets in
+    input pixels from the anchor centre, with one logit score; hits are merged by weighted
+    non-maximum suppression. Inputs are RGB scaled to [-1, 1].
+    """
+
+    def __init__(self, path: Path, size: int, strides: tuple[int, ...], num_keypoints: int,
+                 min_score: float, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.size = size
+        self.min_score = min_score
+        self.num_keypoints = num_keypoints
+        self.anchors = ssd_anchors(size, strides)
+        self._it = Interpreter(model_path=str(path), num_threads=num_threads)
+        self._it.allocate_tensors()
+        self._in = self._it.get_input_details()[0]["index"]
+        n = len(self.anchors)
+        outs = {tuple(d["shape"]): d["index"] for d in self._it.get_output_details()}
+        coords = 4 + 2 * num_keypoints
+        if (1, n, coords) not in outs or (1, n, 1) not in outs:
+            raise ValueError(f"{path}: outputs {sorted(outs)} do not fit {n} anchors with {num_keypoints} keypoints")
+        self._boxes, self._scores = outs[(1, n, coords)], outs[(1, n, 1)]
+
+    def scores(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, int, int]]:
+        """Raw per-anchor regressions and sigmoid scores, plus the letterbox (scale, pad_x, pad_y)."""
+        h, w = rgb.shape[:2]
+        scale = self.size / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        pad_x, pad_y = (self.size - nw) // 2, (self.size - nh) // 2
+        canvas = np.zeros((self.size, self.size, 3), np.float32)
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(rgb, (nw, nh), interpolation=interp).astype(np.float32)
+        canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = resized / 127.5 - 1.0
+        self._it.set_tensor(self._in, canvas[None])
+        self._it.invoke()
+        raw = self._it.get_tensor(self._boxes)[0]
+        scores = _sigmoid(self._it.get_tensor(self._scores)[0, :, 0])
+        return raw, scores, (scale, pad_x, pad_y)
+
+    def detect(self, rgb: np.ndarray, min_score: float | None = None) -> list[Detection]:
+        raw, scores, (scale, pad_x, pad_y) = self.scores(rgb)
+        keep = scores >= (self.min_score if min_score is None else min_score)
+        if not keep.any():
+            return []
+        raw, scores, anchors = raw[keep], scores[keep], self.anchors[keep]
+        s = float(self.size)
+        cx = raw[:, 0] / s + anchors[:, 0]
+        cy = raw[:, 1] / s + anchors[:, 1]
+        bw, bh = raw[:, 2] / s, raw[:, 3] / s
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        k = self.num_keypoints
+        kps = raw[:, 4 : 4 + 2 * k].reshape(-1, k, 2) / s + anchors[:, None, :]
+
+        def unletterbox(p: np.ndarray) -> np.ndarray:
+            q = p.copy()
+            q[..., 0] = (p[..., 0] * self.size - pad_x) / scale
+            q[..., 1] = (p[..., 1] * self.size - pad_y) / scale
+            return q
+
+        return [Detection(box=unletterbox(box.reshape(2, 2)).reshape(4), keypoints=unletterbox(kp), score=score)
+                for box, kp, score in weighted_nms(boxes, kps, scores)]
+
+
 class PoseEstimator:
     """BlazePose on still images: detector → aligned crop → landmarks (→ one refinement).
 
@@ -238,56 +330,20 @@ class PoseEstimator:
         self.refine = refine
         self.mask_fallback = mask_fallback
         self.use_detector = use_detector
-        self._det = Interpreter(model_path=str(paths["detector"]), num_threads=num_threads)
-        self._det.allocate_tensors()
+        self._person = SsdDetector(paths["detector"], DETECTOR_SIZE, (8, 16, 32, 32, 32), 4,
+                                   min_detection_score, num_threads)
+        self._face = SsdDetector(paths["face"], FACE_SIZE, (8, 16, 16, 16), 6, 0.0, num_threads)
         self._lmk = Interpreter(model_path=str(paths["landmark"]), num_threads=num_threads)
         self._lmk.allocate_tensors()
-        self._det_in = self._det.get_input_details()[0]["index"]
-        det_out = {tuple(d["shape"]): d["index"] for d in self._det.get_output_details()}
-        self._det_boxes = det_out[(1, 2254, 12)]
-        self._det_scores = det_out[(1, 2254, 1)]
         self._lmk_in = self._lmk.get_input_details()[0]["index"]
         lmk_out = {tuple(d["shape"]): d["index"] for d in self._lmk.get_output_details()}
         self._lmk_points = lmk_out[(1, 195)]
         self._lmk_flag = lmk_out[(1, 1)]
-        self._anchors = ssd_anchors()
 
     # --- detector ----------------------------------------------------------------------
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """All people found by the detector, best first, in image pixels."""
-        h, w = rgb.shape[:2]
-        scale = DETECTOR_SIZE / max(h, w)
-        nw, nh = round(w * scale), round(h * scale)
-        pad_x, pad_y = (DETECTOR_SIZE - nw) // 2, (DETECTOR_SIZE - nh) // 2
-        canvas = np.zeros((DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
-        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA).astype(np.float32)
-        canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = resized / 127.5 - 1.0
-        self._det.set_tensor(self._det_in, canvas[None])
-        self._det.invoke()
-        raw = self._det.get_tensor(self._det_boxes)[0]
-        scores = _sigmoid(self._det.get_tensor(self._det_scores)[0, :, 0])
-        keep = scores >= self.min_detection_score
-        if not keep.any():
-            return []
-        raw, scores, anchors = raw[keep], scores[keep], self._anchors[keep]
-        s = float(DETECTOR_SIZE)
-        cx = raw[:, 0] / s + anchors[:, 0]
-        cy = raw[:, 1] / s + anchors[:, 1]
-        bw, bh = raw[:, 2] / s, raw[:, 3] / s
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        kps = raw[:, 4:12].reshape(-1, 4, 2) / s + anchors[:, None, :]
-
-        def unletterbox(p: np.ndarray) -> np.ndarray:
-            q = p.copy()
-            q[..., 0] = (p[..., 0] * DETECTOR_SIZE - pad_x) / scale
-            q[..., 1] = (p[..., 1] * DETECTOR_SIZE - pad_y) / scale
-            return q
-
-        out = []
-        for box, kp, score in weighted_nms(boxes, kps, scores):
-            b = unletterbox(box.reshape(2, 2)).reshape(4)
-            out.append(Detection(box=b, keypoints=unletterbox(kp), score=score))
-        return out
+        return self._person.detect(rgb)
 
     @staticmethod
     def roi_from_points(center: np.ndarray, scale_point: np.ndarray, source: str, enlarge: float = 1.25) -> Roi:
@@ -326,6 +382,25 @@ class PoseEstimator:
         pose.extra["aux"] = lm[NUM_LANDMARKS:]
         return pose
 
+    def head_roi(self, pose: Pose, scale: float = 3.0) -> Roi:
+        """Upright square around the head landmarks, ``scale`` times the ear-to-ear distance.
+
+        Bounded below by half the shoulder width so that a head seen from behind (ears
+        placed close together) still gives a crop that holds the whole head.
+        """
+        lm = pose.landmarks
+        centre = lm[[NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR], :2].mean(axis=0)
+        ears = float(np.linalg.norm(lm[LEFT_EAR, :2] - lm[RIGHT_EAR, :2]))
+        shoulders = float(np.linalg.norm(lm[LEFT_SHOULDER, :2] - lm[RIGHT_SHOULDER, :2]))
+        side = max(ears * scale, 0.5 * shoulders, 8.0)
+        return Roi(float(centre[0]), float(centre[1]), side, 0.0, "head")
+
+    def face_score(self, rgb: np.ndarray, pose: Pose) -> float:
+        """BlazeFace's best score on the head region: high for a face, low for the back of a head."""
+        crop = self.head_roi(pose).crop(rgb, FACE_SIZE)
+        _, scores, _ = self._face.scores(crop)
+        return float(scores.max())
+
     def estimate(self, image: np.ndarray | object) -> Pose | None:
         """The most prominent person of a photo, or None when there is none.
 
@@ -351,6 +426,7 @@ class PoseEstimator:
                 refined.extra["first_pass"] = pose
                 pose = refined
         pose.detection_score = det_score
+        pose.extra["face_score"] = self.face_score(rgb, pose) if pose.presence >= 0.5 else 0.0
         return pose
 
 

@@ -73,6 +73,31 @@ def make_solver(cfg: Config, schema: Schema, device: torch.device, meta: dict | 
     return cls(cfg, schema, device, meta)
 
 
+def load_training_catalog(cfg: Config, catalog_dir: str | Path) -> Catalog:
+    """The catalog with the schema the run trains on.
+
+    A catalog without ``schema.json`` (e.g. the real ``myntra-a`` sample) gets its schema for
+    ``train.groups`` inferred from its own values, so no label is dropped as out of schema.
+    """
+    from catalog import SCHEMA_FILE, infer_schema
+    from catalog.format import CATALOG_FILE, read_rows
+
+    root = Path(catalog_dir)
+    if not (root / CATALOG_FILE).is_file():
+        raise TrainError(f"--catalog {root}: no {CATALOG_FILE} there")
+    if cfg.train.schema:
+        schema = Schema.load(cfg.train.schema)
+    elif (root / SCHEMA_FILE).is_file() or not cfg.train.groups:
+        schema = Schema.for_catalog(root)
+    else:
+        header, rows = read_rows(root / CATALOG_FILE)
+        missing = [g for g in cfg.train.groups if g not in header]
+        if missing:
+            raise TrainError(f"--groups: {missing} are not columns of {root / CATALOG_FILE}")
+        schema, _ = infer_schema((dict(zip(header, r, strict=False)) for _, r in rows), cfg.train.groups)
+    return load_catalog(root, schema=schema)
+
+
 def trained_schema(cfg: Config, cat: Catalog) -> Schema:
     groups = cfg.train.groups
     if not groups:
@@ -192,7 +217,7 @@ def train(
     np.random.seed(t.seed)
     torch.manual_seed(t.seed)
 
-    cat = load_catalog(catalog_dir)
+    cat = load_training_catalog(cfg, catalog_dir)
     schema = trained_schema(cfg, cat)
     if state is not None and state["schema"] != schema.to_dict():
         raise TrainError(f"--resume: the catalog's schema differs from the run's ({run_dir / 'schema.json'})")
@@ -298,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans --steps")
     ap.add_argument("--pairs", help="pairs file (pix2pix; CycleGAN model domain)")
     ap.add_argument("--groups", help="StarGAN: comma-separated schema groups to learn (default: all)")
+    ap.add_argument("--schema", help="schema.json to use instead of the catalog's own")
     ap.add_argument("--domain-a", help="CycleGAN domain A, e.g. product:pattern=unicolors or product")
     ap.add_argument("--domain-b", help="CycleGAN domain B, e.g. product:pattern=stripes or model")
     ap.add_argument("--max-items", type=int, help="use only the first N items")
@@ -325,7 +351,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     apply_overrides(cfg, parse_set(args.set), source="--set")
     flags = {
         "image_size": args.image_size, "steps": args.steps, "batch_size": args.batch_size,
-        "device": args.device, "seed": args.seed, "pairs": args.pairs,
+        "device": args.device, "seed": args.seed, "pairs": args.pairs, "schema": args.schema,
         "groups": args.groups.split(",") if args.groups else None, "domain_a": args.domain_a,
         "domain_b": args.domain_b, "max_items": args.max_items, "log_every": args.log_every,
         "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,

@@ -78,7 +78,7 @@ def choose_spec(n: int, dim: int, kind: str = "auto", nlist: int | None = None) 
         opq_dim = dim if dim <= 256 else 256
         opq_dim -= opq_dim % 4
         m = _pq_m(opq_dim)
-        params.update({"opq_dim": opq_dim, "pq_m": m, "nbits": 8})
+        params.update({"opq_dim": opq_dim, "pq_m": m, "nbits": 8, "opq_iter": 20})
         if n < 256:
             raise IndexConfigError(f"ivfpq needs at least 256 vectors to train its codebooks, have {n}")
     return IndexSpec(kind, dim, params=params)
@@ -97,6 +97,9 @@ def _empty_index(spec: IndexSpec) -> faiss.Index:
         index = faiss.index_factory(d, f"IVF{p['nlist']},Flat", ip)
     elif spec.kind == "ivfpq":
         index = faiss.index_factory(d, f"OPQ{p['pq_m']}_{p['opq_dim']},IVF{p['nlist']},PQ{p['pq_m']}x{p.get('nbits', 8)}", ip)
+        # OPQ alternates rotation and PQ training; 50 rounds (FAISS default) is slow on small
+        # machines and the rotation has converged well before.
+        faiss.downcast_VectorTransform(index.chain.at(0)).niter = int(p.get("opq_iter", 20))
     else:
         raise IndexConfigError(f"unknown index kind {spec.kind!r}")
     # A hash-table direct map lets the index reconstruct and remove by arbitrary int64 id.

@@ -22,7 +22,7 @@ import numpy as np
 from faiss.contrib.ondisk import merge_ondisk
 
 from catalog import atomic_path
-from indexing.faiss_index import IndexSpec, training_sample, train_index
+from indexing.faiss_index import IndexSpec, train_index, training_sample
 
 log = logging.getLogger(__name__)
 

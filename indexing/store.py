@@ -364,8 +364,12 @@ class IndexStore:
             self._maybe_gpu()
         return {"added": len(catalog.items) - len(replaced), "replaced": len(replaced), "count": self.count}
 
-    def add(self, catalog: Catalog, encoder=None, shard_dir: str | Path | None = None, **embed_kwargs) -> dict:
-        """Embed the catalog's items with the index's encoder and add them; then save."""
+    def add(self, catalog: Catalog, encoder=None, engine: str = "local", engine_cfg=None,
+            shard_size: int = 2048, progress: bool = True, shard_dir: str | Path | None = None) -> dict:
+        """Embed the catalog's items with the index's encoder and add them (same id: replace); then save.
+
+        Embedding is sharded and resumable like a build (shards under ``.work-add/``).
+        """
         from indexing.embed import embed_paths
 
         encoder = encoder or self.encoder
@@ -375,7 +379,7 @@ class IndexStore:
         ids = [it.id for it in catalog.items]
         paths = [str(catalog.image_path(it)) for it in catalog.items]
         work = Path(shard_dir) if shard_dir else self.folder / ".work-add" / catalog.checksum()
-        vectors = embed_paths(encoder, ids, paths, work, **embed_kwargs)
+        vectors = embed_paths(encoder, ids, paths, work, engine, engine_cfg, shard_size, progress)
         result = self.add_vectors(catalog, vectors)
         self.save()
         _rmtree(work)

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,9 +28,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from catalog import CATALOG_FILE, atomic_path, load_catalog
+from catalog import CATALOG_FILE, atomic_path, atomic_write_text, load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINTS = ROOT / "generators" / "demo_checkpoints"
@@ -46,6 +47,7 @@ class DemoOptions:
     query: str | None = None  # item id; default: the first item the edit changes
     edit: str | None = None  # GROUP=VALUE; default: a colour the generator supports
     port: int = 0
+    generators: list[Path] | None = None  # default: the shipped demo checkpoints
 
 
 def _say(msg: str) -> None:
@@ -53,24 +55,47 @@ def _say(msg: str) -> None:
 
 
 # --- 1. catalog ------------------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
 def crawler_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("crawler.crawl", "crawler.demo.shop"))
+    """The crawler package and the browser it drives are both installed."""
+    modules = all(importlib.util.find_spec(m) is not None for m in ("crawler.crawl", "crawler.demo.shop"))
+    return modules and CHROMIUM.exists()
 
 
 def make_catalog(opts: DemoOptions) -> Path:
+    done = opts.out / "catalog.done"  # names the finished catalog folder; written last
+    if done.is_file():
+        out = opts.out / done.read_text().strip()
+        if (out / CATALOG_FILE).is_file():
+            _say(f"catalog already at {out} ({len(load_catalog(out, check_images=False))} items)")
+            return out
+    out = _fetch_catalog(opts)
+    atomic_write_text(done, out.name + "\n")
+    return out
+
+
+def _fetch_catalog(opts: DemoOptions) -> Path:
     out = opts.out / "catalog"
-    if (out / CATALOG_FILE).is_file() and (out / "schema.json").is_file():
-        _say(f"catalog already at {out} ({len(load_catalog(out, check_images=False))} items)")
-        return out
+    shutil.rmtree(out, ignore_errors=True)  # an unfinished earlier attempt
+    shutil.rmtree(opts.out / "catalog_rendered", ignore_errors=True)
     use_crawler = opts.crawl == "yes" or (opts.crawl == "auto" and crawler_available())
     if use_crawler:
-        _say("crawling the built-in demo shop with the real crawler")
-        crawl_demo_shop(out, opts)
+        _say(f"crawling the built-in demo shop ({opts.products} products) with the real crawler and browser")
+        try:
+            crawl_demo_shop(out, opts)
+            return out
+        except (subprocess.CalledProcessError, RuntimeError, TimeoutError) as exc:
+            if opts.crawl == "yes":
+                raise SystemExit(f"crawl of the demo shop failed: {exc}") from None
+            _say(f"crawl failed ({exc}); rendering the same catalog directly instead")
+            out = opts.out / "catalog_rendered"
     else:
-        from crawler.demo.render import render_catalog
+        _say(f"rendering the demo catalog ({opts.products} products; crawler or {CHROMIUM} not installed)")
+    from crawler.demo.render import render_catalog
 
-        _say(f"rendering the demo catalog ({opts.products} products; the crawler is not installed)")
-        render_catalog(out, products=opts.products, seed=opts.seed)
+    render_catalog(out, products=opts.products, seed=opts.seed)
     return out
 
 
@@ -82,10 +107,12 @@ def crawl_demo_shop(out: Path, opts: DemoOptions) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     try:
-        url = _read_line_with(shop, ("http://",), timeout=120)
+        url = _read_line_with(shop, ("http://",), timeout=300)
         url = url[url.index("http://"):].split()[0]
+        # the shop is our own process on 127.0.0.1: no politeness delay needed
         subprocess.run(
-            [sys.executable, "-m", "crawler", "crawl", "--site", "demo", "--url", url, "--out", str(out)],
+            [sys.executable, "-m", "crawler", "crawl", "--site", "demo", "--start-url", url, "--out", str(out),
+             "--max-products", str(opts.products), "--delay", "0"],
             cwd=ROOT, check=True,
         )
     finally:
@@ -95,15 +122,17 @@ def crawl_demo_shop(out: Path, opts: DemoOptions) -> None:
 # --- 2. index ----------------------------------------------------------------------------------
 def build_index(catalog_dir: Path, opts: DemoOptions) -> Path:
     index_dir = opts.out / "index"
-    if (index_dir / "manifest.json").is_file():
-        _say(f"index already at {index_dir}")
+    catalog = load_catalog(catalog_dir)
+    manifest = index_dir / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("catalog_checksum") == catalog.checksum():
+        _say(f"index of this catalog already at {index_dir}")
         return index_dir
     _say("building the FAISS index (built-in EfficientNet-Lite0 encoder)")
     from indexing.build import BuildConfig, build
     from indexing.encoder import Encoder
 
     t0 = time.perf_counter()
-    store = build(load_catalog(catalog_dir), index_dir, Encoder.load(None, "auto"), BuildConfig(num_workers=1))
+    store = build(catalog, index_dir, Encoder.load(None, "auto"), BuildConfig(num_workers=1))
     _say(f"indexed {len(store)} items in {time.perf_counter() - t0:.0f} s")
     return index_dir
 
@@ -142,13 +171,14 @@ def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def running_server(index_dir: Path, generators: Sequence[Path], port: int = 0,
+def running_server(index_dir: Path, generators: Sequence[Path], log_path: Path, port: int = 0,
                    extra: Sequence[str] = ()) -> Iterator[str]:
     """Start ``python -m retrieval serve`` as a process; yield ``host:port`` once it is bound."""
     cmd = [sys.executable, "-m", "retrieval", "serve", "--index", str(index_dir), "--port", str(port),
            "--generators", *map(str, generators), *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(log_path, "w") as log_fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_fh, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         line = _read_line_with(proc, ("LISTENING",), timeout=120)
         yield line.split()[1]
@@ -165,22 +195,25 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
-def contact_sheet(tiles: Sequence[tuple[Image.Image, Sequence[str]]], title: str, out: Path,
+def contact_sheet(tiles: Sequence[tuple[Image.Image, Sequence[str]]], title: Sequence[str], out: Path,
                   tile: int = 200, per_row: int = 5) -> Path:
-    """A grid of labelled tiles under a title line, written atomically as PNG."""
-    label_h, pad, title_h = 54, 8, 34
+    """A grid of labelled tiles under title lines, written atomically as PNG.
+
+    Tiles are scaled to fit (small GAN outputs are enlarged so they can be judged by eye).
+    """
+    label_h, pad, title_h = 54, 8, 12 + 22 * len(title)
     rows = (len(tiles) + per_row - 1) // per_row
     w = per_row * (tile + pad) + pad
     h = title_h + rows * (tile + label_h + pad) + pad
     sheet = Image.new("RGB", (w, h), (245, 245, 245))
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, 8), title, fill=(0, 0, 0), font=_font(16))
+    for j, line in enumerate(title):
+        draw.text((pad, 8 + 22 * j), line, fill=(0, 0, 0) if j == 0 else (90, 90, 90), font=_font(16 if j == 0 else 13))
     small = _font(12)
     for i, (im, lines) in enumerate(tiles):
         x = pad + (i % per_row) * (tile + pad)
         y = title_h + (i // per_row) * (tile + label_h + pad)
-        thumb = im.convert("RGB").copy()
-        thumb.thumbnail((tile, tile))
+        thumb = ImageOps.contain(im.convert("RGB"), (tile, tile), Image.Resampling.BICUBIC)
         sheet.paste(Image.new("RGB", (tile, tile), "white"), (x, y))
         sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
         for j, text in enumerate(lines[:3]):
@@ -223,9 +256,10 @@ def run_demo(opts: DemoOptions) -> Path:
     opts.out.mkdir(parents=True, exist_ok=True)
     catalog_dir = make_catalog(opts)
     index_dir = build_index(catalog_dir, opts)
-    generators = demo_generators()
-    _say(f"starting the server with generators: {', '.join(p.name for p in generators)}")
-    with running_server(index_dir, generators, opts.port) as address, RetrievalClient(address) as client:
+    generators = opts.generators or demo_generators()
+    log_path = opts.out / "server.log"
+    _say(f"starting the server with generators {', '.join(p.name for p in generators)} (log: {log_path})")
+    with running_server(index_dir, generators, log_path, opts.port) as address, RetrievalClient(address) as client:
         client.wait_until_serving(timeout=180)
         _say(f"server SERVING at {address}")
         attrs = client.list_attributes()
@@ -246,8 +280,9 @@ def run_demo(opts: DemoOptions) -> Path:
             tiles.append((Image.open(BytesIO(img)), [f"#{h.rank} {h.id}  {h.score:.3f}", _attrs(h.item.attributes),
                                                     h.item.name]))
         timings = ", ".join(f"{t.stage} {t.ms:.0f} ms" for t in resp.timings)
-        sheet = contact_sheet(tiles, f"query {item_id} + {edit}  ->  top {len(resp.hits)} hits   ({timings})",
-                              opts.out / "contact_sheet.png")
+        title = [f"query {item_id} modified with {edit}  ->  top {len(resp.hits)} hits (score: cosine similarity)",
+                 f"server timings: {timings}"]
+        sheet = contact_sheet(tiles, title, opts.out / "contact_sheet.png")
         group, value = edit.split("=", 1)
         summary = {
             "query": item_id, "edit": edit, "address": address,
@@ -281,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="crawl the demo shop with the crawler (auto: when it is installed) or render it")
     p.add_argument("--query", help="query item id")
     p.add_argument("--edit", help="GROUP=VALUE (default: a colour the query does not have)")
+    p.add_argument("--generators", nargs="+", type=Path, metavar="CKPT",
+                   help=f"generator checkpoints (default: {DEMO_CHECKPOINTS.relative_to(ROOT)}/*.pt)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     run_demo(DemoOptions(out=args.out, products=args.products, seed=args.seed, top_k=args.top_k,
-                         crawl=args.crawl, query=args.query, edit=args.edit))
+                         crawl=args.crawl, query=args.query, edit=args.edit, generators=args.generators))
     return 0
 
 

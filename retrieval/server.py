@@ -21,7 +21,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
@@ -36,6 +35,8 @@ from retrieval.service import (
     Pipeline,
     SearchQuery,
     ToModel,
+    store_size,
+    store_version,
 )
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,54 @@ def item_to_proto(item_id: str, row: dict[str, Any], groups: list[str]) -> pb.It
 
 def timings_to_proto(timings: list[tuple[str, float]]) -> list[pb.StageTiming]:
     return [pb.StageTiming(stage=s, ms=ms) for s, ms in timings]
+
+
+# --- health ----------------------------------------------------------------------------------------
+class HealthServicer(health_pb2_grpc.HealthServicer):
+    """The standard health service, whose Watch streams end once the server drains.
+
+    grpc's own asyncio servicer keeps every Watch stream open forever, so a single watching
+    load balancer would hold a graceful shutdown for the whole grace period. Here a watcher
+    gets NOT_SERVING and then the end of its stream, and the shutdown waits only for real work.
+    """
+
+    def __init__(self) -> None:
+        self._status: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+        self._draining = False
+
+    async def set(self, service: str, status: int) -> None:
+        async with self._changed:
+            if not self._draining:
+                self._status[service] = status
+                self._changed.notify_all()
+
+    async def enter_graceful_shutdown(self) -> None:
+        async with self._changed:
+            self._draining = True
+            for service in self._status:
+                self._status[service] = health_pb2.HealthCheckResponse.NOT_SERVING
+            self._changed.notify_all()
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext):
+        status = self._status.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext):
+        unknown = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        last = None
+        while True:
+            async with self._changed:  # not held while writing: a slow watcher blocks nobody
+                while self._status.get(request.service, unknown) == last and not self._draining:
+                    await self._changed.wait()
+                status, draining = self._status.get(request.service, unknown), self._draining
+            if status != last:
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            if draining:
+                return
 
 
 # --- the servicer ----------------------------------------------------------------------------
@@ -212,11 +261,10 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         async def run(p: Pipeline) -> pb.AddItemsResponse:
             if not request.catalog_dir:
                 raise InvalidArgument("catalog_dir is empty")
-            added, skipped, store = await p.add_items(request.catalog_dir, list(request.ids))
-            from retrieval.service import store_size, store_version
-
+            counts, skipped, store = await p.add_items(request.catalog_dir, list(request.ids))
             return pb.AddItemsResponse(
-                added=added, index_size=store_size(store), index_version=store_version(store), skipped=skipped
+                added=counts["added"], replaced=counts["replaced"], index_size=store_size(store),
+                index_version=store_version(store), skipped=skipped,
             )
 
         return await self._call(context, run)
@@ -227,8 +275,6 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         await self._require_admin(context)
 
         async def run(p: Pipeline) -> pb.RemoveItemsResponse:
-            from retrieval.service import store_size, store_version
-
             removed, missing, store = await p.remove_items(list(request.ids))
             return pb.RemoveItemsResponse(
                 removed=removed, not_found=missing, index_size=store_size(store), index_version=store_version(store)
@@ -240,11 +286,9 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         await self._require_admin(context)
 
         async def run(p: Pipeline) -> pb.ReloadResponse:
-            from retrieval.service import store_size, store_version
-
             store = await p.reload(request.index_dir or None)
             return pb.ReloadResponse(
-                index_size=store_size(store), index_version=store_version(store), index_dir=str(p._index_dir)
+                index_size=store_size(store), index_version=store_version(store), index_dir=str(p.index_dir)
             )
 
         return await self._call(context, run)

@@ -335,7 +335,16 @@ class Pipeline:
         )
         return cls(config, encoder, store, editors, device, batching)
 
+    def batch_stats(self) -> dict[str, dict[str, float]]:
+        """How the model calls were grouped: batches, items, mean size, items dropped as expired."""
+        out = {}
+        for name, st in (("generator", self.edit_batcher.stats), ("encoder", self.encode_batcher.stats)):
+            out[name] = {"batches": st.batches, "items": st.items, "mean_size": round(st.mean_size, 2),
+                         "max_size": st.max_size, "dropped_expired": st.dropped}
+        return out
+
     async def close(self) -> None:
+        log.info("model calls: %s", self.batch_stats())
         await self.edit_batcher.close()
         await self.encode_batcher.close()
         self.model_executor.shutdown(wait=True)
@@ -371,6 +380,10 @@ class Pipeline:
     @property
     def store(self) -> Any:
         return self._store
+
+    @property
+    def index_dir(self) -> str:
+        return self._index_dir
 
     @property
     def schema(self) -> Schema:
@@ -565,7 +578,8 @@ class Pipeline:
             log.info("index reloaded from %s: %d items", target, store_size(new))
             return new
 
-    async def add_items(self, catalog_dir: str, ids: Sequence[str]) -> tuple[int, list[str], Any]:
+    async def add_items(self, catalog_dir: str, ids: Sequence[str]) -> tuple[dict[str, int], list[str], Any]:
+        """Add (or replace by id) a catalog's items; returns ({added, replaced}, skipped rows, new store)."""
         from catalog import CatalogError, load_catalog
 
         async with self._lock():
@@ -581,15 +595,20 @@ class Pipeline:
                     raise NotFound(f"ids not in catalog {catalog_dir}: {', '.join(sorted(missing)[:20])}")
                 cat.items = [it for it in cat.items if it.id in wanted]
 
-            def add() -> tuple[Any, int]:
-                new = self._open_store(self._index_dir)
-                before = store_size(new)
-                new.add(cat)
-                return new, store_size(new) - before
+            def add() -> tuple[Any, dict[str, int]]:
+                from indexing.engines import EngineConfig
 
-            new, added = await self._io(add)
+                new = self._open_store(self._index_dir)
+                # decode in this thread: no DataLoader processes forked from a gRPC server
+                result = new.add(cat, engine_cfg=EngineConfig(num_workers=0), progress=False)
+                return new, {"added": int(result["added"]), "replaced": int(result["replaced"])}
+
+            if not cat.items:
+                raise InvalidArgument(f"catalog_dir {catalog_dir} has no usable items ({len(skipped)} rows skipped)")
+            new, counts = await self._io(add)
             self._store = new
-            return max(added, 0), skipped, new
+            log.info("added %s from %s: index has %d items", counts, catalog_dir, store_size(new))
+            return counts, skipped, new
 
     async def remove_items(self, ids: Sequence[str]) -> tuple[int, list[str], Any]:
         if not ids:

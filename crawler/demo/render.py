@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from catalog import Item, Schema, SchemaError, atomic_write_text, write_catalog
-from crawler.demo.draw import render_view
+from crawler.demo.draw import render_view, render_views
 from crawler.demo.spec import MODEL_VIEWS, VIEWS, ProductSpec, applies, check_changes, make_spec
 
 RENDER_VERSION = 1
@@ -57,9 +57,9 @@ def product_files(spec: ProductSpec) -> dict[str, str]:
 
 
 def render_product_files(spec: ProductSpec, out: Path, size: int = 256) -> None:
+    images = render_views(spec, VIEWS, size)
     for view, rel in product_files(spec).items():
-        img = render_view(spec, view, size)
-        _write(out / rel, encode_jpeg(img, spec.jpeg_quality[view]))
+        _write(out / rel, encode_jpeg(images[view], spec.jpeg_quality[view]))
 
 
 def make_item(spec: ProductSpec, schema: Schema) -> Item:
@@ -70,14 +70,17 @@ def make_item(spec: ProductSpec, schema: Schema) -> Item:
     )
 
 
-def _work(job: tuple[int, int, str, int, bool]) -> tuple[int, str]:
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per core already; no nested thread pools
+
+
+def _work(job: tuple[int, int, str, int, bool]) -> ProductSpec:
     seed, index, out, size, resume = job
-    cv2.setNumThreads(1)
     spec = make_spec(seed, index)
     root = Path(out)
     if not (resume and all((root / rel).is_file() for rel in product_files(spec).values())):
         render_product_files(spec, root, size)
-    return index, spec.id
+    return spec
 
 
 # --- the catalog --------------------------------------------------------------------------
@@ -103,21 +106,26 @@ def render_catalog(
     (out / "model_images").mkdir(parents=True, exist_ok=True)
     schema = Schema.default()
     workers = max(1, min(workers or os.cpu_count() or 1, (products + 3) // 4))
+    if mp.current_process().daemon:  # e.g. inside a Ray or multiprocessing worker: no children
+        workers = 1
     jobs = [(seed, i, str(out), size, resume) for i in range(products)]
     bar = _progress(products, progress)
+    specs: list[ProductSpec] = []
     try:
         if workers == 1:
             for job in jobs:
-                _work(job)
+                specs.append(_work(job))
                 bar.update(1)
         else:
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-            with ctx.Pool(workers) as pool:
-                for _ in pool.imap_unordered(_work, jobs, chunksize=4):
+            # forkserver/spawn, not fork: a forked child inherits the caller's thread pools
+            # (OpenCV, OpenMP) in whatever state they were, which can hang it
+            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            with mp.get_context(method).Pool(workers, initializer=_init_worker) as pool:
+                for spec in pool.imap(_work, jobs, chunksize=4):
+                    specs.append(spec)
                     bar.update(1)
     finally:
         bar.close()
-    specs = [make_spec(seed, i) for i in range(products)]
     truth = {spec.model_files[v]: v for spec in specs for v in MODEL_VIEWS}
     atomic_write_text(out / GROUND_TRUTH_FILE, json.dumps(truth, indent=1, sort_keys=True) + "\n")
     manifest = {

@@ -95,13 +95,16 @@ class Skeleton:
 def limb(sk: Skeleton, s0: float, s1: float, widths: list[tuple[float, float]], n: int = 9) -> np.ndarray:
     """Outline of a tube along the arm from arc length s0 to s1; ``widths`` = [(s, half_width)]."""
     ss = np.linspace(s0, s1, n)
-    ws = np.interp(ss, [w[0] for w in widths], [w[1] for w in widths])
-    outer, inner = [], []
-    for s, w in zip(ss, ws, strict=True):
-        p, nrm = sk.arm_point(float(s))
-        outer.append(p + nrm * w)
-        inner.append(p - nrm * w)
-    return np.vstack([np.array(outer), np.array(inner[::-1])]).astype(np.float32)
+    ws = np.interp(ss, [w[0] for w in widths], [w[1] for w in widths])[:, None]
+    seg = sk.arm.astype(np.float64)
+    d = np.diff(seg, axis=0)
+    ln = np.hypot(d[:, 0], d[:, 1])
+    u = d / ln[:, None]
+    start = np.concatenate([[0.0], np.cumsum(ln)[:-1]])
+    i = np.clip(np.searchsorted(start, ss, side="right") - 1, 0, len(ln) - 1)
+    p = seg[i] + u[i] * (ss - start[i])[:, None]
+    nrm = np.stack([u[i, 1], -u[i, 0]], 1)
+    return np.vstack([p + nrm * ws, (p - nrm * ws)[::-1]]).astype(np.float32)
 
 
 # --- leg thickness of the body (half widths), by height ------------------------------------
@@ -126,6 +129,8 @@ class Garment:
     buttons: list[tuple[float, float, float]] = field(default_factory=list)
     ribs: list[Poly] = field(default_factory=list)  # regions that get knit rib lines
     cuffs: list[Poly] = field(default_factory=list)  # sleeve ends, drawn with the sleeves
+    hems: list[np.ndarray] = field(default_factory=list)  # lower edges (open polylines): lace scallops
+    sleeve_hems: list[np.ndarray] = field(default_factory=list)
 
     def all_polys(self) -> list[Poly]:
         return self.sleeves + self.body
@@ -247,12 +252,16 @@ def torso(labels: dict[str, str], sk: Skeleton, shape: tuple[float, ...], side: 
     x_hem = float(right[-1, 0])
     hem_curve = bezier((x_hem, hem_y), (x_hem * 0.45, hem_y + hem_dip * 1.6), (0, hem_y + hem_dip), 6)[1:]
     right_half = np.vstack([right, hem_curve[:-1]])
+    hem_line = np.vstack([[(x_hem, hem_y)], hem_curve])
+    mirrored = hem_line[::-1].copy()
+    mirrored[:, 0] *= -1
     outline = mirror(right_half)
     # top edge between the neck points is the back neckline: shallow dip
     back_curve = bezier((-nw, ny), (0, ny + 16), (nw, ny), 9)[1:-1]
     body = np.vstack([outline, back_curve]) if side == "front" else np.vstack(
         [outline, bezier((-nw, ny), (0, ny + 10), (nw, ny), 9)[1:-1]])
     g.body.append(body.astype(np.float32))
+    g.hems.append(np.vstack([hem_line, mirrored[1:]]).astype(np.float32))
 
     # sleeves
     if sleeve != "sleeveless":
@@ -271,6 +280,9 @@ def torso(labels: dict[str, str], sk: Skeleton, shape: tuple[float, ...], side: 
         tube = limb(sk, 28.0, length, widths, 8)
         n_half = len(tube) // 2
         outer, inner = tube[:n_half], tube[n_half:]
+        end = np.stack([outer[-1], inner[0]]).astype(np.float32)
+        end_l = end * np.array([-1, 1], np.float32)
+        g.sleeve_hems += [end, end_l]
         sleeve_poly = np.vstack([[sh], outer, inner, [(cw - 2, armpit_y + 4)]]).astype(np.float32)
         g.sleeves.append(sleeve_poly)
         left = sleeve_poly.copy()
@@ -352,6 +364,7 @@ def skirt(labels: dict[str, str], sk: Skeleton, shape: tuple[float, ...], side: 
     x_hem = float(right[-1, 0])
     right = np.vstack([right, bezier((x_hem, hem_y), (x_hem * 0.5, hem_y + 10), (0, hem_y + 7), 5)[1:-1]])
     g = Garment(body=[mirror(right)])
+    g.hems.append(np.array([[x_hem, hem_y], [0, hem_y + 7], [-x_hem, hem_y]], np.float32))
     g.bands.append(np.array([[-ww, top_y], [ww, top_y], [ww + 1.5, top_y + 24], [-ww - 1.5, top_y + 24]], np.float32))
     if fit == "loose":
         for k in (-2, -1, 1, 2):
@@ -388,6 +401,8 @@ def trousers(labels: dict[str, str], sk: Skeleton, shape: tuple[float, ...], sid
     left = right[::-1].copy()
     left[:, 0] *= -1
     g = Garment(body=[np.vstack([right, left]).astype(np.float32)])
+    g.hems += [np.array([[outer_line[-1, 0], hem_y], [inner_hem, hem_y]], np.float32),
+               np.array([[-inner_hem, hem_y], [-outer_line[-1, 0], hem_y]], np.float32)]
     g.bands.append(np.array([[-ww, top_y], [ww, top_y], [ww + 1, top_y + 24], [-ww - 1, top_y + 24]], np.float32))
     if side == "front":
         g.seams.append(np.array([[4, top_y + 24], [6, 470], [0, crotch_y - 20]], np.float32))
@@ -422,21 +437,25 @@ class BodyShapes:
     hands: list[Poly]
     legs: list[Poly]
     feet: list[Poly]
+    shoulders: list[Poly]  # round caps on top of the arms
+    lower_arms: list[Poly]  # arms from above the elbow down, drawn again over the garment
 
 
 def body_shapes(sk: Skeleton, back: bool = False) -> BodyShapes:
     w = sk.width
-    cap, _ = sk.arm_point(34.0)
-    right = np.array([(20 * w, 128), (21 * w, 176), (92 * w, 184), (cap[0] + 20 * w, cap[1] - 4), (cap[0] + 8 * w, cap[1] + 22),
-                      (90 * w, 262), (72 * w, 392),
+    right = np.array([(20 * w, 128), (21 * w, 176), (90 * w, 186), (100 * w, 200), (92 * w, 262), (72 * w, 392),
                       (100 * w, 490), (94 * w, 560), (0, 575)], np.float32)
     torso_poly = mirror(chaikin(right, 2))
     neck = np.array([(-20 * w, 100), (20 * w, 100), (22 * w, 190), (-22 * w, 190)], np.float32)
-    arms, hands = [], []
+    arms, hands, caps, forearms = [], [], [], []
     for sx in (1, -1):
         # the arm starts below the shoulder cap (part of the torso outline), so a sleeve that
         # starts at the shoulder seam always covers its top
-        a = limb(sk, 34.0, 352.0, [(0.0, 27 * w), (60.0, 24 * w), (185.0, 16 * w), (350.0, 11 * w)], 9)
+        widths = [(0.0, 25 * w), (60.0, 24 * w), (185.0, 16 * w), (350.0, 11 * w)]
+        a = limb(sk, 14.0, 352.0, widths, 10)
+        c, _ = sk.arm_point(12.0)
+        caps.append(ellipse_pts(float(c[0]), float(c[1]), 25 * w, 25 * w, 16))
+        lower = limb(sk, 70.0, 352.0, widths, 8)
         p, nrm = sk.arm_point(385.0)
         d = np.array([-nrm[1], nrm[0]], np.float32)
         ang = math.degrees(math.atan2(d[1], d[0]))
@@ -446,7 +465,10 @@ def body_shapes(sk: Skeleton, back: bool = False) -> BodyShapes:
         if sx < 0:
             a = a * np.array([-1, 1], np.float32)
             h = h * np.array([-1, 1], np.float32)
+            caps[-1] = caps[-1] * np.array([-1, 1], np.float32)
+            lower = lower * np.array([-1, 1], np.float32)
         arms.append(a.astype(np.float32))
+        forearms.append(lower.astype(np.float32))
         hands.append(h.astype(np.float32))
     legs, feet = [], []
     for sx in (1, -1):
@@ -468,4 +490,4 @@ def body_shapes(sk: Skeleton, back: bool = False) -> BodyShapes:
             foot = foot * np.array([-1, 1], np.float32)
         legs.append(leg)
         feet.append(foot)
-    return BodyShapes(torso_poly, neck, arms, hands, legs, feet)
+    return BodyShapes(torso_poly, neck, arms, hands, legs, feet, caps, forearms)

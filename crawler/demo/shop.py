@@ -249,6 +249,9 @@ LISTING_JS = """
       return laden(naechste).then(function (d) {
         laeuft = false; naechste += 1; zeigen(d);
         if (naechste > d.seiten) { fertig(); } else { grid.dataset.status = 'bereit'; if (mode === 'mehr') { mehr.hidden = false; } }
+        // Infinite scroll: if the end of the list is still on screen, nobody will scroll; load on.
+        var s = document.getElementById('nachladen');
+        if (mode === 'scroll' && naechste <= d.seiten && s.getBoundingClientRect().top < window.innerHeight) { return weiter(); }
       });
     }
     if (mode === 'mehr') { mehr.addEventListener('click', function () { weiter(); }); weiter(); }
@@ -279,6 +282,7 @@ def _page(title: str, body: str, modus: str = "", head_extra: str = "", scripts:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms stalls
     server: _ShopServer
 
     def log_message(self, format: str, *args: object) -> None:  # quiet; the shop keeps its own log
@@ -347,11 +351,13 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/artikel/([^/]+)/[a-z0-9-]*\.html", path)
         if m and m.group(1) in shop.data.by_id:
             return self._html(shop.product_page(shop.data.by_id[m.group(1)]))
-        m = re.fullmatch(r"/bilder/(produkt|klein|model)/(.+?)(?:-(\d+))?\.(png|jpg)", path)
+        m = re.fullmatch(r"/bilder/(?:(produkt)/([^/]+)\.png|(klein)/([^/]+)\.jpg|(model)/([^/]+)/(\d+)\.jpg)", path)
         if m:
-            data = shop.image(m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None)
+            kind = m.group(1) or m.group(3) or m.group(5)
+            pid = m.group(2) or m.group(4) or m.group(6)
+            data = shop.image(kind, pid, int(m.group(7)) if m.group(7) else None)
             if data is not None:
-                ctype = "image/png" if m.group(4) == "png" else "image/jpeg"
+                ctype = "image/png" if kind == "produkt" else "image/jpeg"
                 return self._send(200, data, ctype, {"Cache-Control": "max-age=86400"})
         if path in ("/warenkorb", "/suche") or path.startswith(("/konto/", "/damen/outlet")):
             return self._html(_page("Bereich", "<h1>Dieser Bereich ist nicht für Crawler</h1>"))
@@ -444,7 +450,7 @@ class DemoShop:
         )
         body = (
             "<h1>Damenmode</h1><p>Entdecke unsere Kategorien:</p>"
-            f'<ul class="kategorien">{links}<li><a href="/damen/outlet/">Outlet %</a></li></ul>'
+            f'<ul class="kategorien">{links}<li><a class="kategorie" href="/damen/outlet/" data-kategorie="Outlet">Outlet %</a></li></ul>'
         )
         return _page("Damenmode", body)
 
@@ -505,7 +511,7 @@ class DemoShop:
         it = p.item
         pid = quote(it.id, safe="")
         img = f"/bilder/produkt/{pid}.png"
-        models = [f"/bilder/model/{pid}-{i + 1}.jpg" for i in range(len(it.model_img_paths))]
+        models = [f"/bilder/model/{pid}/{i + 1}.jpg" for i in range(len(it.model_img_paths))]
         rows = []
         for tag in it.attributes:
             key, sep, value = tag.partition(":")

@@ -166,6 +166,11 @@ def _draw_look(seed: int, index: int) -> Look:
     accents = [(250, 250, 248), (30, 30, 34), (220, 60, 70), (240, 200, 60), (60, 120, 200), (60, 150, 90), (240, 150, 180),
                (120, 70, 150), (240, 130, 40)]
     shoe_cols = [(30, 30, 32), (120, 80, 50), (235, 235, 230), (190, 160, 130)]
+    skin = _pick(r, skins)
+    hair_i = int(r.integers(len(hairs)))
+    # hair the colour of the skin would make the head one blob (no face, no back of head)
+    while max(abs(a - b) for a, b in zip(hairs[hair_i], skin, strict=True)) < 60:
+        hair_i = (hair_i + 1) % len(hairs)
     return Look(
         shade=int(r.integers(1000)),
         color_jitter=tuple(float(x) for x in r.uniform(-1, 1, 3)),
@@ -177,8 +182,8 @@ def _draw_look(seed: int, index: int) -> Look:
         dot_period=float(r.uniform(34, 56)),
         dot_radius=float(r.uniform(0.16, 0.26)),
         shape=tuple(float(x) for x in r.uniform(-1, 1, 8)),
-        skin=_pick(r, skins),
-        hair=_pick(r, hairs),
+        skin=skin,
+        hair=hairs[hair_i],
         hair_style=int(r.integers(4)),
         body_width=float(r.uniform(0.93, 1.07)),
         arm_angle=float(r.uniform(11, 17)),
@@ -261,10 +266,10 @@ def make_spec(seed: int, index: int, changes: dict[str, str] | None = None) -> P
     length_draw = float(labels.pop("_length_draw"))
     if changes:
         labels = {**labels, **changes}
-        if "category" in changes and "length" not in changes:
-            # the original length may not exist for the new category: keep the same draw
-            if labels["length"] not in LENGTHS[labels["category"]]:
-                labels["length"] = length_for(labels["category"], length_draw)
+        # a new category may not have the original length (a top is never knee-long): map the
+        # same random draw onto the new category's lengths
+        if "length" not in changes and labels["length"] not in LENGTHS[labels["category"]]:
+            labels["length"] = length_for(labels["category"], length_draw)
     look = _draw_look(seed, index)
     fr = rng_for(seed, index, STREAM_FILES)
     sku_code = "".join(_pick(fr, "ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(5))

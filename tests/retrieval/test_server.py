@@ -87,7 +87,7 @@ def edit(group: str, value: str) -> pb.Modification:
     return pb.Modification(edit=pb.AttributeEdit(group=group, value=value))
 
 
-def search(stub, image: bytes | None = None, item_id: str | None = None, mods=(), **kw) -> pb.SearchResponse:
+def search(stub, image: bytes | None = None, mods=(), *, item_id: str | None = None, **kw) -> pb.SearchResponse:
     q = pb.Query(image=image) if image is not None else pb.Query(item_id=item_id)
     return stub.Search(pb.SearchRequest(query=q, modifications=list(mods), **kw), timeout=60)
 
@@ -107,24 +107,33 @@ def test_list_attributes_reports_schema_and_generators(attrs, demo_catalog_dir: 
     assert attrs.generators and attrs.index_size == 24 and attrs.index_version
 
 
-def test_search_by_image_returns_ranked_hits_with_metadata(stub, query_jpeg: bytes, item_ids: list[str]) -> None:
+def test_search_by_image_returns_ranked_hits_with_metadata(
+    stub, query_jpeg: bytes, item_ids: list[str], demo_catalog_dir: Path
+) -> None:
+    from catalog import load_catalog
+
     resp = search(stub, query_jpeg, top_k=5)
     assert [h.rank for h in resp.hits] == [1, 2, 3, 4, 5]
     scores = [h.score for h in resp.hits]
     assert scores == sorted(scores, reverse=True)
     # the query is item 0's own photo (re-encoded as JPEG): it is the nearest item
     assert resp.hits[0].id == item_ids[0] and scores[0] > 0.9
+    # the metadata is the catalog's row
+    row = load_catalog(demo_catalog_dir).items[0]
     item = resp.hits[0].item
-    assert item.id == item_ids[0] and item.name and item.brand and item.product_url and item.image_path
-    assert item.attributes  # group -> value
+    assert (item.id, item.name, item.brand, item.product_url, item.image_url, item.image_path) == (
+        row.id, row.name, row.brand, row.product_url, row.img_url, row.img_path)
+    assert dict(item.attributes) == {g: v for g, v in row.labels.items() if v}
+    assert list(item.tags) == row.attributes and item.name
     stages = [t.stage for t in resp.timings]
     assert stages[:2] == ["decode", "encode"] and "search" in stages and stages[-1] == "total"
     assert not resp.modified_image
 
 
-def test_search_with_edit_returns_modified_png_and_changes_the_query(stub, query_jpeg: bytes, an_edit) -> None:
-    plain = search(stub, query_jpeg, top_k=24)
-    resp = search(stub, query_jpeg, [edit(*an_edit)], top_k=24, return_modified_image=True)
+def test_search_with_edit_returns_modified_png_and_changes_the_query(stub, query_jpeg: bytes, an_edit, attrs) -> None:
+    k = min(attrs.index_size, 50)  # the whole (small) index: both searches score every item
+    plain = search(stub, query_jpeg, top_k=k)
+    resp = search(stub, query_jpeg, [edit(*an_edit)], top_k=k, return_modified_image=True)
     png = Image.open(io.BytesIO(resp.modified_image))
     assert png.format == "PNG" and png.size[0] > 16
     assert "modify" in [t.stage for t in resp.timings]
@@ -181,7 +190,7 @@ def _bomb() -> bytes:
 BAD_SEARCHES = {
     "empty image": (dict(query=pb.Query(image=b"")), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
     "garbage image": (dict(query=pb.Query(image=b"\x89PNG garbage")), grpc.StatusCode.INVALID_ARGUMENT, "decod"),
-    "no query": (dict(), grpc.StatusCode.INVALID_ARGUMENT, "query is empty"),
+    "no query": (dict(query=None), grpc.StatusCode.INVALID_ARGUMENT, "query is empty"),
     "bomb": (dict(query=pb.Query(image=_bomb())), grpc.StatusCode.INVALID_ARGUMENT, "3000x3000 = 9000000 pixels"),
     "unknown item": (dict(query=pb.Query(item_id="no-such-item")), grpc.StatusCode.NOT_FOUND, "no-such-item"),
     "top_k < 0": (dict(top_k=-1), grpc.StatusCode.INVALID_ARGUMENT, "top_k must be in 1..50"),
@@ -204,6 +213,8 @@ def test_bad_search_input_gets_clear_status(stub, query_jpeg: bytes, case: str) 
     fields, code, needle = BAD_SEARCHES[case]
     fields = dict(fields)
     fields.setdefault("query", pb.Query(image=query_jpeg))
+    if fields["query"] is None:
+        del fields["query"]
     with pytest.raises(grpc.RpcError) as err:
         stub.Search(pb.SearchRequest(**fields), timeout=30)
     assert err.value.code() == code, err.value.details()
@@ -311,9 +322,9 @@ def test_admin_changes_during_searches_never_fail_a_search(
             assert (r.removed, list(r.not_found), r.index_size) == (2, ["not-there"], 22)
             got = stub.Search(pb.SearchRequest(query=pb.Query(image=query_jpeg), top_k=50), timeout=60)
             assert not {h.id for h in got.hits} & set(item_ids[:2])
-            r = stub.AddItems(pb.AddItemsRequest(catalog_dir=str(demo_catalog_dir), ids=item_ids[:2]),
+            r = stub.AddItems(pb.AddItemsRequest(catalog_dir=str(demo_catalog_dir), ids=item_ids[:3]),
                               timeout=120, metadata=md)
-            assert (r.added, r.index_size) == (2, 24)
+            assert (r.added, r.replaced, r.index_size) == (2, 1, 24)  # item 2 was still there: replaced
             r = stub.Reload(pb.ReloadRequest(), timeout=60, metadata=md)
             assert r.index_size == 24  # the additions were saved: a reload from disk keeps them
         finally:

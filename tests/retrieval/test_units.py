@@ -207,7 +207,7 @@ def test_batcher_drops_cancelled_items() -> None:
 
     async def main() -> None:
         with ThreadPoolExecutor(1) as ex:
-            b = MicroBatcher(fn, ex, enabled=True, max_batch=1, max_wait_ms=0)
+            b = MicroBatcher(fn, ex, enabled=True, max_batch=2, max_wait_ms=0)
             first = asyncio.ensure_future(b.submit(1))  # occupies the model thread
             await asyncio.sleep(0.05)
             doomed = asyncio.ensure_future(b.submit(2))
@@ -235,3 +235,15 @@ def test_config_file_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="together"):
         ServerConfig(index_dir="x", tls_cert="a").validate()
     assert BatchingConfig().resolve("cpu") is False and BatchingConfig().resolve("cuda:0") is True
+
+
+def test_contact_sheet_lays_out_labelled_tiles(tmp_path: Path) -> None:
+    from retrieval.demo import contact_sheet
+
+    tiles = [(Image.new("RGB", (64, 64), c), [f"#{i}", "label"]) for i, c in enumerate(["red", "blue", "green"] * 3)]
+    out = contact_sheet(tiles, ["title", "timings"], tmp_path / "sheet.png", tile=100, per_row=4)
+    sheet = Image.open(out)
+    assert sheet.size == (4 * 108 + 8, 12 + 44 + 3 * (100 + 54 + 8) + 8)
+    # small images are enlarged to the tile: the first tile's centre and its corner are red
+    assert sheet.getpixel((8 + 50, 56 + 50)) == (255, 0, 0) and sheet.getpixel((8 + 2, 56 + 2)) == (255, 0, 0)
+    assert not list(tmp_path.glob("*.tmp"))

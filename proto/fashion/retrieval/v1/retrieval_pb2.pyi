@@ -205,16 +205,18 @@ class AddItemsRequest(_message.Message):
     def __init__(self, catalog_dir: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AddItemsResponse(_message.Message):
-    __slots__ = ("added", "index_size", "index_version", "skipped")
+    __slots__ = ("added", "replaced", "index_size", "index_version", "skipped")
     ADDED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
     INDEX_SIZE_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     added: int
+    replaced: int
     index_size: int
     index_version: str
     skipped: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, added: _Optional[int] = ..., index_size: _Optional[int] = ..., index_version: _Optional[str] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, added: _Optional[int] = ..., replaced: _Optional[int] = ..., index_size: _Optional[int] = ..., index_version: _Optional[str] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RemoveItemsRequest(_message.Message):
     __slots__ = ("ids",)

@@ -1,0 +1,154 @@
+"""Crawler acceptance run and speed: a 300-product crawl of the demo shop with real Chromium.
+
+In one process, against one demo shop (so the numbers compare on the same machine state):
+  * the full crawl (default 300 products, --concurrency 4, no delay): products recovered,
+    attribute values equal to the renderer's ground truth (target >= 99 %), products/s;
+  * the first 60 products at concurrency 1 and 4, to show what parallel pages buy;
+  * the first 60 products from a shop answering 20 % of page and image requests with
+    429/503, to show what politeness costs.
+The machine is shared: the load average before and after is recorded with the numbers.
+
+    .venv/bin/python benchmarks/bench_crawl.py [--products 300] [--out benchmarks/results/bench_crawl.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    from crawler.browser import CHROMIUM
+
+    try:
+        chromium = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except OSError:
+        chromium = "missing"
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "playwright": version("playwright"),
+        "chromium": chromium,
+    }
+
+
+def accuracy(source_dir: Path, out: Path) -> dict:
+    from catalog import load_catalog
+
+    source = load_catalog(source_dir, check_images=False)
+    crawled = load_catalog(out, strict=True)
+    got = crawled.by_id()
+    missing = sorted(set(source.by_id()) - set(got))
+    per_group = {}
+    equal = total = 0
+    for g in source.schema.names:
+        eq = sum(got[it.id].labels.get(g) == it.labels.get(g) for it in source.items if it.id in got)
+        n = sum(1 for it in source.items if it.id in got)
+        per_group[g] = round(eq / n, 4) if n else None
+        equal += eq
+        total += n
+    return {
+        "source_products": len(source.items),
+        "recovered": len(got),
+        "missing": missing[:20],
+        "attribute_values_equal": equal,
+        "attribute_values_total": total,
+        "attribute_accuracy": round(equal / total, 5) if total else None,
+        "accuracy_per_group": per_group,
+    }
+
+
+def run_crawl(base_url: str, out: Path, **kwargs) -> dict:
+    from dataclasses import asdict
+
+    from crawler.crawl import CrawlConfig, crawl
+
+    t0 = time.perf_counter()
+    summary = crawl(CrawlConfig(site="demo", out=out, start_url=base_url, delay=0, progress=True, seed=0, **kwargs))
+    wall = time.perf_counter() - t0
+    s = asdict(summary)
+    s.pop("top_unknown_tags")
+    s["wall_s"] = round(wall, 2)
+    s["products_per_s"] = round(summary.products / wall, 3)
+    return s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--products", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--slice", type=int, default=60, help="products in the side-by-side runs")
+    ap.add_argument("--catalog", help="an already rendered demo catalog to serve")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_crawl.json"))
+    args = ap.parse_args()
+
+    from catalog import atomic_write_text
+    from crawler.demo.shop import DemoShop, ShopConfig, ensure_catalog
+
+    result: dict = {"benchmark": "crawl", "machine": machine(), "load_before": os.getloadavg()}
+    t0 = time.perf_counter()
+    source = Path(args.catalog) if args.catalog else ensure_catalog(args.products, args.seed)
+    result["render_or_cache_s"] = round(time.perf_counter() - t0, 1)
+    work = Path(tempfile.mkdtemp(prefix="bench_crawl_"))
+    try:
+        with DemoShop(source, ShopConfig()) as shop:
+            out = work / "full"
+            print(f"full crawl of {args.products} products at concurrency {args.concurrency} ...", flush=True)
+            full = run_crawl(shop.base_url, out, concurrency=args.concurrency)
+            result["full"] = {"concurrency": args.concurrency, **full, **accuracy(source, out)}
+            side = {}
+            for c in (1, args.concurrency):
+                print(f"first {args.slice} products at concurrency {c} ...", flush=True)
+                side[f"concurrency_{c}"] = run_crawl(shop.base_url, work / f"c{c}", concurrency=c, max_products=args.slice)
+            result["side_by_side"] = side
+            result["speedup_parallel_pages"] = round(
+                side[f"concurrency_{args.concurrency}"]["products_per_s"] / side["concurrency_1"]["products_per_s"], 2
+            )
+        faulty_cfg = ShopConfig(fail_rate=0.2, retry_after=1, fault_seed=1)
+        with DemoShop(source, faulty_cfg) as faulty:
+            print(f"first {args.slice} products from a shop answering 20 % 429/503 ...", flush=True)
+            f = run_crawl(faulty.base_url, work / "faulty", concurrency=args.concurrency, max_products=args.slice)
+            f["answers"] = {str(k): sum(r.status == k for r in faulty.requests) for k in (200, 429, 503)}
+            result["faulty_shop"] = {"fail_rate": 0.2, **f}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["load_after"] = os.getloadavg()
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    full = result["full"]
+    print(
+        f"\n{full['recovered']}/{full['source_products']} products recovered, attribute accuracy "
+        f"{full['attribute_accuracy']:.4f}, {full['products_per_s']:.2f} products/s (wall {full['wall_s']} s); "
+        f"parallel pages x{result['speedup_parallel_pages']}; with 20 % faults "
+        f"{result['faulty_shop']['products_per_s']:.2f} products/s, {result['faulty_shop']['failed']} failed"
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Command line: ``python -m indexing {build,add,remove,search,info,train-encoder,export-encoder}``.
+
+Thin layer over :mod:`indexing.build`, :mod:`indexing.store` and :mod:`indexing.train_encoder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from catalog import CatalogError, Schema, SchemaError, infer_schema, load_catalog
+
+
+def _add_catalog_args(p: argparse.ArgumentParser, flag: str = "--catalog") -> None:
+    p.add_argument(flag, type=Path, required=True, help="catalog folder (catalog.csv + images)")
+    p.add_argument("--schema", type=Path, help="schema.json to validate the catalog with (default: the catalog's own)")
+    p.add_argument("--infer-schema", metavar="GROUPS",
+                   help="comma-separated columns to infer a schema from (for catalogs without schema.json)")
+    p.add_argument("--min-count", type=int, default=5, help="with --infer-schema: drop values seen fewer times")
+
+
+def _load_catalog(args: argparse.Namespace, root: Path):
+    schema = None
+    if args.schema:
+        schema = Schema.load(args.schema)
+    elif args.infer_schema:
+        with open(root / "catalog.csv", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+        schema, _ = infer_schema(rows, [g.strip() for g in args.infer_schema.split(",") if g.strip()], args.min_count)
+    cat = load_catalog(root, schema=schema)
+    if cat.issues:
+        print(f"catalog {root}: {len(cat.items)} items, {len(cat.issues)} rows skipped: {cat.skipped_by_reason()}",
+              file=sys.stderr)
+        for issue in cat.issues[:5]:
+            print(f"  {issue}", file=sys.stderr)
+    return cat
+
+
+def _encoder_for_index(index_dir: Path, override: str | None, device: str):
+    """The encoder an index was built with: ``--encoder`` if given, else the one the manifest names."""
+    from indexing.encoder import BUILTIN, Encoder, EncoderConfig
+    from indexing.store import read_manifest
+
+    if override:
+        return Encoder.load(override, device)
+    manifest = read_manifest(index_dir)
+    enc = manifest["encoder"]
+    source = enc.get("source") or BUILTIN
+    if source == BUILTIN:
+        return Encoder.builtin(EncoderConfig.from_dict(enc["config"]), device=device)
+    if not Path(source).is_dir():
+        raise SystemExit(f"the index's encoder folder {source} is gone; pass --encoder PATH")
+    return Encoder.load(source, device)
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from indexing.build import BuildConfig, build
+    from indexing.encoder import Encoder, EncoderConfig
+
+    catalog = _load_catalog(args, args.catalog)
+    if args.encoder:
+        encoder = Encoder.load(args.encoder, args.device)
+    else:
+        encoder = Encoder.builtin(EncoderConfig(image_size=args.image_size), device=args.device)
+    cfg = BuildConfig(index=args.index, engine=args.engine, batch_size=args.batch_size, num_workers=args.workers,
+                      shard_size=args.shard_size, ray_address=args.ray_address, nlist=args.nlist,
+                      target_recall=args.target_recall, ondisk=args.ondisk, keep_shards=args.keep_shards)
+    store = build(catalog, args.out, encoder, cfg)
+    m = store.manifest
+    print(f"built {args.out}: {m['count']} items, {m['index']['kind']} {m['index']['params']} "
+          f"search {m['index']['search']} (recall@10 {m['index']['tuning'].get('recall_at_10')}), "
+          f"encoder {m['encoder']['id']}")
+
+
+def cmd_add(args: argparse.Namespace) -> None:
+    from indexing.engines import EngineConfig
+    from indexing.store import IndexStore
+
+    encoder = _encoder_for_index(args.index, args.encoder, args.device)
+    store = IndexStore.open(args.index, encoder)
+    catalog = _load_catalog(args, args.catalog)
+    res = store.add(catalog, engine=args.engine,
+                    engine_cfg=EngineConfig(batch_size=args.batch_size, num_workers=args.workers,
+                                            ray_address=args.ray_address))
+    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items")
+
+
+def cmd_remove(args: argparse.Namespace) -> None:
+    from indexing.store import IndexStore
+
+    ids = list(args.ids or [])
+    if args.ids_file:
+        ids += [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
+    if not ids:
+        raise SystemExit("remove: give --ids ID [ID ...] or --ids-file FILE")
+    store = IndexStore.open(args.index)
+    n = store.remove(ids, missing_ok=args.missing_ok)
+    print(f"{args.index}: removed {n}, now {store.count} items")
+
+
+def parse_filters(specs: list[str] | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for spec in specs or []:
+        if "=" not in spec:
+            raise SystemExit(f"--filter {spec!r}: expected GROUP=VALUE[,VALUE...]")
+        key, values = spec.split("=", 1)
+        out.setdefault(key.strip(), []).extend(v.strip() for v in values.split(",") if v.strip())
+    return out
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from indexing.store import IndexStore
+
+    encoder = _encoder_for_index(args.index, args.encoder, args.device)
+    store = IndexStore.open(args.index, encoder)
+    with Image.open(args.image) as im:
+        query = encoder.embed_images([im])
+    hits = store.search(query, args.k, parse_filters(args.filter) or None)[0]
+    items = store.get_items([h.id for h in hits])
+    groups = list(store.manifest.get("schema", {}))
+    if args.json:
+        print(json.dumps([{"rank": r + 1, "id": h.id, "score": round(h.score, 5), **items.get(h.id, {})}
+                          for r, h in enumerate(hits)], indent=2, ensure_ascii=False))
+        return
+    header = ["rank", "id", "score", *groups, "name"]
+    rows = [[str(r + 1), h.id, f"{h.score:.4f}", *[(items[h.id]["labels"].get(g) or "-") for g in groups],
+             items[h.id].get("name", "")[:40]] for r, h in enumerate(hits)]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if not hits:
+        print("(no results)")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from indexing.store import read_manifest
+
+    print(json.dumps(read_manifest(args.index), indent=2, ensure_ascii=False))
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> None:
+    from indexing.train_encoder import TrainConfig, train_encoder
+
+    catalog = _load_catalog(args, args.catalog)
+    split = lambda s: [g.strip() for g in s.split(",") if g.strip()] if s else None  # noqa: E731
+    cfg = TrainConfig(groups=split(args.groups), metric_groups=split(args.metric_groups), base=args.base,
+                      image_size=args.image_size, train_stages=args.train_stages, proj_dim=args.dim,
+                      epochs=args.epochs, holdout=args.holdout, seed=args.seed, device=args.device,
+                      batch_size=args.batch_size, num_workers=args.workers, flip_augment=not args.no_flip,
+                      name=args.name)
+    encoder, report = train_encoder(catalog, args.out, cfg)
+    print(f"saved {args.out}: {encoder.encoder_id}, dim {encoder.dim}; trained on {report['train_items']} items "
+          f"({report['heldout_items']} held out) in {report['cache_s'] + report['train_s']:.0f}s")
+
+
+def cmd_export_encoder(args: argparse.Namespace) -> None:
+    """A pretrained encoder folder (optionally with PCA-whitening fitted on a catalog)."""
+    from indexing.build import BuildConfig, embed_catalog
+    from indexing.encoder import Encoder, EncoderConfig, with_pca
+
+    cfg = EncoderConfig(backbone=args.backbone, image_size=args.image_size, pooling=args.pooling, gem_p=args.gem_p)
+    if args.backbone != "efficientnet-lite0":
+        from indexing.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+        cfg.mean, cfg.std = IMAGENET_MEAN, IMAGENET_STD
+    encoder = Encoder(cfg, weights=args.weights).to_device(args.device)
+    encoder.checksum = encoder.compute_checksum()
+    if args.pca:
+        if not args.catalog:
+            raise SystemExit("--pca needs --catalog to fit on")
+        catalog = _load_catalog(args, args.catalog)
+        with tempfile.TemporaryDirectory() as tmp:
+            pooled = embed_catalog(catalog, encoder, Path(tmp), BuildConfig(batch_size=args.batch_size,
+                                                                           num_workers=args.workers))
+        encoder = with_pca(encoder, pooled, args.pca, whiten=not args.no_whiten)
+    encoder.to("cpu")
+    encoder.save(args.out)
+    print(f"saved {args.out}: {encoder.encoder_id}, dim {encoder.dim}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m indexing", description="Embed catalogs and build FAISS indexes.")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def runtime(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--workers", type=int, default=2, help="DataLoader decode processes")
+
+    def engine(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", default="local", choices=["local", "ray"])
+        p.add_argument("--ray-address", help="existing Ray cluster (default: running session or a local one)")
+
+    p = sub.add_parser("build", help="embed a catalog and build an index folder (resumable)")
+    _add_catalog_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--encoder", help="encoder folder (default: built-in ImageNet EfficientNet-Lite0)")
+    p.add_argument("--image-size", type=int, default=224, help="input size of the built-in encoder")
+    p.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"])
+    p.add_argument("--nlist", type=int, help="IVF lists (default ~4*sqrt(N) for ivf, 16*sqrt(N) for ivfpq)")
+    p.add_argument("--target-recall", type=float, default=0.95, help="recall@10 vs exact that tuning aims for")
+    p.add_argument("--shard-size", type=int, default=2048)
+    p.add_argument("--ondisk", action="store_true", help="IVF lists merged on disk and memory-mapped (huge catalogs)")
+    p.add_argument("--keep-shards", action="store_true")
+    runtime(p)
+    engine(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("add", help="embed another catalog's items into an index (same ids are replaced)")
+    p.add_argument("--index", type=Path, required=True)
+    _add_catalog_args(p)
+    p.add_argument("--encoder", help="encoder folder (default: the one the index manifest names)")
+    runtime(p)
+    engine(p)
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("remove", help="remove items by id")
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--ids", nargs="+")
+    p.add_argument("--ids-file", help="file with one id per line")
+    p.add_argument("--missing-ok", action="store_true", help="ignore ids that are not in the index")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("search", help="search the index with an image")
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--filter", action="append", metavar="GROUP=VALUE[,VALUE]", help="repeatable; AND across groups")
+    p.add_argument("--encoder", help="encoder folder (default: the one the index manifest names)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="print an index's manifest")
+    p.add_argument("--index", type=Path, required=True)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train-encoder", help="fine-tune the encoder on the catalog's attribute groups")
+    _add_catalog_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--base", help="encoder folder to start from (default: built-in EfficientNet-Lite0)")
+    p.add_argument("--groups", help="comma-separated heads (default: every schema group)")
+    p.add_argument("--metric-groups", help="positives agree on all of these (default: --groups)")
+    p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--train-stages", type=int, default=2, help="trailing trunk stages to train (rest frozen, cached)")
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--holdout", type=float, default=0.0, help="fraction of items kept out of training")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (halves caching time)")
+    p.add_argument("--name", default="")
+    runtime(p)
+    p.set_defaults(func=cmd_train_encoder)
+
+    p = sub.add_parser("export-encoder", help="write a pretrained encoder folder (any backbone, optional PCA)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0 or a torchvision model name")
+    p.add_argument("--weights", help="local state_dict file (required for torchvision backbones)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--pooling", default="gem", choices=["gem", "avg"])
+    p.add_argument("--gem-p", type=float, default=3.0)
+    p.add_argument("--pca", type=int, help="project to this dim with PCA fitted on --catalog")
+    p.add_argument("--no-whiten", action="store_true")
+    p.add_argument("--catalog", type=Path)
+    p.add_argument("--schema", type=Path)
+    p.add_argument("--infer-schema")
+    p.add_argument("--min-count", type=int, default=5)
+    runtime(p)
+    p.set_defaults(func=cmd_export_encoder)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from indexing.backbones import BackboneError
+    from indexing.encoder import EncoderError
+    from indexing.store import FilterError, IndexStoreError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (CatalogError, SchemaError, EncoderError, BackboneError, IndexStoreError, FilterError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

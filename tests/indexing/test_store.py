@@ -1,0 +1,165 @@
+"""Index folders: build, search, filters, add, remove, reload, encoder mismatch, atomic generations."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catalog import load_catalog
+from indexing.build import BuildConfig, build
+from indexing.encoder import Encoder, EncoderConfig
+from indexing.engines import EngineConfig
+from indexing.store import EncoderMismatchError, FilterError, IndexStore, IndexStoreError
+
+FAST = dict(num_workers=0, batch_size=8, shard_size=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def flat_index(small_catalog, small_encoder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("idx") / "flat"
+    build(load_catalog(small_catalog), out, small_encoder, BuildConfig(**FAST))
+    return out
+
+
+def _query(encoder, catalog_dir, rel):
+    with Image.open(catalog_dir / rel) as im:
+        return encoder.embed_images([im])
+
+
+def test_build_writes_complete_folder(flat_index, small_encoder):
+    m = json.loads((flat_index / "manifest.json").read_text())
+    assert m["count"] == 36 and m["dim"] == 1280 and m["metric"] == "inner_product"
+    assert m["index"]["kind"] == "flat"  # auto: < 50k vectors
+    assert m["encoder"]["checksum"] == small_encoder.checksum and m["encoder"]["id"] == small_encoder.encoder_id
+    assert m["catalog_checksum"] and m["created"] and m["schema"]["color"] == ["red", "blue", "green", "black"]
+    assert sorted(p.name for p in flat_index.iterdir()) == ["index-000001.faiss", "manifest.json", "meta-000001.sqlite"]
+
+
+def test_self_retrieval_every_item_ranks_first(flat_index, small_encoder, small_catalog):
+    store = IndexStore.open(flat_index, small_encoder)
+    cat = load_catalog(small_catalog)
+    q = small_encoder.embed_images([Image.open(cat.image_path(it)) for it in cat.items])
+    hits = store.search(q, 3)
+    assert [h[0].id for h in hits] == [it.id for it in cat.items]
+    assert all(h[0].score > 0.999 and len(h) == 3 for h in hits)
+    rows = store.get_items(["1-0005"])
+    assert rows["1-0005"]["labels"] == {"category": "pants", "color": "blue"}
+    assert rows["1-0005"]["image"].endswith("images/0005.jpg")
+
+
+def test_encoder_mismatch_and_incomplete_folder_refused(flat_index, tmp_path):
+    other = Encoder.builtin(EncoderConfig(image_size=72), device="cpu")
+    with pytest.raises(EncoderMismatchError, match="was built with encoder"):
+        IndexStore.open(flat_index, other)
+    half = tmp_path / "half"
+    (half / ".work" / "shards").mkdir(parents=True)
+    with pytest.raises(IndexStoreError, match="did not finish"):
+        IndexStore.open(half)
+    with pytest.raises(IndexStoreError, match="not an index folder"):
+        IndexStore.open(tmp_path / "nothing")
+
+
+def test_filters_return_k_matching(flat_index, small_encoder, small_catalog):
+    store = IndexStore.open(flat_index, small_encoder)
+    q = _query(small_encoder, small_catalog, "images/0000.jpg")  # a red dress
+    items = store.get_items(store.ids())
+    for flt, k in [({"color": "blue"}, 5), ({"color": ["blue", "green"], "category": "pants"}, 6), ({"brand": "zeta"}, 10)]:
+        hits = store.search(q, k, flt)[0]
+        want = [i for i, r in items.items()
+                if all(r["labels"].get(g, r.get(g)) in ([v] if isinstance(v, str) else v) for g, v in flt.items())]
+        assert len(hits) == min(k, len(want))
+        assert {h.id for h in hits} <= set(want)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    few = store.search(q, 10, {"color": "blue", "category": "dresses"})[0]
+    assert len(few) == store.count_matching({"color": "blue", "category": "dresses"}) == 3
+    with pytest.raises(FilterError, match="unknown filter 'size'"):
+        store.search(q, 5, {"size": "m"})
+    with pytest.raises(FilterError, match="allowed: red, blue, green, black"):
+        store.search(q, 5, {"color": "purple"})
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_index_filtered_search_falls_back_to_exact(small_catalog, small_encoder, tmp_path, kind):
+    cat = load_catalog(small_catalog)
+    store = build(cat, tmp_path / kind, small_encoder, BuildConfig(index=kind, nlist=4, **FAST))
+    assert store.manifest["index"]["kind"] == kind
+    if kind == "ivf":  # make the approximate search miss: probe one list of four
+        store.spec.search = {"nprobe": 1}
+        store.index.nprobe = 1
+    q = _query(small_encoder, small_catalog, "images/0001.jpg")
+    vecs = np.stack([store.reconstruct(i) for i in store.ids()])
+    for flt in ({"color": "green"}, {"category": "tops", "color": "black"}):
+        hits = store.search(q, 8, flt)[0]
+        allowed = [i for i, r in store.get_items(store.ids()).items()
+                   if all(r["labels"][g] == v for g, v in flt.items())]
+        exact = [store.ids()[j] for j in np.argsort(-(vecs @ q[0]))]
+        assert [h.id for h in hits] == [i for i in exact if i in allowed][:8]
+
+
+def test_add_remove_reload(small_catalog, extra_catalog, small_encoder, tmp_path):
+    out = tmp_path / "idx"
+    build(load_catalog(small_catalog), out, small_encoder, BuildConfig(**FAST))
+    store = IndexStore.open(out, small_encoder)
+    res = store.add(load_catalog(extra_catalog), engine_cfg=EngineConfig(num_workers=0), progress=False)
+    assert res == {"added": 12, "replaced": 0, "count": 48}
+    q = _query(small_encoder, extra_catalog, "images/b0003.jpg")
+    assert store.search(q, 1)[0][0].id == "b2-0003"
+    assert store.remove(["b2-0003", "1-0000"]) == 2
+    assert store.search(q, 1)[0][0].id != "b2-0003"
+    with pytest.raises(IndexStoreError, match="unknown ids"):
+        store.remove(["nope"])
+    again = IndexStore.open(out, small_encoder)  # what a server Reload sees
+    assert again.count == 46 and "b2-0003" not in again and "b2-0004" in again
+    assert again.get_items(["b2-0004"])["b2-0004"]["image"].startswith(str(extra_catalog.resolve()))
+    m = again.manifest
+    assert m["generation"] == 3 and len(m["catalogs"]) == 2 and m["count"] == 46
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".faiss", ".sqlite")) == [
+        "index-000003.faiss", "meta-000003.sqlite"]
+    # re-adding an id replaces it instead of duplicating it
+    res = again.add(load_catalog(extra_catalog), engine_cfg=EngineConfig(num_workers=0), progress=False)
+    assert res["replaced"] == 11 and res["added"] == 1 and again.count == 47
+
+
+def test_hnsw_remove_uses_tombstones(small_catalog, small_encoder, tmp_path):
+    store = build(load_catalog(small_catalog), tmp_path / "h", small_encoder, BuildConfig(index="hnsw", **FAST))
+    q = _query(small_encoder, small_catalog, "images/0007.jpg")
+    assert store.search(q, 1)[0][0].id == "1-0007"
+    store.remove(["1-0007"])
+    reopened = IndexStore.open(tmp_path / "h", small_encoder)
+    for s in (store, reopened):
+        hits = s.search(q, 36)[0]
+        assert "1-0007" not in {h.id for h in hits} and len(hits) == 35
+
+
+def test_concurrent_searches_match_serial(flat_index, small_encoder):
+    store = IndexStore.open(flat_index, small_encoder)
+    rng = np.random.default_rng(0)
+    queries = rng.normal(size=(40, store.dim)).astype(np.float32)
+    serial = [store.search(q[None], 5, {"color": "red"} if i % 2 else None)[0] for i, q in enumerate(queries)]
+    results: dict[int, list] = {}
+
+    def work(i):
+        results[i] = store.search(queries[i][None], 5, {"color": "red"} if i % 2 else None)[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(queries))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[i] for i in range(len(queries))] == serial
+
+
+def test_demo_catalog_build_and_self_retrieval(request, small_encoder, tmp_path):
+    pytest.importorskip("crawler.demo.render", reason="demo renderer not available yet")
+    demo = request.getfixturevalue("demo_catalog_dir")
+    cat = load_catalog(demo)
+    store = build(cat, tmp_path / "demo", small_encoder, BuildConfig(**FAST))
+    q = small_encoder.embed_images([Image.open(cat.image_path(it)) for it in cat.items])
+    assert [h[0].id for h in store.search(q, 1)] == [it.id for it in cat.items]
+    group, value = next((g, v) for g, v in cat.items[0].labels.items() if v)
+    hits = store.search(q[:1], 5, {group: value})[0]
+    assert hits and all(store.get_items([h.id])[h.id]["labels"][group] == value for h in hits)
