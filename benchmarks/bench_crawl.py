@@ -5,7 +5,10 @@ In one process, against one demo shop (so the numbers compare on the same machin
     attribute values equal to the renderer's ground truth (target >= 99 %), products/s;
   * the first 60 products at concurrency 1 and 4, to show what parallel pages buy;
   * the first 60 products from a shop answering 20 % of page and image requests with
-    429/503, to show what politeness costs.
+    429/503, to show what politeness costs;
+  * real photos: 80 women's-apparel products of ../shared/data/myntra-a (with the photos that
+    sample lists twice under two ids) served by the demo shop, to show the pipeline is not
+    fitted to rendered images and that duplicate photos are dropped (skipped when absent).
 The machine is shared: the load average before and after is recorded with the numbers.
 
     .venv/bin/python benchmarks/bench_crawl.py [--products 300] [--out benchmarks/results/bench_crawl.json]
@@ -82,6 +85,54 @@ def accuracy(source_dir: Path, out: Path) -> dict:
     }
 
 
+MYNTRA = ROOT.parent / "shared" / "data" / "myntra-a"
+
+
+def myntra_subset(work: Path, n: int = 80) -> tuple[Path, set[str], int] | None:
+    """A small shop catalog of real photos: n women's-apparel rows, duplicate photos included.
+
+    Returns the folder, the ids a crawl should keep (the first of each photo) and the number
+    of rows that repeat an earlier photo. The photos are copied to a temp folder only.
+    """
+    import hashlib
+    import shutil
+
+    from catalog import infer_schema, load_catalog, write_catalog
+    from catalog.format import read_rows
+
+    if not (MYNTRA / "catalog.csv").is_file():
+        return None
+    header, rows = read_rows(MYNTRA / "catalog.csv")
+    dict_rows = [dict(zip(header, r, strict=False)) for _, r in rows]
+    schema, _ = infer_schema(dict_rows, ["category", "color", "pattern"])
+    cat = load_catalog(MYNTRA, schema=schema, check_images=False)
+    women = [it for it in cat.items if it.extra.get("gender") == "women" and it.extra.get("master_category") == "apparel"]
+    by_hash: dict[str, list] = {}
+    for it in women:
+        by_hash.setdefault(hashlib.sha256((MYNTRA / it.img_path).read_bytes()).hexdigest(), []).append(it)
+    dup_groups = [g for g in by_hash.values() if len(g) > 1][:10]
+    chosen = [it for g in dup_groups for it in g]
+    chosen_ids = {it.id for it in chosen}
+    chosen += [it for it in women if it.id not in chosen_ids][: max(0, n - len(chosen))]
+    chosen.sort(key=lambda it: int(it.id) if it.id.isdigit() else it.id)
+    out = work / "myntra_shop"
+    (out / "images").mkdir(parents=True)
+    for it in chosen:
+        shutil.copyfile(MYNTRA / it.img_path, out / it.img_path)
+    write_catalog(out, chosen, schema)
+    # The shop lists products by category and colour in catalog order; the first listed wins.
+    seen, keep, dups = set(), set(), 0
+    order = sorted(chosen, key=lambda it: (it.labels.get("category") or "", it.labels.get("color") or ""))
+    for it in order:
+        h = hashlib.sha256((MYNTRA / it.img_path).read_bytes()).hexdigest()
+        if h in seen:
+            dups += 1
+        else:
+            seen.add(h)
+            keep.add(it.id)
+    return out, keep, dups
+
+
 def run_crawl(base_url: str, out: Path, **kwargs) -> dict:
     from dataclasses import asdict
 
@@ -135,6 +186,21 @@ def main() -> int:
             f = run_crawl(faulty.base_url, work / "faulty", concurrency=args.concurrency, max_products=args.slice)
             f["answers"] = {str(k): sum(r.status == k for r in faulty.requests) for k in (200, 429, 503)}
             result["faulty_shop"] = {"fail_rate": 0.2, **f}
+        sub = myntra_subset(work)
+        if sub is None:
+            result["myntra_real_photos"] = {"skipped": f"{MYNTRA} not present"}
+        else:
+            shop_dir, keep, dups = sub
+            with DemoShop(shop_dir, ShopConfig()) as real:
+                print("real photos (myntra-a subset) ...", flush=True)
+                r = run_crawl(real.base_url, work / "myntra", concurrency=args.concurrency)
+            from catalog import load_catalog
+
+            got = set(load_catalog(work / "myntra", strict=True).by_id())
+            result["myntra_real_photos"] = {
+                **r, "shop_products": len(keep) + dups, "expected_kept": len(keep), "duplicate_photos_in_shop": dups,
+                "kept_ids_match": got == keep, "missing": sorted(keep - got)[:10], "unexpected": sorted(got - keep)[:10],
+            }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["load_after"] = os.getloadavg()

@@ -11,15 +11,17 @@ Set-up (all local, traffic to 127.0.0.1 only, a bounded number of requests):
   generator, the encoder, FAISS over all 10k vectors and SQLite metadata;
 * the shipped demo generator checkpoints, the server started as ``python -m retrieval serve``.
 
-Measured:
+Measured (the machine may be shared, so what is compared is measured interleaved):
 
-1. raw forwards, batch 1: generator (``G(x, c)``), the StarGAN classifier that reads the query's
-   own labels (part of an edit, reported apart), encoder ``embed_tensor`` and the FAISS search;
-2. the same pipeline called in-process (``Pipeline.search``), concurrency 1, 0/1/2 edits;
-3. the gRPC server: p50/p99 latency and QPS for 0/1/2 edits at concurrency 1, 8 and 32;
-4. micro-batching on vs off at concurrency 32 (one server run each);
-5. ratios: service overhead (gRPC p50 / in-process p50 at concurrency 1) and
-   1-edit Search p50 / (generator + encoder + FAISS raw forward).
+1./2. at concurrency 1, round by round: the raw forwards of a 1-edit search, each on the thread
+   the service runs it on (generator ``G(x, c)``; the StarGAN classifier that reads the query's
+   own labels, part of every edit, reported apart; encoder ``embed_tensor``; FAISS search), then
+   the same pipeline in-process (``Pipeline.search``) and over gRPC, 0/1/2 edits each;
+3. the gRPC server with the device's default batching: p50/p99 latency and QPS for 0/1/2 edits
+   at concurrency 1, 8 and 32;
+4. micro-batching on vs off at concurrency 32: both servers up, blocks of requests alternated;
+5. ratios: service overhead (gRPC p50 / in-process p50 - 1), 1-edit gRPC p50 / (generator +
+   encoder + FAISS raw forward), batching on / off QPS, failed requests (goal: none).
 
 Writes ``benchmarks/results/bench_service[_<device>].json`` with the machine described.
 """
@@ -131,68 +133,89 @@ def pick_edits(editors) -> list[tuple[str, str]]:
     return [(groups[0], e.groups[groups[0]][-1]), (groups[1 % len(groups)], e.groups[groups[1 % len(groups)]][0])]
 
 
-# --- 1./2. in-process -----------------------------------------------------------------------------
-def raw_forwards(pipeline, images: list[bytes], edit: tuple[str, str], reps: int) -> dict:
-    import torch
-    from PIL import Image
+# --- 1./2./5. side by side at concurrency 1 ------------------------------------------------------------
+class RawForwards:
+    """The bare network forwards of a 1-edit search, each timed on the thread the service uses."""
 
-    from generators.datasets import group_sizes, one_hot, pil_to_uint8, to_square_rgb, uint8_to_float
+    def __init__(self, pipeline, image: bytes, edit: tuple[str, str]) -> None:
+        import torch
+        from PIL import Image
 
-    handle = next(e for e in pipeline.editors if e.groups)
-    ed = handle.editor
-    im = Image.open(io.BytesIO(images[0])).convert("RGB")
-    x = uint8_to_float(pil_to_uint8(to_square_rgb(im, ed.image_size))[None]).to(ed.device)
-    labels = torch.zeros(1, len(ed.schema.names), dtype=torch.long)
-    labels[0, ed.schema.names.index(edit[0])] = ed.schema.index(*edit)
-    c = one_hot(labels, group_sizes(ed.schema)).to(ed.device)
-    xe = pipeline.encoder.preprocess(im)[None]
-    vec = pipeline.encoder.embed_tensor(xe).numpy()
-    store = pipeline.store
+        from generators.datasets import group_sizes, one_hot, pil_to_uint8, to_square_rgb, uint8_to_float
 
-    def timed(fn) -> float:
-        ts = []
-        for _ in range(3):
-            fn()
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            if str(ed.device).startswith("cuda"):
-                torch.cuda.synchronize()
-            ts.append((time.perf_counter() - t) * 1000)
-        return statistics.median(ts)
+        self.pipeline = pipeline
+        self.ed = next(e for e in pipeline.editors if e.groups).editor
+        ed = self.ed
+        im = Image.open(io.BytesIO(image)).convert("RGB")
+        self.x = uint8_to_float(pil_to_uint8(to_square_rgb(im, ed.image_size))[None]).to(ed.device)
+        labels = torch.zeros(1, len(ed.schema.names), dtype=torch.long)
+        labels[0, ed.schema.names.index(edit[0])] = ed.schema.index(*edit)
+        self.c = one_hot(labels, group_sizes(ed.schema)).to(ed.device)
+        self.xe = pipeline.encoder.preprocess(im)[None]
+        self.vec = pipeline.encoder.embed_tensor(self.xe).numpy()
 
-    def on_model_thread(fn) -> float:
-        """Time on the pipeline's own model thread, where the service runs these forwards."""
+    def _model(self, fn) -> float:
+        import torch
 
         def run() -> float:
             with torch.inference_mode():
-                return timed(fn)
+                t = time.perf_counter()
+                fn()
+                if self.pipeline.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                return (time.perf_counter() - t) * 1000
 
-        return pipeline.model_executor.submit(run).result()
+        return self.pipeline.model_executor.submit(run).result()
 
-    gen = on_model_thread(lambda: ed.nets["G"](x, c))
-    cls = on_model_thread(lambda: ed.nets["D"].classify(x))
-    enc = on_model_thread(lambda: pipeline.encoder.embed_tensor(xe))
-    faiss_ms = pipeline.io_executor.submit(timed, lambda: store.index.search(vec, 10)).result()
-    return {"generator_ms": gen, "classifier_ms": cls, "encoder_ms": enc, "faiss_ms": faiss_ms,
-            "sum_ms": gen + enc + faiss_ms, "sum_with_classifier_ms": gen + cls + enc + faiss_ms}
+    def once(self) -> dict[str, float]:
+        def faiss_search() -> float:
+            t = time.perf_counter()
+            self.pipeline.store.index.search(self.vec, 10)
+            return (time.perf_counter() - t) * 1000
+
+        return {
+            "generator_ms": self._model(lambda: self.ed.nets["G"](self.x, self.c)),
+            "classifier_ms": self._model(lambda: self.ed.nets["D"].classify(self.x)),
+            "encoder_ms": self._model(lambda: self.pipeline.encoder.embed_tensor(self.xe)),
+            "faiss_ms": self.pipeline.io_executor.submit(faiss_search).result(),
+        }
 
 
-async def in_process(pipeline, images: list[bytes], edits: list[tuple[str, str]], reps: int) -> dict:
+def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[str, str]], reps: int) -> dict:
+    """Raw forwards, the in-process pipeline and the gRPC service, interleaved request by request,
+    so that load from anything else on the machine hits all three alike."""
+    import grpc
+
+    from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
+    from proto.fashion.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
     from retrieval.service import AttributeEdit, SearchQuery
 
-    out = {}
-    for n_edits in (0, 1, 2):
-        mods = [AttributeEdit(*e) for e in edits[:n_edits]]
-        lat = []
-        for i in range(reps + 3):
+    raw = RawForwards(pipeline, images[0], edits[0])
+    loop = asyncio.new_event_loop()
+    channel = grpc.insecure_channel(address)
+    stub = pb_grpc.RetrievalServiceStub(channel)
+    series: dict[str, list[float]] = {}
+    for i in range(reps + 3):
+        image = images[i % len(images)]
+        sample = raw.once()
+        for n in (0, 1, 2):
+            q = SearchQuery(image=image, modifications=[AttributeEdit(*e) for e in edits[:n]], top_k=10)
             t = time.perf_counter()
-            res = await pipeline.search(SearchQuery(image=images[i % len(images)], modifications=mods, top_k=10))
-            if i >= 3:
-                lat.append((time.perf_counter() - t) * 1000)
+            res = loop.run_until_complete(pipeline.search(q))
+            sample[f"in_process_{n}_edits_ms"] = (time.perf_counter() - t) * 1000
             assert len(res.hits) == 10
-        out[f"{n_edits}_edits"] = {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "n": len(lat)}
-    return out
+            req = pb.SearchRequest(query=pb.Query(image=image), top_k=10, modifications=[
+                pb.Modification(edit=pb.AttributeEdit(group=g, value=v)) for g, v in edits[:n]])
+            t = time.perf_counter()
+            resp = stub.Search(req, timeout=120)
+            sample[f"grpc_{n}_edits_ms"] = (time.perf_counter() - t) * 1000
+            assert len(resp.hits) == 10
+        if i >= 3:  # warm-up
+            for k, v in sample.items():
+                series.setdefault(k, []).append(v)
+    channel.close()
+    loop.close()
+    return {k: {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for k, v in series.items()}
 
 
 # --- 3./4. over gRPC ---------------------------------------------------------------------------------
@@ -257,7 +280,8 @@ async def load(address: str, images: list[bytes], edits: list[tuple[str, str]], 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     return {"edits": n_edits, "concurrency": concurrency, "requests": requests, "failed": len(failures),
-            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "qps": len(lat) / wall, "errors": failures[:3]}
+            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "qps": len(lat) / wall, "wall_s": wall,
+            "errors": failures[:3]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=10_000)
     p.add_argument("--products", type=int, default=200)
     p.add_argument("--requests", type=int, default=96, help="requests per (edits, concurrency) cell")
-    p.add_argument("--reps", type=int, default=30, help="repetitions of in-process and raw timings")
+    p.add_argument("--reps", type=int, default=40, help="interleaved rounds of raw / in-process / gRPC timings")
+    p.add_argument("--batching-rounds", type=int, default=2, help="alternated on/off blocks per edit count")
     p.add_argument("--device", default="auto")
     p.add_argument("--work", type=Path, help="keep catalog and index here (default: a temp folder)")
     p.add_argument("--generator", type=Path, help="StarGAN checkpoint (default: generators/demo_checkpoints/stargan*.pt)")
@@ -293,49 +318,74 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic": "vectors of items beyond the rendered catalog are real vectors + N(0, 0.35/sqrt(D)) noise",
         "generator": [c.name for c in ckpts], "requests_per_cell": args.requests, "top_k": 10}}
 
-    # 1./2. in-process (nothing else running)
     cfg = ServerConfig(index_dir=str(index_dir), generators=[str(c) for c in ckpts], device=device).validate()
-    pipeline = Pipeline.load(cfg, batching=False)
-    edits = pick_edits(pipeline.editors)
-    result["setup"]["edits"] = [f"{g}={v}" for g, v in edits]
-    result["raw_forward_ms"] = raw_forwards(pipeline, images, edits[0], args.reps)
-    result["in_process"] = asyncio.run(in_process(pipeline, images, edits, args.reps))
-    asyncio.run(pipeline.close())
-    print(json.dumps({"raw": result["raw_forward_ms"], "in_process": result["in_process"]}, indent=1), flush=True)
-
-    # 3. the server with the device's default batching, then 4. the other setting at concurrency 32
     default_on = cfg.batching.resolve(device)
-    runs = {}
-    for mode in (("on", "off") if default_on else ("off", "on")):
-        proc, address = start_server(index_dir, ckpts, mode, device, args.work / f"server_{mode}.log")
-        try:
-            cells = []
-            grid = [(e, c) for e in (0, 1, 2) for c in (1, 8, 32)] if mode == ("on" if default_on else "off") \
-                else [(1, 32), (2, 32)]
-            for n_edits, conc in grid:
+    default_mode, other_mode = ("on", "off") if default_on else ("off", "on")
+    procs = {}
+    try:
+        # the server with the device's default batching; the other setting joins for step 4
+        procs[default_mode] = start_server(index_dir, ckpts, default_mode, device, args.work / f"server_{default_mode}.log")
+        address = procs[default_mode][1]
+
+        # 1./2./5.: raw forwards, in-process pipeline and service, interleaved at concurrency 1
+        pipeline = Pipeline.load(cfg, batching=False)
+        edits = pick_edits(pipeline.editors)
+        result["setup"]["edits"] = [f"{g}={v}" for g, v in edits]
+        result["concurrency_1"] = side_by_side(pipeline, address, images, edits, args.reps)
+        asyncio.run(pipeline.close())
+        del pipeline
+        print(json.dumps(result["concurrency_1"], indent=1), flush=True)
+
+        # 3. the load grid on the default server
+        cells = []
+        for n_edits in (0, 1, 2):
+            for conc in (1, 8, 32):
                 cell = asyncio.run(load(address, images, edits, n_edits, conc, args.requests))
-                print(f"batching {mode}: {cell}", flush=True)
+                print(f"batching {default_mode}: {cell}", flush=True)
                 cells.append(cell)
-            runs[mode] = cells
-        finally:
+        result["grpc"] = {"batching": default_mode, "cells": cells}
+
+        # 4. batching on vs off at concurrency 32: both servers up, blocks alternated
+        procs[other_mode] = start_server(index_dir, ckpts, other_mode, device, args.work / f"server_{other_mode}.log")
+        blocks: dict[str, dict[int, list[dict]]] = {"on": {1: [], 2: []}, "off": {1: [], 2: []}}
+        for _ in range(args.batching_rounds):
+            for n_edits in (1, 2):
+                for mode in ("off", "on"):
+                    cell = asyncio.run(load(procs[mode][1], images, edits, n_edits, 32, args.requests))
+                    blocks[mode][n_edits].append(cell)
+                    print(f"batching {mode}: {cell}", flush=True)
+    finally:
+        for proc, _ in procs.values():
             stop_server(proc)
-    result["grpc"] = {"batching_default": "on" if default_on else "off", "cells": runs["on" if default_on else "off"]}
-    result["batching"] = {m: [c for c in runs[m] if c["concurrency"] == 32 and c["edits"] in (1, 2)] for m in runs}
+    for mode in ("on", "off"):
+        log = (args.work / f"server_{mode}.log").read_text()
+        stats = [ln.split("model calls: ", 1)[1] for ln in log.splitlines() if "model calls: " in ln]
+        result.setdefault("batch_stats", {})[mode] = stats[-1] if stats else None
+
+    def merged(cs: list[dict]) -> dict:
+        return {"requests": sum(c["requests"] for c in cs), "failed": sum(c["failed"] for c in cs),
+                "qps": sum(c["requests"] - c["failed"] for c in cs) / sum(c["wall_s"] for c in cs),
+                "p50_ms_median_of_blocks": statistics.median(c["p50_ms"] for c in cs),
+                "p99_ms_max_of_blocks": max(c["p99_ms"] for c in cs)}
+
+    result["batching_c32"] = {m: {f"{e}_edits": merged(blocks[m][e]) for e in (1, 2)} for m in blocks}
 
     # 5. ratios
-    default = result["grpc"]["cells"]
-    c1 = {c["edits"]: c for c in default if c["concurrency"] == 1}
-    raw = result["raw_forward_ms"]
+    c1 = result["concurrency_1"]
+    raw_sum = c1["generator_ms"]["p50"] + c1["encoder_ms"]["p50"] + c1["faiss_ms"]["p50"]
+    all_cells = cells + [c for m in blocks.values() for cs in m.values() for c in cs]
     result["ratios"] = {
-        "service_overhead": {f"{e}_edits": c1[e]["p50_ms"] / result["in_process"][f"{e}_edits"]["p50_ms"] - 1
-                             for e in (0, 1, 2)},
-        "one_edit_p50_over_raw_sum": c1[1]["p50_ms"] / raw["sum_ms"],
-        "one_edit_p50_over_raw_sum_with_classifier": c1[1]["p50_ms"] / raw["sum_with_classifier_ms"],
+        "service_overhead_p50": {f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] - 1
+                                 for e in (0, 1, 2)},
+        "raw_sum_ms": raw_sum,
+        "one_edit_grpc_p50_over_raw_sum": c1["grpc_1_edits_ms"]["p50"] / raw_sum,
+        "one_edit_grpc_p50_over_raw_sum_with_classifier": c1["grpc_1_edits_ms"]["p50"]
+        / (raw_sum + c1["classifier_ms"]["p50"]),
         "batching_on_over_off_qps_c32": {
-            f"{e}_edits": next(c["qps"] for c in runs["on"] if c["concurrency"] == 32 and c["edits"] == e)
-            / next(c["qps"] for c in runs["off"] if c["concurrency"] == 32 and c["edits"] == e)
+            f"{e}_edits": result["batching_c32"]["on"][f"{e}_edits"]["qps"] / result["batching_c32"]["off"][f"{e}_edits"]["qps"]
             for e in (1, 2)},
-        "failed_requests": sum(c["failed"] for cells in runs.values() for c in cells),
+        "failed_requests": sum(c["failed"] for c in all_cells),
+        "requests": sum(c["requests"] for c in all_cells) + 3 * (args.reps + 3),
     }
     out = args.out or RESULTS / f"bench_service_{'cuda' if device.startswith('cuda') else 'cpu'}.json"
     from catalog import atomic_write_text

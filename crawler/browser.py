@@ -114,15 +114,29 @@ class Browser:
 
     async def listing_html(self, page, url: str, hints: BrowserHints) -> str:  # noqa: ANN001
         """Load a listing and make it show everything: click "load more", scroll, wait."""
+        await self.open_listing(page, url, hints)
+        return await self.expand_listing(page, url, hints)
+
+    async def open_listing(self, page, url: str, hints: BrowserHints) -> str:  # noqa: ANN001
+        """Load a listing until its first products (or facets) are there; its HTML so far."""
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         await self.goto(page, url)
+        try:
+            if hints.listing_ready:
+                await page.wait_for_selector(hints.listing_ready, state="attached")
+        except PlaywrightTimeout as exc:
+            raise RetryableError(f"listing {url} did not render in time") from exc
+        return await page.content()
+
+    async def expand_listing(self, page, url: str, hints: BrowserHints) -> str:  # noqa: ANN001
+        """Click "load more" / scroll until the whole listing is on the (already open) page."""
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
         # A site that marks a complete listing gets nudged until it says so (a slow API is not
         # the end of the list); without a marker, a quiet spell of scroll_idle_s is the end.
         deadline = asyncio.get_running_loop().time() + 3 * self.config.timeout_s
         try:
-            if hints.listing_ready:
-                await page.wait_for_selector(hints.listing_ready, state="attached")
             for _ in range(self.config.max_scroll_rounds):
                 if hints.listing_done and await page.locator(hints.listing_done).count():
                     break

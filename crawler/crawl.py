@@ -221,13 +221,22 @@ class Crawler:
                 return False
         return True
 
-    async def _fetch_listing(self, page, url: str) -> ListingPage | Exception:  # noqa: ANN001
+    async def _fetch_listing(self, page, url: str, context: list[str]) -> ListingPage | Exception:  # noqa: ANN001
         hints = self.adapter.hints
+
+        async def render(u: str) -> ListingPage:
+            lp = self.adapter.parse_listing(await self.browser.open_listing(page, u, hints), u)
+            if self._facets_to_follow(context, lp):
+                return lp  # narrower listings will be crawled instead; no need to scroll this one
+            return self.adapter.parse_listing(await self.browser.expand_listing(page, u, hints), u)
+
         try:
-            html = await self.politeness.call(url, lambda u: self.browser.listing_html(page, u, hints))
-            return self.adapter.parse_listing(html, url)
+            return await self.politeness.call(url, render)
         except Exception as exc:  # noqa: BLE001 - any listing's trouble is recorded, not fatal
             return exc
+
+    def _facets_to_follow(self, context: list[str], lp: ListingPage) -> list[tuple[str, list[str]]]:
+        return [(f.url, context + list(f.context)) for f in lp.facets if self._wanted(context + list(f.context))]
 
     async def _discover(self, pages: list) -> None:
         """Visit listings, several at once, but commit their findings strictly in queue order.
@@ -243,7 +252,9 @@ class Crawler:
                 batch = self.state.pending_listings(len(pages))
                 if not batch:
                     break
-                results = await asyncio.gather(*(self._fetch_listing(p, url) for p, (_, url, _) in zip(pages, batch, strict=False)))
+                results = await asyncio.gather(
+                    *(self._fetch_listing(p, url, ctx) for p, (_, url, ctx) in zip(pages, batch, strict=False))
+                )
                 for (seq, url, context), lp in zip(batch, results, strict=True):
                     if limit is not None and self.state.count_products() >= limit:
                         break  # stays pending, as in a one-at-a-time crawl
@@ -262,7 +273,7 @@ class Crawler:
             self.state.record_failure(url, "listing", getattr(lp, "attempts", 1), str(lp))
             self.state.finish_listing(seq, FAILED)
             return
-        facets = [(f.url, context + list(f.context)) for f in lp.facets if self._wanted(context + list(f.context))]
+        facets = self._facets_to_follow(context, lp)
         if facets:
             products, more = [], facets
         else:

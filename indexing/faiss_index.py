@@ -100,6 +100,9 @@ def _empty_index(spec: IndexSpec) -> faiss.Index:
         # OPQ alternates rotation and PQ training; 50 rounds (FAISS default) is slow on small
         # machines and the rotation has converged well before.
         faiss.downcast_VectorTransform(index.chain.at(0)).niter = int(p.get("opq_iter", 20))
+        # The factory turns on polysemous training (a slow annealing of code order) which only
+        # pays off with polysemous Hamming filtering, which we do not use.
+        faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
     else:
         raise IndexConfigError(f"unknown index kind {spec.kind!r}")
     # A hash-table direct map lets the index reconstruct and remove by arbitrary int64 id.

@@ -66,13 +66,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from retrieval.server import run_server
-
     try:
         cfg = config_from_args(args)
     except (ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from retrieval.server import run_server
+
     return run_server(cfg)
 
 

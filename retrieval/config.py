@@ -66,6 +66,11 @@ class ServerConfig:
     def validate(self) -> ServerConfig:
         if not self.index_dir:
             raise ConfigError("index_dir is required (--index DIR)")
+        if not Path(self.index_dir).is_dir():
+            raise ConfigError(f"index_dir: no such folder {self.index_dir}")
+        for ckpt in self.generators:
+            if not Path(ckpt).is_file():
+                raise ConfigError(f"generators: no such checkpoint file {ckpt}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         if self.max_message_bytes < 1024:

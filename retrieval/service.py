@@ -302,7 +302,7 @@ class Pipeline:
         self._admin_lock: asyncio.Lock | None = None
         self.batching = config.batching.resolve(device) if batching is None else batching
         b = config.batching
-        self.edit_batcher: KeyedBatcher[Image.Image, Image.Image] = KeyedBatcher(
+        self.edit_batcher: KeyedBatcher[tuple[Image.Image, dict | None], Image.Image] = KeyedBatcher(
             self._edit_fn, self.model_executor, enabled=self.batching,
             max_batch=b.max_batch, max_wait_ms=b.max_wait_ms, name="generator",
         )
@@ -351,17 +351,22 @@ class Pipeline:
         self.io_executor.shutdown(wait=True)
 
     # -- model calls (model thread) ----------------------------------------------------------
-    def _edit_fn(self, key: Step) -> Callable[[list[Image.Image]], list[Image.Image]]:
+    def _edit_fn(self, key: Step) -> Callable[[list[tuple[Image.Image, dict | None]]], list[Image.Image]]:
         handle = self.editors[key.editor]
 
-        def run(images: list[Image.Image]) -> list[Image.Image]:
+        def run(items: list[tuple[Image.Image, dict | None]]) -> list[Image.Image]:
             import torch
 
+            images = [im for im, _ in items]
             with torch.inference_mode():
-                if key.edits:
-                    out = handle.editor.edit(images, dict(key.edits))
-                else:
+                if not key.edits:
                     out = handle.editor.to_model(images)
+                elif handle.kind == "stargan" and any(labels for _, labels in items):
+                    known = [{g: v for g, v in (labels or {}).items() if v in handle.groups.get(g, ())}
+                             for _, labels in items]
+                    out = handle.editor.edit(images, dict(key.edits), source_labels=known)
+                else:
+                    out = handle.editor.edit(images, dict(key.edits))
             return [to_rgb(im) for im in out]
 
         return run
@@ -433,26 +438,40 @@ class Pipeline:
             raise NotFound(f"no item with id {item_id!r} in the index")
         return row
 
-    def _load_item_image(self, store: Any, item_id: str) -> Image.Image:
-        path = item_image_path(self._read_item(store, item_id))
+    def _load_item_image(self, store: Any, item_id: str) -> tuple[Image.Image, dict[str, str | None]]:
+        row = self._read_item(store, item_id)
+        path = item_image_path(row)
         try:
             with Image.open(path) as im:
-                return to_rgb(im)
+                return to_rgb(im), dict(row.get("labels") or {})
         except OSError as exc:
             log.error("image of item %s at %s unreadable: %s", item_id, path, exc)
             raise NotFound(f"the image of item {item_id!r} is not available on the server") from None
 
-    async def query_image(self, image: bytes | None, item_id: str | None, store: Any) -> Image.Image:
+    async def query_image(
+        self, image: bytes | None, item_id: str | None, store: Any
+    ) -> tuple[Image.Image, dict[str, str | None] | None]:
+        """The query image, and for a catalog item its known labels (None for an uploaded photo)."""
         if item_id:
             return await self._io(self._load_item_image, store, item_id)
         if image is None:
             raise InvalidArgument("query is empty: send image bytes or a catalog item_id")
-        return await self._io(decode_image, image, self.config.max_image_pixels)
+        return await self._io(decode_image, image, self.config.max_image_pixels), None
 
-    async def apply(self, image: Image.Image, steps: list[Step]) -> Image.Image:
+    async def apply(
+        self, image: Image.Image, steps: list[Step], labels: dict[str, str | None] | None = None
+    ) -> Image.Image:
+        """Run the planned generator calls in order.
+
+        A StarGAN edit keeps every group it is not asked to change, so it needs the image's
+        current labels: for a catalog item they are known (and updated edit by edit); for an
+        uploaded photo the generator's classifier reads them from the image.
+        """
         for step in steps:
             try:
-                image = await self.edit_batcher.submit(step, image)
+                image = await self.edit_batcher.submit(step, (image, labels))
+                if labels is not None:
+                    labels = {**labels, **dict(step.edits)}
             except (asyncio.CancelledError, RetrievalError):
                 raise
             except Exception as exc:
@@ -496,10 +515,10 @@ class Pipeline:
         steps = plan_modifications(q.modifications, self.editors, self.config.max_modifications)
         store = self._store  # this search uses this index to the end, whatever swaps happen
         t = timer.t0
-        image = await self.query_image(q.image, q.item_id, store)
+        image, labels = await self.query_image(q.image, q.item_id, store)
         t = timer.add("decode", t)
         if steps:
-            image = await self.apply(image, steps)
+            image = await self.apply(image, steps, labels)
             t = timer.add("modify", t)
         vec = await self.embed(image)
         t = timer.add("encode", t)
@@ -516,9 +535,9 @@ class Pipeline:
     async def modify(self, image: bytes | None, item_id: str | None, mods: list[Modification]) -> tuple[bytes, list]:
         timer = Timer()
         steps = plan_modifications(mods, self.editors, self.config.max_modifications)
-        image_obj = await self.query_image(image, item_id, self._store)
+        image_obj, labels = await self.query_image(image, item_id, self._store)
         t = timer.add("decode", timer.t0)
-        image_obj = await self.apply(image_obj, steps)
+        image_obj = await self.apply(image_obj, steps, labels)
         t = timer.add("modify", t)
         png = await self._io(encode_png, image_obj)
         timer.add("png", t)

@@ -568,7 +568,7 @@ def _draw_head(img: np.ndarray, spec: ProductSpec, m: np.ndarray, back: bool) ->
         crown = (0.0, 2.0) if style != 2 else (0.0, -4.0)
         # strands fanning from the crown: hair from behind, not a blank oval a face detector likes
         strands = [shapes.bezier(crown, (dx * 0.8, 40), (dx, 122), 8) for dx in (-40, -24, -9, 9, 24, 40)]
-        lines(img, strands, m, hair_dark, 1, closed=False)
+        lines(img, strands, m, tuple(float(c) for c in hair * 0.85), 1, closed=False)
         if style == 2:
             fill(img, [E(0, -6, 23, 20, 20)], m, hair)
             lines(img, [E(0, -6, 23, 20, 20)], m, hair_dark)

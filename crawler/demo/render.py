@@ -117,9 +117,10 @@ def render_catalog(
                 specs.append(_work(job))
                 bar.update(1)
         else:
-            # forkserver/spawn, not fork: a forked child inherits the caller's thread pools
-            # (OpenCV, OpenMP) in whatever state they were, which can hang it
-            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            # fork where there is one: no re-import of the caller's __main__ (scripts without a
+            # main guard work) and no start-up cost; the workers switch OpenCV's thread pool
+            # off first thing, as DataLoader workers do
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             with mp.get_context(method).Pool(workers, initializer=_init_worker) as pool:
                 for spec in pool.imap(_work, jobs, chunksize=4):
                     specs.append(spec)

@@ -144,3 +144,27 @@ def test_a_shop_answering_429_503_and_slowly_still_completes(chromium, source_di
     assert summary.finished and summary.failed == 0 and summary.retries > 0
     crawled = load_catalog(tmp_path / "faulty", strict=True)
     assert sorted(crawled.by_id()) == expected
+
+
+def test_the_same_photo_under_two_ids_is_kept_once(chromium, source_dir, tmp_path):
+    import dataclasses
+    import shutil
+
+    from catalog import write_catalog
+
+    src = load_catalog(source_dir, check_images=False)
+    items = src.items[:5]
+    copy = dataclasses.replace(items[0], id="KOPIE-00001", name=items[0].name + " (Kopie)")
+    shop_dir = tmp_path / "shopcat"
+    for it in items:
+        for rel in [it.img_path, *it.model_img_paths]:
+            (shop_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source_dir / rel, shop_dir / rel)
+    write_catalog(shop_dir, [*items, copy], src.schema)
+    with DemoShop(shop_dir) as dup_shop:
+        summary = crawl(CrawlConfig(site="demo", out=tmp_path / "out", start_url=dup_shop.base_url,
+                                    concurrency=2, delay=0, progress=False))
+    crawled = load_catalog(tmp_path / "out", strict=True)
+    assert sorted(crawled.by_id()) == sorted(it.id for it in items)  # the copy, found later, is dropped
+    assert summary.duplicates == 1 and summary.products == 5
+    assert len(list((tmp_path / "out" / "images").iterdir())) == 5

@@ -9,7 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from crawler.politeness import GaveUp, HostRateLimiter, Politeness, RetryPolicy, RobotsRules, parse_retry_after
+from crawler.politeness import (
+    GaveUp,
+    HostRateLimiter,
+    Politeness,
+    RetryPolicy,
+    RobotsRules,
+    parse_retry_after,
+)
 
 UA = "FashionRetrievalCrawler/0.1 (+test)"
 
@@ -140,29 +147,26 @@ def test_retries_robots_and_giving_up_against_a_local_server(chromium, flaky_ser
     assert set(_FlakyHandler.agents) == {UA}
 
 
-def test_rate_limiter_spaces_requests_per_host():
+def test_rate_limiter_spaces_requests_per_host(monkeypatch):
     now = [0.0]
     slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(s):  # a fake clock: the test takes no real time
+        slept.append(s)
+        now[0] += s
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
 
     async def go():
         lim = HostRateLimiter(0.25, clock=lambda: now[0])
-        real_sleep = asyncio.sleep
-
-        async def fake_sleep(s):
-            slept.append(s)
-            now[0] += s
-            await real_sleep(0)
-
-        asyncio.sleep = fake_sleep
-        try:
-            for _ in range(3):
-                await lim.wait("a.example")
-            await lim.wait("b.example")  # another host does not wait
-            lim.set_interval("c.example", 1.0)  # robots.txt Crawl-delay
-            await lim.wait("c.example")
-            await lim.wait("c.example")
-        finally:
-            asyncio.sleep = real_sleep
+        for _ in range(3):
+            await lim.wait("a.example")
+        await lim.wait("b.example")  # another host does not wait
+        lim.set_interval("c.example", 1.0)  # robots.txt Crawl-delay
+        await lim.wait("c.example")
+        await lim.wait("c.example")
 
     asyncio.run(go())
     assert slept == [0.25, 0.25, 1.0]

@@ -80,9 +80,20 @@ def test_decode_image_refuses_bombs_before_decoding() -> None:
     assert len(bomb) < 100_000
     with pytest.raises(InvalidArgument, match="5000x5000 = 25000000 pixels, over the server's limit"):
         decode_image(bomb, max_pixels=16_000_000)
-    # far over PIL's limit: PIL refuses while reading the header; still a clear INVALID_ARGUMENT
+    # a header claiming 100000x100000 (far over PIL's own limit too): refused from the header alone
     with pytest.raises(InvalidArgument, match="too large|over the server's limit"):
-        decode_image(_png(20000, 20000, "1"), max_pixels=16_000_000)
+        decode_image(_png_header(100_000, 100_000), max_pixels=16_000_000)
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """Just the signature and IHDR of a PNG: what a bomb needs to announce its size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
 
 
 class _Caps:
@@ -225,15 +236,27 @@ def test_batcher_drops_cancelled_items() -> None:
 def test_config_file_and_errors(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text('index_dir = "idx"\nport = 0\n[batching]\nenabled = true\nmax_batch = 4\n')
+    (tmp_path / "idx").mkdir()
+    toml.write_text(toml.read_text().replace('"idx"', f'"{tmp_path / "idx"}"'))
     cfg = load_config(toml).validate()
-    assert cfg.index_dir == "idx" and cfg.batching.max_batch == 4 and cfg.batching.resolve("cpu") is True
+    assert cfg.index_dir == str(tmp_path / "idx") and cfg.batching.max_batch == 4 and cfg.batching.resolve("cpu") is True
     (tmp_path / "bad.toml").write_text('index_dri = "idx"\n')
     with pytest.raises(ConfigError, match="unknown key 'index_dri'"):
         load_config(tmp_path / "bad.toml")
     with pytest.raises(ConfigError, match="index_dir is required"):
         ServerConfig().validate()
     with pytest.raises(ConfigError, match="together"):
-        ServerConfig(index_dir="x", tls_cert="a").validate()
+        ServerConfig(index_dir=str(tmp_path), tls_cert="a").validate()
+    with pytest.raises(ConfigError, match="index_dir: no such folder /no/index"):
+        ServerConfig(index_dir="/no/index").validate()
+    with pytest.raises(ConfigError, match="no such checkpoint file /no/g.pt"):
+        ServerConfig(index_dir=str(tmp_path), generators=["/no/g.pt"]).validate()
+
+
+def test_serve_cli_refuses_bad_config_before_binding(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "retrieval", "serve", "--index", str(tmp_path / "nope")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "index_dir: no such folder" in proc.stderr and "LISTENING" not in proc.stdout
     assert BatchingConfig().resolve("cpu") is False and BatchingConfig().resolve("cuda:0") is True
 
 
