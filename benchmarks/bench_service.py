@@ -60,7 +60,8 @@ def machine(device: str) -> dict:
     except OSError:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device}
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device,
+            "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -387,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         "failed_requests": sum(c["failed"] for c in all_cells),
         "requests": sum(c["requests"] for c in all_cells) + 3 * (args.reps + 3),
     }
+    result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
     out = args.out or RESULTS / f"bench_service_{'cuda' if device.startswith('cuda') else 'cpu'}.json"
     from catalog import atomic_write_text
 

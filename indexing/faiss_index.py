@@ -134,10 +134,13 @@ def train_index(spec: IndexSpec, sample: np.ndarray, use_gpu: bool | None = None
     return index
 
 
-def training_sample(vectors: np.ndarray, spec: IndexSpec, seed: int = 0, max_per_list: int = 256) -> np.ndarray:
+def training_sample(vectors: np.ndarray, spec: IndexSpec, seed: int = 0, max_per_list: int = 256,
+                    max_train: int | None = None) -> np.ndarray:
     """A random sample big enough for k-means (and PQ codebooks) but bounded in size."""
     nlist = int(spec.params.get("nlist", 1))
     cap = max(nlist * max_per_list, 65_536 if spec.kind == "ivfpq" else 0)
+    if max_train:
+        cap = min(cap, max_train)
     if len(vectors) <= cap:
         return vectors
     rng = np.random.default_rng(seed)
@@ -145,9 +148,11 @@ def training_sample(vectors: np.ndarray, spec: IndexSpec, seed: int = 0, max_per
 
 
 def build_index(
-    spec: IndexSpec, vectors: np.ndarray, ids: np.ndarray, use_gpu: bool | None = None, add_batch: int = 65_536
+    spec: IndexSpec, vectors: np.ndarray, ids: np.ndarray, use_gpu: bool | None = None, add_batch: int = 65_536,
+    max_train: int | None = None,
 ) -> faiss.Index:
-    index = train_index(spec, training_sample(vectors, spec), use_gpu) if len(vectors) else _empty_index(spec)
+    sample = training_sample(vectors, spec, max_train=max_train)
+    index = train_index(spec, sample, use_gpu) if len(vectors) else _empty_index(spec)
     add_vectors(index, vectors, ids, add_batch)
     return index
 

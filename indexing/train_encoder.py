@@ -161,8 +161,22 @@ def cache_prefix(encoder: Encoder, paths: list[str], ids: list[str], stop: int, 
     return torch.cat(chunks)
 
 
-def train_encoder(catalog: Catalog, out: str | Path, cfg: TrainConfig | None = None) -> tuple[Encoder, dict]:
-    """Fine-tune and save an encoder folder at ``out``; returns it and a training report."""
+def frozen_stop(encoder: Encoder, train_stages: int) -> int:
+    """Index of the first trained trunk stage (= number of frozen stages)."""
+    n_stages = len(encoder.trunk.stages)
+    if not 0 <= train_stages <= n_stages:
+        raise ValueError(f"train_stages must be in 0..{n_stages}, got {train_stages}")
+    return n_stages - train_stages
+
+
+def train_encoder(catalog: Catalog, out: str | Path, cfg: TrainConfig | None = None,
+                  prefix: torch.Tensor | None = None) -> tuple[Encoder, dict]:
+    """Fine-tune and save an encoder folder at ``out``; returns it and a training report.
+
+    ``prefix``: precomputed frozen-stage outputs for *all* catalog items (from
+    :func:`cache_prefix` with the built-in encoder at ``cfg.image_size``), e.g. shared with
+    an evaluation; otherwise the training items' features are computed here.
+    """
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -180,10 +194,7 @@ def train_encoder(catalog: Catalog, out: str | Path, cfg: TrainConfig | None = N
         base = Encoder.load(cfg.base, "cpu")
         encoder.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("proj.")}, strict=False)
     encoder.to_device(cfg.device)
-    n_stages = len(encoder.trunk.stages)
-    stop = n_stages - cfg.train_stages
-    if not 0 <= stop < n_stages:
-        raise ValueError(f"train_stages must be in 1..{n_stages}, got {cfg.train_stages}")
+    stop = frozen_stop(encoder, cfg.train_stages)
 
     ids = [it.id for it in catalog.items]
     paths = [str(catalog.image_path(it)) for it in catalog.items]
@@ -197,9 +208,14 @@ def train_encoder(catalog: Catalog, out: str | Path, cfg: TrainConfig | None = N
     t0 = time.time()
     # Only training items need cached features (held-out items are never seen here).
     sub_paths, sub_ids = [paths[i] for i in train_idx], [ids[i] for i in train_idx]
-    cache = [cache_prefix(encoder, sub_paths, sub_ids, stop, cfg)]
-    if cfg.flip_augment:
-        cache.append(cache_prefix(encoder, sub_paths, sub_ids, stop, cfg, flip=True))
+    if prefix is not None:
+        if len(prefix) != len(ids):
+            raise ValueError(f"prefix features for {len(prefix)} items, catalog has {len(ids)}")
+        cache = [prefix[torch.from_numpy(train_idx)]]
+    else:
+        cache = [cache_prefix(encoder, sub_paths, sub_ids, stop, cfg)]
+        if cfg.flip_augment:
+            cache.append(cache_prefix(encoder, sub_paths, sub_ids, stop, cfg, flip=True))
     t_cache = time.time() - t0
     row_of = {int(i): r for r, i in enumerate(train_idx)}
 
@@ -213,13 +229,14 @@ def train_encoder(catalog: Catalog, out: str | Path, cfg: TrainConfig | None = N
     assert encoder.proj is not None
     encoder.proj.requires_grad_(True)
     heads = CosineHeads(cfg.proj_dim, [len(catalog.schema.values(g)) for g in groups], cfg.head_scale).to(encoder.device)
-    opt = torch.optim.AdamW([
-        {"params": [p for p in tail.parameters()], "lr": cfg.trunk_lr},
-        {"params": [*encoder.proj.parameters(), *heads.parameters(), *encoder.pool.parameters()], "lr": cfg.lr},
-    ], weight_decay=cfg.weight_decay)
+    param_groups = [{"params": [*encoder.proj.parameters(), *heads.parameters(), *encoder.pool.parameters()],
+                     "lr": cfg.lr}]
+    if cfg.train_stages:
+        param_groups.append({"params": list(tail.parameters()), "lr": cfg.trunk_lr})
+    opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
     epochs_batches = [pk_batches(combo, train_idx, cfg.batch_p, cfg.batch_k, rng) for _ in range(cfg.epochs)]
     total = sum(len(b) for b in epochs_batches)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.trunk_lr, cfg.lr], total_steps=total, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in param_groups], total_steps=total, pct_start=0.15)
     lab_t = torch.from_numpy(labels).to(encoder.device)
     mlab_t = torch.from_numpy(mlabels).to(encoder.device)
 

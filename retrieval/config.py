@@ -27,18 +27,24 @@ class BatchingConfig:
     """Micro-batching of concurrent requests through the generators and the encoder.
 
     ``enabled=None`` picks per device: on for CUDA, where a batch of 16 costs little more
-    than one image, off for CPU, where per-image cost does not fall with batch size (measured
-    in benchmarks/bench_service.py) and waiting for partners only adds latency.
+    than one image, off for CPU, where per-image cost does not fall with batch size (it rises
+    at large batches; measured in benchmarks/bench_service.py) and waiting for partners only
+    adds latency. ``max_batch=None`` picks 16 for CUDA and 4 for CPU for the same reason.
     """
 
     enabled: bool | None = None
-    max_batch: int = 16
+    max_batch: int | None = None
     max_wait_ms: float = 2.0
 
     def resolve(self, device: str) -> bool:
         if self.enabled is not None:
             return self.enabled
         return str(device).startswith("cuda")
+
+    def resolve_max_batch(self, device: str) -> int:
+        if self.max_batch is not None:
+            return self.max_batch
+        return 16 if str(device).startswith("cuda") else 4
 
 
 @dataclass
@@ -83,7 +89,7 @@ class ServerConfig:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"{name}: no such file {path}")
-        if self.batching.max_batch < 1 or self.batching.max_wait_ms < 0:
+        if (self.batching.max_batch is not None and self.batching.max_batch < 1) or self.batching.max_wait_ms < 0:
             raise ConfigError("batching.max_batch must be >= 1 and batching.max_wait_ms >= 0")
         if self.admin_token is None:
             self.admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None

@@ -355,7 +355,7 @@ def _shot(spec: ProductSpec, view: str, size: int = SIZE,
     if view in ("front_full", "back_full"):
         m = camera((0.0, 495.0), 1160.0 * (1.0 + 0.03 * j[0]), 1.5 * j[1], (5 * j[2], 4 * j[3]), size)
     elif view == "upper_close":
-        m = camera((0.0, 292.0), 690.0 * (1.0 + 0.03 * j[0]), 1.5 * j[1], (5 * j[2], 3 * j[3]), size)
+        m = camera((0.0, 292.0), 730.0 * (1.0 + 0.03 * j[0]), 1.5 * j[1], (5 * j[2], 3 * j[3]), size)
     else:
         # a close-up of the cloth: centred on the garment (one leg of trousers), never wider
         # than the garment is tall, so no face and little backdrop get in

@@ -168,3 +168,27 @@ def test_the_same_photo_under_two_ids_is_kept_once(chromium, source_dir, tmp_pat
     assert sorted(crawled.by_id()) == sorted(it.id for it in items)  # the copy, found later, is dropped
     assert summary.duplicates == 1 and summary.products == 5
     assert len(list((tmp_path / "out" / "images").iterdir())) == 5
+
+
+def test_generic_adapter_crawls_a_json_ld_shop(shop, source_dir, tmp_path):
+    """The generic adapter knows nothing of the demo shop but its schema.org JSON-LD."""
+    from crawler.demo.shop import CATEGORY_NAMES
+
+    source = load_catalog(source_dir, check_images=False)
+    # The biggest category the shop lists with numbered pages (a generic crawler follows
+    # rel=next, but knows no site's "load more" button).
+    counts = {p.cat_slug: 0 for p in shop.data.products}
+    for p in shop.data.products:
+        counts[p.cat_slug] += 1
+    slug = max((s for s in counts if shop._mode(s) == "seiten"), key=lambda s: counts[s])
+    category = next(en for en, (s, _) in CATEGORY_NAMES.items() if s == slug)
+    expected = sorted(it.id for it in source.items if it.labels.get("category") == category)
+    assert len(expected) > 3  # more than one listing page
+    summary = crawl(CrawlConfig(site="generic", out=tmp_path / "generic", start_url=f"{shop.base_url}/damen/{slug}/",
+                                concurrency=3, delay=0, progress=False))
+    crawled = load_catalog(tmp_path / "generic", strict=True)
+    assert summary.finished and sorted(crawled.by_id()) == expected
+    by_id = source.by_id()
+    for it in crawled.items:
+        assert it.labels == by_id[it.id].labels  # from additionalProperty, color and category
+        assert len(it.model_img_paths) == len(by_id[it.id].model_img_paths)

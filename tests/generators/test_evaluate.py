@@ -85,7 +85,7 @@ class _FakeEditor:
 
     def edit(self, images, changes, source_labels=None):
         if not self.oracle:
-            return [im.resize((SIZE, SIZE)) for im in images]
+            return [im.resize((SIZE, SIZE), Image.BICUBIC) for im in images]
         from crawler.demo.render import render_variant
 
         out = []
@@ -120,17 +120,16 @@ def test_edit_metrics_against_identity_and_oracle_editors(classifier, demo_catal
     assert out["edits"] == 12
     ref = pres["reference_input_to_true_variant"]
     if oracle:
-        # the output is the truth: zero distance to it, and the classifier reads the target
-        # about as often as it reads real photos right
+        # the output is the truth: zero distance to it, and as far from the input as the truth is
         assert pres["l1_to_true_variant"]["mean"] < 1e-6 and pres["ssim_to_true_variant"]["mean"] > 0.999
-        assert out["edit_success"] >= 0.5
         assert pres["l1_to_input"]["mean"] == pytest.approx(ref["l1"]["mean"], abs=1e-6)
+        assert ref["l1"]["mean"] > 0.005  # the true variants do differ from the inputs
     else:
         # returning the input: nothing changed, and it is exactly as far from the truth as the input
-        assert pres["l1_to_input"]["mean"] < 0.02 and pres["ssim_to_input"]["mean"] > 0.9
-        assert pres["l1_to_true_variant"]["mean"] == pytest.approx(ref["l1"]["mean"], abs=0.02)
-        assert out["edit_success"] <= 0.25
-        assert out["kept_other_groups"] >= 0.9
+        assert pres["l1_to_input"]["mean"] < 1e-6 and pres["ssim_to_input"]["mean"] > 0.999
+        assert pres["l1_to_true_variant"]["mean"] == pytest.approx(ref["l1"]["mean"], abs=1e-6)
+        # the classifier sees the very same pixels before and after: every other group is kept
+        assert out["kept_other_groups"] == 1.0
 
 
 # --- end to end on real (tiny) checkpoints --------------------------------------------------
