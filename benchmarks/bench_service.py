@@ -20,8 +20,10 @@ Measured (the machine may be shared, so what is compared is measured interleaved
 3. the gRPC server with the device's default batching: p50/p99 latency and QPS for 0/1/2 edits
    at concurrency 1, 8 and 32;
 4. micro-batching on vs off at concurrency 32: both servers up, blocks of requests alternated;
-5. ratios: service overhead (gRPC p50 / in-process p50 - 1), 1-edit gRPC p50 / (generator +
-   encoder + FAISS raw forward), batching on / off QPS, failed requests (goal: none).
+5. ratios: service overhead (gRPC p50 / in-process p50 - 1, two processes interleaved), the
+   gRPC layer alone (client latency / the server's own pipeline total of the same request - 1),
+   1-edit gRPC p50 / (generator + encoder + FAISS raw forward), batching on / off QPS, failed
+   requests (goal: none). The load average is recorded: on a shared machine, read the ratios.
 
 Writes ``benchmarks/results/bench_service[_<device>].json`` with the machine described.
 """
@@ -205,12 +207,22 @@ def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[
             res = loop.run_until_complete(pipeline.search(q))
             sample[f"in_process_{n}_edits_ms"] = (time.perf_counter() - t) * 1000
             assert len(res.hits) == 10
+            for stage, ms in res.timings:
+                if stage in ("modify", "encode", "search"):
+                    sample[f"in_process_{n}_edits_stage_{stage}_ms"] = ms
             req = pb.SearchRequest(query=pb.Query(image=image), top_k=10, modifications=[
                 pb.Modification(edit=pb.AttributeEdit(group=g, value=v)) for g, v in edits[:n]])
             t = time.perf_counter()
             resp = stub.Search(req, timeout=120)
             sample[f"grpc_{n}_edits_ms"] = (time.perf_counter() - t) * 1000
             assert len(resp.hits) == 10
+            # the same request as the server saw it: its pipeline total, and what gRPC added around it
+            server_total = next(x.ms for x in resp.timings if x.stage == "total")
+            sample[f"grpc_{n}_edits_server_total_ms"] = server_total
+            sample[f"grpc_{n}_edits_transport_ms"] = sample[f"grpc_{n}_edits_ms"] - server_total
+            for x in resp.timings:
+                if x.stage in ("modify", "encode", "search"):
+                    sample[f"grpc_{n}_edits_stage_{x.stage}_ms"] = x.ms
         if i >= 3:  # warm-up
             for k, v in sample.items():
                 series.setdefault(k, []).append(v)
@@ -296,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, help="keep catalog and index here (default: a temp folder)")
     p.add_argument("--generator", type=Path, help="StarGAN checkpoint (default: generators/demo_checkpoints/stargan*.pt)")
     p.add_argument("--out", type=Path)
+    p.add_argument("--side-by-side-only", action="store_true", help="only steps 1./2. (diagnosis; writes nothing)")
     args = p.parse_args(argv)
 
     from retrieval.config import ServerConfig
@@ -337,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         del pipeline
         print(json.dumps(result["concurrency_1"], indent=1), flush=True)
 
+        if args.side_by_side_only:
+            return 0
         # 3. the load grid on the default server
         cells = []
         for n_edits in (0, 1, 2):
@@ -378,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     result["ratios"] = {
         "service_overhead_p50": {f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] - 1
                                  for e in (0, 1, 2)},
+        "grpc_layer_overhead_same_request_p50": {
+            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_server_total_ms"]["p50"] - 1
+            for e in (0, 1, 2)},
         "raw_sum_ms": raw_sum,
         "one_edit_grpc_p50_over_raw_sum": c1["grpc_1_edits_ms"]["p50"] / raw_sum,
         "one_edit_grpc_p50_over_raw_sum_with_classifier": c1["grpc_1_edits_ms"]["p50"]

@@ -202,9 +202,11 @@ def train(
         if last is None:
             raise TrainError(f"--resume: {run_dir} has no checkpoints/last.pt to resume from")
         state = load_checkpoint(last)
-        steps = cfg.train.steps
+        steps, device_name, threads = cfg.train.steps, cfg.train.device, cfg.train.threads
         cfg = Config.from_dict(state["config"])
         cfg.train.steps = max(steps, cfg.train.steps) if steps else cfg.train.steps
+        # Where it runs is this session's choice; what it computes is the checkpoint's config.
+        cfg.train.device, cfg.train.threads = device_name, threads or cfg.train.threads
     elif ckpts.last() is not None:
         raise TrainError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
     cfg.validate()
@@ -265,14 +267,17 @@ def train(
     t0 = time.perf_counter()
     step = start
     solver.train(True)
+    in_step = False
     try:
         end = min(t.steps, stop_at) if stop_at else t.steps
         while step < end:
+            in_step = True  # an interrupt in here leaves a half-done step: not saved
             batch = stream.next()
             lrs = solver.lrs()  # the rates this step used
             values = solver.train_step(batch, step)
             solver.step_schedulers()
             step += 1
+            in_step = False
             bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
                 values.update(lrs)
@@ -286,9 +291,11 @@ def train(
                 ckpts.save(step, payload(step))
     except KeyboardInterrupt:
         # Keep the work done so far; --resume continues from here exactly.
-        if step > start:
+        if step > start and not in_step:
             ckpts.save(step, payload(step))
             print(f"\ninterrupted: saved step {step} to {ckpts.last()}; continue with --resume", file=sys.stderr)
+        elif step > start:
+            print(f"\ninterrupted inside step {step + 1}; --resume continues from {ckpts.last()}", file=sys.stderr)
         raise
     finally:
         bar.close()

@@ -8,10 +8,14 @@ of it with attributes changed and everything else (camera, model, noise) equal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import multiprocessing as mp
 import os
+import queue
+import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -70,17 +74,66 @@ def make_item(spec: ProductSpec, schema: Schema) -> Item:
     )
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already; no nested thread pools
-
-
-def _work(job: tuple[int, int, str, int, bool]) -> ProductSpec:
-    seed, index, out, size, resume = job
+def render_one(seed: int, index: int, out: str | Path, size: int = 256, resume: bool = False) -> ProductSpec:
+    """Render product ``index`` into the catalog folder ``out`` (skipped when ``resume`` and done)."""
     spec = make_spec(seed, index)
     root = Path(out)
     if not (resume and all((root / rel).is_file() for rel in product_files(spec).values())):
         render_product_files(spec, root, size)
     return spec
+
+
+def _render_in_workers(out: Path, products: int, seed: int, workers: int, size: int, resume: bool, bar) -> None:
+    """Fan the products out over ``workers`` fresh interpreters (every ``workers``-th product each).
+
+    Fresh processes rather than a fork of this one: a fork copies whatever thread pools
+    (OpenCV's, OpenMP's) the caller has running, mid-lock, and can hang; a fork-server or
+    spawn pool re-imports the caller's ``__main__``, which loops forever in a script without
+    a main guard. Output does not depend on the split: product i depends on (seed, i) only.
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    procs: list[tuple[subprocess.Popen, object]] = []
+    done: queue.Queue = queue.Queue()
+
+    def pump(stream) -> None:
+        for _ in stream:
+            done.put(1)
+        done.put(None)
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(_stop, procs)
+        for k in range(workers):
+            err = stack.enter_context(tempfile.TemporaryFile())
+            cmd = [sys.executable, "-m", "crawler.demo.render_worker", "--out", str(out), "--seed", str(seed),
+                   "--products", str(products), "--start", str(k), "--step", str(workers), "--size", str(size)]
+            if resume:
+                cmd.append("--resume")
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+            procs.append((p, err))
+            threading.Thread(target=pump, args=(p.stdout,), daemon=True).start()
+        finished = 0
+        while finished < workers:
+            if done.get() is None:
+                finished += 1
+            else:
+                bar.update(1)
+        for p, err in procs:
+            if p.wait() != 0:
+                err.seek(0)
+                tail = err.read().decode("utf-8", "replace")[-2000:]
+                raise RenderError(f"render worker {' '.join(p.args[3:])} failed (exit {p.returncode}):\n{tail}")
+
+
+def _stop(procs: list) -> None:
+    for p, _ in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
 
 
 # --- the catalog --------------------------------------------------------------------------
@@ -106,27 +159,17 @@ def render_catalog(
     (out / "model_images").mkdir(parents=True, exist_ok=True)
     schema = Schema.default()
     workers = max(1, min(workers or os.cpu_count() or 1, (products + 3) // 4))
-    if mp.current_process().daemon:  # e.g. inside a Ray or multiprocessing worker: no children
-        workers = 1
-    jobs = [(seed, i, str(out), size, resume) for i in range(products)]
     bar = _progress(products, progress)
-    specs: list[ProductSpec] = []
     try:
         if workers == 1:
-            for job in jobs:
-                specs.append(_work(job))
+            for i in range(products):
+                render_one(seed, i, out, size, resume)
                 bar.update(1)
         else:
-            # fork where there is one: no re-import of the caller's __main__ (scripts without a
-            # main guard work) and no start-up cost; the workers switch OpenCV's thread pool
-            # off first thing, as DataLoader workers do
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            with mp.get_context(method).Pool(workers, initializer=_init_worker) as pool:
-                for spec in pool.imap(_work, jobs, chunksize=4):
-                    specs.append(spec)
-                    bar.update(1)
+            _render_in_workers(out, products, seed, workers, size, resume, bar)
     finally:
         bar.close()
+    specs = [make_spec(seed, i) for i in range(products)]
     truth = {spec.model_files[v]: v for spec in specs for v in MODEL_VIEWS}
     atomic_write_text(out / GROUND_TRUTH_FILE, json.dumps(truth, indent=1, sort_keys=True) + "\n")
     manifest = {
@@ -195,6 +238,18 @@ def variant_labels(catalog_dir: str | Path, item_id: str, changes: dict[str, str
 
 
 # --- contact sheets -----------------------------------------------------------------------
+def _font(size: int = 11):
+    """DejaVu Sans where the system has it (umlauts), else Pillow's built-in font."""
+    from PIL import ImageFont
+
+    for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
 def contact_sheet(catalog_dir: str | Path, out_png: str | Path, n: int = 12, thumb: int = 128) -> Path:
     """Grid: per product its shot, the four model photos in pose order, and the shot at 64 px."""
     from PIL import Image, ImageDraw
@@ -207,6 +262,7 @@ def contact_sheet(catalog_dir: str | Path, out_png: str | Path, n: int = 12, thu
     label_w = 230
     sheet = Image.new("RGB", (label_w + thumb * 6, thumb * len(items)), "white")
     draw = ImageDraw.Draw(sheet)
+    font = _font(10)
     for row, it in enumerate(items):
         y = row * thumb
         by_pose = {truth[p]: p for p in it.model_img_paths}
@@ -218,7 +274,7 @@ def contact_sheet(catalog_dir: str | Path, out_png: str | Path, n: int = 12, thu
             small = im.convert("RGB").resize((64, 64), Image.BILINEAR).resize((thumb, thumb), Image.NEAREST)
         sheet.paste(small, (label_w + 5 * thumb, y))
         text = [it.id, it.name[:34], it.brand] + [f"{g}: {v}" for g, v in it.labels.items() if v]
-        draw.multiline_text((4, y + 2), "\n".join(text), fill=(0, 0, 0), spacing=1)
+        draw.multiline_text((4, y + 2), "\n".join(text), fill=(0, 0, 0), spacing=1, font=font)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_png)

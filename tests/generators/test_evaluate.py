@@ -53,7 +53,8 @@ def test_l1_and_frechet_distance() -> None:
 def classifier(demo_catalog_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[AttributeClassifier, Path]:
     folder = tmp_path_factory.mktemp("clf") / "classifier"
     cat = load_catalog(demo_catalog_dir, check_images=False)
-    return load_or_fit(cat, folder, ClassifierConfig(resolution=SIZE)), folder
+    # no mirrored copies: half the trunk passes, and the test needs the wiring, not accuracy
+    return load_or_fit(cat, folder, ClassifierConfig(resolution=SIZE, flip=False)), folder
 
 
 def test_classifier_reports_heldout_accuracy_and_round_trips(classifier, demo_catalog_dir: Path) -> None:
@@ -64,7 +65,7 @@ def test_classifier_reports_heldout_accuracy_and_round_trips(classifier, demo_ca
         e = rep["groups"][g]
         assert 0.0 <= e["heldout_accuracy"] <= 1.0 and e["heldout"] >= 1
     cat = load_catalog(demo_catalog_dir, check_images=False)
-    train = [it for it in cat.items if it.id not in set(rep["heldout_ids"])]
+    train = [it for it in cat.items if it.id not in set(rep["heldout_ids"])][:10]
     images = [Image.open(cat.image_path(it)).convert("RGB") for it in train]
     pred = clf.predict(images)
     # heads wired to the right classes: the training photos are read back (linear probe)
@@ -73,7 +74,7 @@ def test_classifier_reports_heldout_accuracy_and_round_trips(classifier, demo_ca
     again = AttributeClassifier.load(folder)
     assert again.predict(images[:4]) == clf.predict(images[:4])
     # reused, not refitted, for the same catalog and resolution
-    assert load_or_fit(cat, folder, ClassifierConfig(resolution=SIZE)).report == again.report
+    assert load_or_fit(cat, folder, ClassifierConfig(resolution=SIZE, flip=False)).report == again.report
 
 
 # --- edit metrics with known editors --------------------------------------------------------
@@ -113,11 +114,11 @@ def test_edit_metrics_against_identity_and_oracle_editors(classifier, demo_catal
 
     monkeypatch.setattr(E, "_open", tracking_open)
     groups = {g: list(cat.schema.groups[g]) for g in ("color", "pattern")}
-    cfg = E.EvalConfig(items=6, variant_of=True)
+    cfg = E.EvalConfig(items=3, variant_of=True)
     editor = _FakeEditor(demo_catalog_dir, by_image, oracle, tmp_path)
     out = E.evaluate_edits(editor, cat, clf, groups, SIZE, cfg, None, pass_labels=False)
     pres = out["preservation"]
-    assert out["edits"] == 12
+    assert out["edits"] == 6
     ref = pres["reference_input_to_true_variant"]
     if oracle:
         # the output is the truth: zero distance to it, and as far from the input as the truth is
@@ -147,10 +148,10 @@ def test_evaluate_cli_on_a_stargan_checkpoint(demo_catalog_dir: Path, classifier
     out = tmp_path / "eval.json"
     _, clf_dir = classifier
     assert E.main(["--run", str(run), "--catalog", str(demo_catalog_dir), "--out", str(out), "--variant-of",
-                   "--items", "4", "--classifier", str(clf_dir)]) == 0
+                   "--items", "2", "--classifier", str(clf_dir)]) == 0
     rep = json.loads(out.read_text())
     ed = rep["edits"]
-    assert rep["image_size"] == SIZE and ed["items"] == 4 and ed["edits"] >= 8
+    assert rep["image_size"] == SIZE and ed["items"] == 2 and ed["edits"] >= 6
     assert 0.0 <= ed["edit_success"] <= 1.0 and 0.0 <= ed["kept_other_groups"] <= 1.0
     for key in ("l1_to_input", "ssim_to_input", "l1_to_true_variant", "ssim_to_true_variant"):
         assert ed["preservation"][key]["n"] == ed["edits"]
@@ -168,9 +169,9 @@ def test_evaluate_pix2pix_on_held_out_products(demo_catalog_dir: Path, tmp_path:
     assert train_main(["--model", "pix2pix", "--catalog", str(demo_catalog_dir), "--pairs", str(pairs),
                        "--out", str(run), "--max-items", "16", *TINY,
                        "--set", "pix2pix.ngf=8", "--set", "pix2pix.ndf=8"]) == 0
-    rep = E.evaluate(run, demo_catalog_dir, E.EvalConfig(items=4))
+    rep = E.evaluate(run, demo_catalog_dir, E.EvalConfig(items=3))
     tm = rep["to_model"]
-    assert tm["heldout"] is True and tm["products"] == 4 and tm["truth"] == "ground_truth.json"
+    assert tm["heldout"] is True and tm["products"] == 3 and tm["truth"] == "ground_truth.json"
     assert 0 < tm["l1_to_true_model_photo"]["mean"] < 1 and -1 <= tm["ssim_to_true_model_photo"]["mean"] <= 1
     assert "edits" not in rep
 
