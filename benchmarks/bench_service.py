@@ -345,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline.load(cfg, batching=False)
         edits = pick_edits(pipeline.editors)
         result["setup"]["edits"] = [f"{g}={v}" for g, v in edits]
+        gen = next(e for e in pipeline.editors if e.groups).editor
+        result["setup"]["generator_arch"] = {"image_size": gen.image_size, **{
+            k: v for k, v in gen.cfg.to_dict().get("stargan", {}).items() if k in ("g_conv_dim", "g_repeat_num")}}
         result["concurrency_1"] = side_by_side(pipeline, address, images, edits, args.reps)
         asyncio.run(pipeline.close())
         del pipeline

@@ -34,7 +34,7 @@ def test_holdout_split_is_stable_and_disjoint():
 def test_train_encoder_cli_writes_versioned_encoder(small_catalog, tmp_path, capsys):
     out = tmp_path / "ft"
     assert main(["train-encoder", "--catalog", str(small_catalog), "--out", str(out), "--image-size", "64",
-                 "--epochs", "6", "--dim", "32", "--workers", "0", "--device", "cpu", "--no-flip"]) == 0
+                 "--epochs", "30", "--dim", "32", "--workers", "0", "--device", "cpu", "--no-flip"]) == 0
     assert "saved" in capsys.readouterr().out
     enc = Encoder.load(out, "cpu")
     assert enc.dim == 32 and enc.config.kind == "finetuned" and enc.config.image_size == 64
@@ -42,13 +42,19 @@ def test_train_encoder_cli_writes_versioned_encoder(small_catalog, tmp_path, cap
     assert meta["checksum"] == enc.checksum and enc.config.info["groups"] == ["category", "color"]
     report = json.loads((out / "train_report.json").read_text())
     assert report["history"][-1]["loss"] < report["history"][0]["loss"]  # it learned something
-    # the embedding now separates colours: same-colour neighbours dominate on the training catalog
+    # items sharing category and colour come closer than with the pretrained encoder
     cat = load_catalog(small_catalog)
     from PIL import Image
 
-    v = enc.embed_images([Image.open(cat.image_path(it)) for it in cat.items])
-    colours = np.array([it.labels["color"] for it in cat.items])
-    sims = v @ v.T
-    np.fill_diagonal(sims, -np.inf)
-    top = np.argsort(-sims, axis=1)[:, :3]
-    assert (colours[top] == colours[:, None]).mean() > 0.6
+    from indexing.encoder import EncoderConfig
+
+    ims = [Image.open(cat.image_path(it)) for it in cat.items]
+    combo = np.array([f"{it.labels['category']}/{it.labels['color']}" for it in cat.items])
+
+    def p_at_2(v):
+        sims = v @ v.T
+        np.fill_diagonal(sims, -np.inf)
+        return (combo[np.argsort(-sims, axis=1)[:, :2]] == combo[:, None]).mean()
+
+    pretrained = Encoder.builtin(EncoderConfig(image_size=64), device="cpu")
+    assert p_at_2(enc.embed_images(ims)) > p_at_2(pretrained.embed_images(ims))

@@ -270,3 +270,11 @@ def test_bad_arguments() -> None:
     with pytest.raises(R.RenderError, match="render.json"):
         R.spec_for(Path(__file__).parent, "X")
     assert applies("length", "pants") and not applies("neckline", "skirts")
+
+
+def test_failing_worker_is_reported_not_hung(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a worker interpreter that dies at once: the parent must stop and say which one, with exit code
+    monkeypatch.setattr(R.sys, "executable", "/bin/false")
+    with pytest.raises(R.RenderError, match=r"render worker .* failed \(exit 1\)"):
+        R.render_catalog(tmp_path / "x", products=8, seed=0, workers=2)
+    assert not (tmp_path / "x" / "catalog.csv").exists()
