@@ -110,9 +110,13 @@ class FeatureExtractor:
         return img
 
     @torch.inference_mode()
-    def __call__(self, images: list[Image.Image], batch_size: int = 32, flip: bool = False) -> np.ndarray:
+    def __call__(self, images: list[Image.Image], batch_size: int = 32, flip: bool = False,
+                 progress: bool = False) -> np.ndarray:
+        from tqdm import tqdm
+
         out = []
-        for i in range(0, len(images), batch_size):
+        starts = range(0, len(images), batch_size)
+        for i in tqdm(starts, desc="classifier features", unit="batch", disable=not progress):
             chunk = images[i : i + batch_size]
             x = torch.stack([self.to_tensor(im) for im in chunk]).to(self.device)
             if flip:
@@ -184,8 +188,8 @@ class AttributeClassifier:
         for it in tqdm(items, desc="classifier images", unit="img", disable=not progress):
             with Image.open(catalog.image_path(it)) as im:
                 images.append(im.convert("RGB"))
-        feats = fx(images, config.batch_size)
-        flipped = fx(images, config.batch_size, flip=True) if config.flip else None
+        feats = fx(images, config.batch_size, progress=progress)
+        flipped = fx(images, config.batch_size, flip=True, progress=progress) if config.flip else None
         is_train = np.array([it.id in train_ids for it in items])
         heads: dict[str, dict] = {}
         report: dict = {"items": len(items), "train_items": int(is_train.sum()),

@@ -314,7 +314,8 @@ class IndexStore:
 
     # --- metadata -----------------------------------------------------------------------------------
     def get_items(self, ids: Iterable[str]) -> dict[str, dict]:
-        """Catalog rows by item id: the CSV row fields plus ``labels`` and absolute ``image`` path."""
+        """Catalog rows by item id: the CSV row fields (list columns as lists) plus ``labels``
+        ``{group: value|None}``, the absolute ``image`` path and ``catalog_root``. Unknown ids are left out."""
         ids = list(ids)
         out: dict[str, dict] = {}
         with self._lock:
@@ -324,6 +325,9 @@ class IndexStore:
                 q = f"SELECT id, catalog_root, row_json FROM items WHERE id IN ({','.join('?' * len(chunk))})"
                 for sid, root, row_json in self.db.execute(q, chunk):
                     row = json.loads(row_json)
+                    for col in ("model_img_urls", "model_img_paths", "attributes"):
+                        if isinstance(row.get(col), str):
+                            row[col] = json.loads(row[col] or "[]")
                     row["labels"] = {g: (row.get(g) or None) for g in groups}
                     row["image"] = str(Path(root) / row["img_path"])
                     row["catalog_root"] = root

@@ -217,7 +217,10 @@ def contact_sheet(tiles: Sequence[tuple[Image.Image, Sequence[str]]], title: Seq
         sheet.paste(Image.new("RGB", (tile, tile), "white"), (x, y))
         sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
         for j, text in enumerate(lines[:3]):
-            draw.text((x + 2, y + tile + 2 + j * 16), text[:32], fill=(0, 0, 0) if j else (20, 60, 160), font=small)
+            text = str(text)
+            while text and draw.textlength(text, font=small) > tile - 4:  # cut to the tile's width
+                text = text[:-2] + "…"
+            draw.text((x + 2, y + tile + 2 + j * 16), text, fill=(0, 0, 0) if j else (20, 60, 160), font=small)
     with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
     return out
@@ -265,8 +268,9 @@ def run_demo(opts: DemoOptions) -> Path:
         attrs = client.list_attributes()
         item_id, edit = _pick_query(client, attrs, opts, catalog_dir)
         query = client.get_item(item_id, include_image=True)
-        resp = client.search(query.image, modifications=[edit], top_k=opts.top_k, return_modified_image=True)
-        plain = client.search(query.image, top_k=opts.top_k)
+        # by item id: the item itself is left out of the hits, and the edit starts from its known labels
+        resp = client.search(item_id=item_id, modifications=[edit], top_k=opts.top_k, return_modified_image=True)
+        plain = client.search(item_id=item_id, top_k=opts.top_k)
         _say(f"search for item {item_id} with edit {edit}:")
         from retrieval.client import format_hits
 
@@ -275,6 +279,9 @@ def run_demo(opts: DemoOptions) -> Path:
             (Image.open(BytesIO(query.image)), ["query", item_id, _attrs(query.item.attributes)]),
             (Image.open(BytesIO(resp.modified_image)), [f"modified: {edit}", "(GAN output)", ""]),
         ]
+        if attrs.product_to_model:
+            worn = client.modify(item_id=item_id, modifications=["to_model"])
+            tiles.append((Image.open(BytesIO(worn)), ["product_to_model", "(GAN output)", ""]))
         for h in resp.hits:
             img = client.get_item(h.id, include_image=True).image
             tiles.append((Image.open(BytesIO(img)), [f"#{h.rank} {h.id}  {h.score:.3f}", _attrs(h.item.attributes),
@@ -282,7 +289,8 @@ def run_demo(opts: DemoOptions) -> Path:
         timings = ", ".join(f"{t.stage} {t.ms:.0f} ms" for t in resp.timings)
         title = [f"query {item_id} modified with {edit}  ->  top {len(resp.hits)} hits (score: cosine similarity)",
                  f"server timings: {timings}"]
-        sheet = contact_sheet(tiles, title, opts.out / "contact_sheet.png")
+        per_row = min(6, max(4, -(-len(tiles) // 2)))  # two rows for the default 8 hits
+        sheet = contact_sheet(tiles, title, opts.out / "contact_sheet.png", per_row=per_row)
         group, value = edit.split("=", 1)
         summary = {
             "query": item_id, "edit": edit, "address": address,

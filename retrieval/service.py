@@ -300,6 +300,7 @@ class Pipeline:
         self.model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
         self.io_executor = ThreadPoolExecutor(max(1, config.io_threads), thread_name_prefix="io")
         self._admin_lock: asyncio.Lock | None = None
+        self._unbatched_requests = 0
         self.batching = config.batching.resolve(device) if batching is None else batching
         b = config.batching
         self.max_batch = b.resolve_max_batch(device)
@@ -342,6 +343,7 @@ class Pipeline:
         for name, st in (("generator", self.edit_batcher.stats), ("encoder", self.encode_batcher.stats)):
             out[name] = {"batches": st.batches, "items": st.items, "mean_size": round(st.mean_size, 2),
                          "max_size": st.max_size, "dropped_expired": st.dropped}
+        out["unbatched"] = {"requests": self._unbatched_requests}
         return out
 
     async def close(self) -> None:
@@ -473,6 +475,7 @@ class Pipeline:
     ) -> tuple[Image.Image, np.ndarray | None, float, float, float]:
         """Unbatched: every model call of one request in one visit to the model thread."""
         t0 = time.perf_counter()
+        self._unbatched_requests += 1  # only the model thread writes it
         for step in steps:
             try:
                 (image,) = self._edit_fn(step)([(image, labels)])

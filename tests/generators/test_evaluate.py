@@ -46,6 +46,15 @@ def test_l1_and_frechet_distance() -> None:
     assert E.frechet_distance(x, y) < 0.05
     # different spread adds the trace term: N(0, I) vs N(0, 4I) in 6-d is 6 * (1 + 4 - 2*2) = 6
     assert E.frechet_distance(x, 2 * y) == pytest.approx(6.0, rel=0.1)
+    # both branches (fewer / more samples than dimensions) agree with the textbook formula
+    from scipy import linalg
+
+    for n, dim in ((12, 40), (300, 5)):
+        a = rng.standard_normal((n, dim)) @ rng.standard_normal((dim, dim))
+        b = rng.standard_normal((n + 3, dim)) + 0.3
+        s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        ref = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2) - 2 * np.trace(np.real(linalg.sqrtm(s1 @ s2)))
+        assert E.frechet_distance(a, b) == pytest.approx(ref, rel=1e-6, abs=1e-6)
 
 
 # --- the classifier -------------------------------------------------------------------------
