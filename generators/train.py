@@ -212,8 +212,20 @@ def train(
     cfg.validate()
     t = cfg.train
     device = resolve_device(t.device)
+    threads_before = torch.get_num_threads()
     if t.threads > 0:
-        torch.set_num_threads(t.threads)
+        torch.set_num_threads(t.threads)  # restored at the end: callers keep their setting
+    try:
+        return _train(cfg, catalog_dir, run_dir, state, ckpts, device, progress, tensorboard, stop_at)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(
+    cfg: Config, catalog_dir: str | Path, run_dir: Path, state: dict[str, Any] | None, ckpts: CheckpointManager,
+    device: torch.device, progress: bool, tensorboard: bool, stop_at: int | None,
+) -> RunResult:
+    t = cfg.train
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.speed.cudnn_benchmark
 

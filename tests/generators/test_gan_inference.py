@@ -33,7 +33,7 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         run = root / name
         assert train_main(["--model", model, "--catalog", str(cat), "--out", str(run), "--config", str(cfg),
                            "--image-size", "32", "--batch-size", "4", "--steps", "2", "--quiet",
-                           "--no-tensorboard", *extra]) == 0
+                           "--no-tensorboard", "--threads", "1", *extra]) == 0
         out[name] = run / "checkpoints" / "last.pt"
     return out
 

@@ -15,7 +15,8 @@ from generators.datasets import DataError, read_pairs
 from generators.options import Config, ConfigError, apply_overrides
 from generators.train import main as train_main
 
-COMMON = ["--image-size", "32", "--batch-size", "4", "--quiet", "--no-tensorboard"]
+# One thread: tiny nets gain nothing from two, and a shared CPU makes two threads wait on each other.
+COMMON = ["--image-size", "32", "--batch-size", "4", "--quiet", "--no-tensorboard", "--threads", "1"]
 MODEL_ARGS = {
     "stargan": [],
     "pix2pix": ["--pairs", "PAIRS"],
@@ -71,7 +72,7 @@ def test_resume_equals_uninterrupted(model: str, tiny: Path, tiny_config: Path, 
     assert _train(model, tiny, split, tiny_config, "--steps", "6", "--stop-at", "3") == 0
     assert load_checkpoint(split / "checkpoints" / "last.pt")["step"] == 3
     assert train_main(["--model", model, "--catalog", str(tiny), "--out", str(split), "--resume", "--quiet",
-                       "--no-tensorboard"]) == 0
+                       "--no-tensorboard", "--threads", "1"]) == 0
     a, b = read_log(full), read_log(split)
     assert [r["step"] for r in a] == list(range(1, 7))
     assert a == b  # every loss, accuracy and learning rate, bit for bit
@@ -89,7 +90,7 @@ def test_resume_from_loader_workers_equals_cached(tiny: Path, tiny_config: Path,
     assert _train("stargan", tiny, workers, tiny_config, "--steps", "4", "--stop-at", "2",
                   "--set", "speed.cache=false", "--set", "speed.num_workers=1") == 0
     assert train_main(["--model", "stargan", "--catalog", str(tiny), "--out", str(workers), "--resume", "--quiet",
-                       "--no-tensorboard"]) == 0
+                       "--no-tensorboard", "--threads", "1"]) == 0
     assert read_log(cached) == read_log(workers)
 
 
@@ -107,7 +108,7 @@ def test_speed_work_computes_the_same_losses(tiny: Path, tiny_config: Path, tmp_
 def test_tensorboard_events_written(tiny: Path, tiny_config: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert train_main(["--model", "stargan", "--catalog", str(tiny), "--out", str(run), "--config", str(tiny_config),
-                       "--image-size", "32", "--batch-size", "4", "--steps", "1", "--quiet"]) == 0
+                       "--image-size", "32", "--batch-size", "4", "--steps", "1", "--quiet", "--threads", "1"]) == 0
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
 
