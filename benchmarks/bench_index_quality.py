@@ -169,6 +169,7 @@ def main() -> None:
                "trained on the train split only; all_items includes training items" if name == "finetuned"
                else "ImageNet EfficientNet-Lite0 (built-in), GeM, same input size as fine-tuned")
     result["shortcut_max_abs_diff_vs_end_to_end"] = check
+    write_result("bench_index_quality", result)
     if args.with_224:
         pre = Encoder.builtin(device="cpu")
         v, s = embed(pre, catalog, tmp / "shards_pre", args.batch_size, args.workers)

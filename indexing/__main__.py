@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from catalog import CatalogError, Schema, SchemaError, infer_schema, load_catalog
+from indexing.data import default_workers
 
 
 def _add_catalog_args(p: argparse.ArgumentParser, flag: str = "--catalog") -> None:
@@ -193,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     def runtime(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         p.add_argument("--batch-size", type=int, default=64)
-        p.add_argument("--workers", type=int, default=2, help="DataLoader decode processes")
+        p.add_argument("--workers", type=int, default=default_workers(),
+                       help="DataLoader decode processes (default: CPUs - 1, at most 4)")
 
     def engine(p: argparse.ArgumentParser) -> None:
         p.add_argument("--engine", default="local", choices=["local", "ray"])

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from catalog import Catalog
+from indexing.data import default_workers
 from indexing.embed import embed_paths
 from indexing.encoder import Encoder
 from indexing.engines import EngineConfig
@@ -33,7 +34,7 @@ class BuildConfig:
     index: str = "auto"  # auto | flat | hnsw | ivf | ivfpq
     engine: str = "local"  # local | ray
     batch_size: int = 64
-    num_workers: int = 2
+    num_workers: int = field(default_factory=default_workers)
     shard_size: int = 2048
     ray_address: str | None = None
     nlist: int | None = None

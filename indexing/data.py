@@ -6,6 +6,7 @@ Decoding JPEGs and resizing is the part of indexing that is not the model; runni
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,11 @@ class ImageListDataset(Dataset):
                 return i, self.preprocess(im)
         except Exception as exc:
             raise ImageLoadError(f"item {self.ids[i]!r}: cannot read image {self.paths[i]}: {exc}") from exc
+
+
+def default_workers() -> int:
+    """Leave a core to the model: on 2 cores a second decode process slows indexing down."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def make_loader(

@@ -15,12 +15,12 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from indexing.data import ImageListDataset, make_loader
+from indexing.data import ImageListDataset, default_workers, make_loader
 from indexing.encoder import Encoder, EncoderConfig, Preprocess
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class EngineConfig:
     batch_size: int = 64
-    num_workers: int = 2  # DataLoader decode processes (local engine)
+    num_workers: int = field(default_factory=default_workers)  # DataLoader decode processes (local engine)
     ray_address: str | None = None  # None: connect to a running session or start a local cluster
     ray_actors: int | None = None  # encoder actors; default: one per GPU, else max(1, CPUs // 2)
 
