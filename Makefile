@@ -7,7 +7,7 @@ PY          := $(VENV)/bin/python
 PIP         := $(VENV)/bin/pip
 STAMP       := $(VENV)/.installed
 CHROMIUM    := /usr/bin/chromium
-POSE_MODELS := models/pose/pose_landmark_full.tflite models/pose/pose_detection.tflite
+POSE_MODELS := models/pose/pose_landmark_full.tflite models/pose/pose_detection.tflite models/pose/face_detection_short_range.tflite
 DEMO_DIR    ?= demo_out
 
 .PHONY: all install chromium pose-models proto demo test lint format bench clean

@@ -13,7 +13,9 @@ from catalog.schema import SCHEMA_FILE, Schema, SchemaError, infer_schema
 
 def _validate(args: argparse.Namespace) -> int:
     schema = Schema.load(args.schema) if args.schema else None
-    cat = load_catalog(args.dir, schema=schema, check_images=not args.no_image_check)
+    cat = load_catalog(
+        args.dir, schema=schema, check_images=not args.no_image_check, unknown_values=args.unknown_values
+    )
     print(cat.summary())
     if cat.issues:
         shown = cat.issues if args.verbose else cat.issues[:20]
@@ -63,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--schema", help="schema.json to use instead of the catalog's own")
     v.add_argument("--no-image-check", action="store_true", help="do not open every image")
     v.add_argument("--verbose", action="store_true", help="list every skipped row")
+    v.add_argument(
+        "--unknown-values", choices=["skip", "unknown"], default="skip",
+        help="a value outside the schema skips its row (default) or is kept as unknown",
+    )
     v.set_defaults(func=_validate)
     s = sub.add_parser("infer-schema", help="write schema.json from the values present")
     s.add_argument("dir")

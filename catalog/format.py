@@ -117,6 +117,7 @@ class Catalog:
     items: list[Item]
     issues: list[RowIssue] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
+    blanked: list[RowIssue] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -151,6 +152,8 @@ class Catalog:
         ]
         for reason, n in self.skipped_by_reason().items():
             lines.append(f"    {reason}: {n}")
+        if self.blanked:
+            lines.append(f"  cells outside the schema kept as unknown: {len(self.blanked)}")
         lines.append(f"  attribute groups ({len(self.schema.names)}):")
         for g, counts in self.value_counts().items():
             vals = ", ".join(f"{v}={n}" for v, n in counts.items())
@@ -232,6 +235,7 @@ def load_catalog(
     schema: Schema | None = None,
     check_images: bool = True,
     strict: bool = False,
+    unknown_values: str = "skip",
 ) -> Catalog:
     """Load a catalog folder, skipping and reporting bad rows.
 
@@ -239,7 +243,13 @@ def load_catalog(
     ``check_images`` opens every image header (catches truncated or non-image files);
     switch it off for speed when the images were just written by this project.
     ``strict`` raises :class:`CatalogError` listing every issue instead of skipping.
+    ``unknown_values`` decides what a value outside the schema does: ``"skip"`` (default)
+    skips the row as bad; ``"unknown"`` keeps the row with that cell unknown, which suits a
+    schema inferred with a minimum count, where rare values are dropped on purpose. Either
+    way each such cell is reported (as an issue, or in ``Catalog.blanked``).
     """
+    if unknown_values not in ("skip", "unknown"):
+        raise ValueError(f"unknown_values must be 'skip' or 'unknown', got {unknown_values!r}")
     root = Path(root)
     csv_path = root / CATALOG_FILE
     if not csv_path.is_file():
@@ -254,6 +264,7 @@ def load_catalog(
 
     items: list[Item] = []
     issues: list[RowIssue] = []
+    blanked: list[RowIssue] = []
     seen: dict[str, int] = {}
     for line, record in rows:
         rid = record[header.index("id")].strip() if len(record) > header.index("id") else ""
@@ -261,13 +272,19 @@ def load_catalog(
             issues.append(RowIssue(line, WRONG_COLUMN_COUNT, f"{len(record)} columns, header has {len(header)}", rid))
             continue
         row = dict(zip(header, record, strict=True))
+        if unknown_values == "unknown":
+            for g in schema.names:
+                v = (row.get(g) or "").strip()
+                if v and v not in schema.groups[g]:
+                    blanked.append(RowIssue(line, VALUE_OUTSIDE_SCHEMA, f"{v!r} treated as unknown", rid, g))
+                    row[g] = ""
         issue = _check_row(root, row, line, schema, seen, check_images)
         if issue:
             issues.append(issue)
             continue
         seen[rid] = line
         items.append(_row_to_item(row, schema, extra_cols))
-    cat = Catalog(root=root, schema=schema, items=items, issues=issues, columns=header)
+    cat = Catalog(root=root, schema=schema, items=items, issues=issues, columns=header, blanked=blanked)
     if strict and issues:
         listing = "\n".join(f"  {i}" for i in issues[:50])
         more = f"\n  ... and {len(issues) - 50} more" if len(issues) > 50 else ""

@@ -223,3 +223,17 @@ def test_myntra_sample_loads_with_inferred_schema(myntra_dir, tmp_path):
     assert len(cat.issues) < 0.05 * len(rows)
     default = load_catalog(myntra_dir, check_images=False)
     assert len(default.items) < len(cat.items)  # the thesis vocabulary does not fit this shop
+
+
+def test_values_outside_schema_can_be_kept_as_unknown(tmp_path):
+    items = _good_items(tmp_path, 2)
+    items[1].labels["color"] = "purple"
+    write_catalog(tmp_path, items, Schema.default(), write_schema=False)
+    skipped = load_catalog(tmp_path)
+    assert [it.id for it in skipped] == ["p0"]
+    kept = load_catalog(tmp_path, unknown_values="unknown", strict=True)
+    assert [it.id for it in kept] == ["p0", "p1"]
+    assert kept.items[1].labels["color"] is None
+    assert kept.blanked[0].field == "color" and kept.blanked[0].line == 3
+    res = _cli("validate", str(tmp_path), "--unknown-values", "unknown", "--strict")
+    assert res.returncode == 0 and "kept as unknown: 1" in res.stdout
