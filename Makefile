@@ -30,7 +30,7 @@ chromium:
 # MediaPipe's pose models ship inside the mediapipe wheel; we take only the two .tflite
 # files from it (Apache-2.0) and run them with ai-edge-litert, never installing mediapipe.
 pose-models: $(POSE_MODELS)
-$(POSE_MODELS): | $(STAMP)
+$(POSE_MODELS) &: | $(STAMP)
 	$(PY) -m generators.pose_models fetch --out models/pose
 
 proto: $(STAMP)

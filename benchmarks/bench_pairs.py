@@ -15,37 +15,22 @@ Writes ``benchmarks/results/bench_pairs.json`` with the machine described.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
-import platform
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from benchmarks.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 MYNTRA = REPO.parent / "shared" / "data" / "myntra-a"
 
 
 def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    with contextlib.suppress(ValueError, OSError):
-        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(),
-            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "os": platform.platform()}
+    return describe_machine()
 
 
 def bench_demo(products: int, seed: int, workdir: Path) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -24,35 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import describe_machine  # noqa: E402
+
 
 def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model or platform.processor(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
     import cv2
-    import numpy
 
-    info["numpy"] = numpy.__version__
-    info["opencv"] = cv2.__version__
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["cuda"] = bool(torch.cuda.is_available())
-    except ImportError:
-        info["torch"] = None
-    return info
+    return describe_machine(opencv=cv2.__version__)
 
 
 def per_view_cpu_ms(n: int) -> dict[str, float]:

@@ -35,7 +35,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,27 +45,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import describe_machine
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
 
 def machine(device: str) -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device,
-            "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return describe_machine(device=device)
 
 
 def pct(xs: list[float], q: float) -> float:
