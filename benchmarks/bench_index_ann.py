@@ -1,6 +1,7 @@
 """Recall@10 vs exact search, queries/s, build time and bytes/vector for each index type.
 
     python -m benchmarks.bench_index_ann [--dim 256] [--sizes 100000 1000000] [--queries 1000]
+        [--kinds flat hnsw ivf ivfpq] [--refine sq8 flat none]
 
 Vectors are synthetic (a mixture of Gaussian clusters, L2-normalised, like CNN embeddings of
 a catalog with many near-duplicates); queries are drawn from the same mixture but are not in
@@ -11,21 +12,26 @@ vectors, then measured on the separate queries.
 2-core budget (noted in the JSON): IVF k-means trains on a sample of at most
 ``--max-train`` vectors; at 1M the IVF list count is capped by ``--max-nlist``; HNSW is
 skipped at sizes whose projected build time exceeds ``--hnsw-budget-s``.
-Writes ``benchmarks/results/bench_index_ann.json``.
+ivfpq rows are named ``ivfpq+REFINE``: the PQ shortlist re-ranked with SQ8 codes, the float
+vectors, or not at all; bytes/vector is the serialised index (PQ codes, ids, refine codes, id
+map) over N, so the refine stage's memory is counted.
+Updates ``benchmarks/results/bench_index_ann.json`` in place: rows measured in this run replace
+the same rows; other rows (and sizes) are kept, each with the machine of its own run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import faiss
 import numpy as np
 
 try:
-    from benchmarks.bench_index_common import machine, write_result
+    from benchmarks.bench_index_common import RESULTS, machine, write_result
 except ImportError:  # run as a script
-    from bench_index_common import machine, write_result
+    from bench_index_common import RESULTS, machine, write_result
 
 
 def mixture(n: int, d: int, clusters: int, seed: int, centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -53,16 +59,35 @@ def main() -> None:
     ap.add_argument("--max-nlist", type=int, default=1024)
     ap.add_argument("--pq-train", type=int, default=32_768, help="OPQ + PQ codebook training sample")
     ap.add_argument("--hnsw-budget-s", type=float, default=600)
+    ap.add_argument("--refine", nargs="+", default=["sq8"], choices=["sq8", "flat", "none"],
+                    help="ivfpq re-ranking stages to measure (one row each)")
     args = ap.parse_args()
 
-    from indexing.faiss_index import build_index, choose_spec, exact_neighbours, recall_at_k, tune_search
+    from indexing.faiss_index import (
+        build_index,
+        choose_spec,
+        exact_neighbours,
+        recall_at_k,
+        refine_of,
+        tune_search,
+    )
 
-    result = {"benchmark": "bench_index_ann", "machine": machine(), "dim": args.dim, "queries": args.queries,
+    path = RESULTS / "bench_index_ann.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    this_machine = machine()
+    result = {"benchmark": "bench_index_ann", "machine": this_machine, "dim": args.dim, "queries": args.queries,
               "faiss_threads": faiss.omp_get_max_threads(), "target_recall_at_10": 0.95,
               "notes": [f"IVF trained on <= {args.max_train} sampled vectors, OPQ+IVF-PQ on <= {args.pq_train}",
                         f"nlist capped at {args.max_nlist} (guideline 4-16 sqrt(N) is not trainable in budget on 2 cores)",
-                        "synthetic Gaussian-mixture vectors, queries not in the index"],
-              "sizes": {}}
+                        "synthetic Gaussian-mixture vectors, queries not in the index",
+                        "ivfpq+REFINE: PQ shortlist of k*k_factor re-ranked with SQ8 / float codes (IndexRefine); "
+                        "nprobe and k_factor tuned together for the lowest distance work reaching the target",
+                        "rows kept from earlier runs carry that run's 'machine'; rows without one were measured in this run"],
+              "sizes": previous.get("sizes", {}) if previous.get("dim") == args.dim else {}}
+    if previous.get("machine"):  # kept rows remember the run (and its load) that measured them
+        for entry in result["sizes"].values():
+            for row in entry.get("kinds", {}).values():
+                row.setdefault("machine", previous["machine"])
     hnsw_rate = None  # seconds per vector measured at the first size
     for n in args.sizes:
         xb, centres = mixture(n, args.dim, max(100, n // 100), seed=1)
@@ -71,14 +96,17 @@ def main() -> None:
         t = time.perf_counter()
         truth = exact_neighbours(xb, xq, 10)
         exact_s = time.perf_counter() - t
-        entry = {"exact_ground_truth_s": round(exact_s, 2), "kinds": {}}
-        result["sizes"][str(n)] = entry
-        for kind in args.kinds:
+        entry = result["sizes"].setdefault(str(n), {"kinds": {}})
+        entry["exact_ground_truth_s"] = round(exact_s, 2)
+        runs = [(k, None) for k in args.kinds if k != "ivfpq"]
+        runs += [("ivfpq", r) for r in args.refine] if "ivfpq" in args.kinds else []
+        for kind, refine in runs:
+            name = kind if refine is None else f"{kind}+{refine}"
             if kind == "hnsw" and hnsw_rate is not None and hnsw_rate * n > args.hnsw_budget_s:
-                entry["kinds"][kind] = {"skipped": f"projected build {hnsw_rate * n:.0f}s > budget {args.hnsw_budget_s:.0f}s"}
-                print(n, kind, entry["kinds"][kind])
+                entry["kinds"][name] = {"skipped": f"projected build {hnsw_rate * n:.0f}s > budget {args.hnsw_budget_s:.0f}s"}
+                print(n, name, entry["kinds"][name])
                 continue
-            spec = choose_spec(n, args.dim, kind)
+            spec = choose_spec(n, args.dim, kind, refine=refine or "sq8")
             if "nlist" in spec.params:
                 spec.params["nlist"] = min(spec.params["nlist"], args.max_nlist)
             if kind == "ivfpq":
@@ -98,9 +126,12 @@ def main() -> None:
             size = len(faiss.serialize_index(index))
             row = {"params": spec.params, "search": spec.search, "recall_at_10": round(recall_at_k(found, truth, 10), 4),
                    "tuning_recall_at_10": spec.tuning.get("recall_at_10"), "qps": round(args.queries / qs, 1),
-                   "build_s": round(build_s, 2), "tune_s": round(tune_s, 2), "bytes_per_vector": round(size / n, 1)}
-            entry["kinds"][kind] = row
-            print(n, kind, row)
+                   "build_s": round(build_s, 2), "tune_s": round(tune_s, 2), "bytes_per_vector": round(size / n, 1),
+                   "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if refine_of(index) is not None:
+                row["refine_bytes_per_vector"] = int(refine_of(index).refine_index.sa_code_size())
+            entry["kinds"][name] = row
+            print(n, name, row)
             write_result("bench_index_ann", result)
             del index
     write_result("bench_index_ann", result)

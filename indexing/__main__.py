@@ -69,7 +69,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     else:
         encoder = Encoder.builtin(EncoderConfig(image_size=args.image_size), device=args.device)
     cfg = BuildConfig(index=args.index, engine=args.engine, batch_size=args.batch_size, num_workers=args.workers,
-                      shard_size=args.shard_size, ray_address=args.ray_address, nlist=args.nlist,
+                      shard_size=args.shard_size, ray_address=args.ray_address, nlist=args.nlist, refine=args.refine,
                       target_recall=args.target_recall, ondisk=args.ondisk, keep_shards=args.keep_shards)
     store = build(catalog, args.out, encoder, cfg)
     m = store.manifest
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=224, help="input size of the built-in encoder")
     p.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"])
     p.add_argument("--nlist", type=int, help="IVF lists (default ~4*sqrt(N) for ivf, 16*sqrt(N) for ivfpq)")
+    p.add_argument("--refine", default="sq8", choices=["sq8", "flat", "none"],
+                   help="ivfpq: re-rank the PQ shortlist with 8-bit scalar codes (d bytes/vector), "
+                        "the float vectors (4d bytes) or not at all (recall capped by PQ)")
     p.add_argument("--target-recall", type=float, default=0.95, help="recall@10 vs exact that tuning aims for")
     p.add_argument("--shard-size", type=int, default=2048)
     p.add_argument("--ondisk", action="store_true", help="IVF lists merged on disk and memory-mapped (huge catalogs)")

@@ -38,6 +38,7 @@ class BuildConfig:
     shard_size: int = 2048
     ray_address: str | None = None
     nlist: int | None = None
+    refine: str = "sq8"  # ivfpq re-ranking codes: sq8 | flat | none
     target_recall: float = 0.95
     tune_queries: int = 500
     ondisk: bool = False
@@ -63,7 +64,7 @@ def build(catalog: Catalog, out: str | Path, encoder: Encoder, cfg: BuildConfig 
     vectors = embed_catalog(catalog, encoder, work / "shards", cfg)
     t_embed = time.time() - t0
     ids = np.arange(len(vectors), dtype=np.int64)
-    spec = choose_spec(len(vectors), encoder.dim, cfg.index, cfg.nlist)
+    spec = choose_spec(len(vectors), encoder.dim, cfg.index, cfg.nlist, cfg.refine)
     log.info("index %s %s for %d vectors of dim %d", spec.kind, spec.params, len(vectors), encoder.dim)
     t1 = time.time()
     if cfg.ondisk:

@@ -174,17 +174,19 @@ def remove_ids(index: faiss.Index, ids: np.ndarray) -> int:
     invlists = faiss.downcast_InvertedLists(ivf.invlists)
     if not isinstance(invlists, faiss.ArrayInvertedLists):
         raise RuntimeError(f"cannot renumber {type(invlists).__name__} lists (on-disk indexes are read-only)")
+    code_size = invlists.code_size
     for list_no in range(ivf.nlist):
         size = invlists.list_size(list_no)
         if size == 0:
             continue
-        vec = invlists.ids.at(list_no)
-        old = faiss.vector_to_array(vec)
-        faiss.copy_array_to_vector(old - np.searchsorted(gone, old), vec)
+        old = faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy()
+        codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * code_size).copy()
+        new = np.ascontiguousarray(old - np.searchsorted(gone, old), dtype=np.int64)
+        invlists.update_entries(list_no, 0, size, faiss.swig_ptr(new), faiss.swig_ptr(codes))
     keep = np.delete(id_map, gone)
     faiss.copy_array_to_vector(keep, index.id_map)
-    index.construct_rev_map()
     index.ntotal = refine.ntotal = len(keep)
+    index.construct_rev_map()  # walks the first ntotal entries: set ntotal first
     return len(gone)
 
 
@@ -193,6 +195,42 @@ def num_gpus() -> int:
         return int(faiss.get_num_gpus())
     except AttributeError:  # CPU-only faiss build
         return 0
+
+
+class GpuRefineSearch:
+    """Unfiltered search of a refined ivfpq index with the OPQ+IVF-PQ stage on the GPU(s).
+
+    The FAISS GPU cloner cannot run ``IndexRefine``'s re-ranking on a GPU copy of the refine
+    codes, so only the base goes to the GPU; a second ``IndexRefine`` shares the CPU refine
+    codes and GPU positions are mapped to store ids here. Rebuilt after every add/remove.
+    """
+
+    def __init__(self, index: faiss.Index, spec: IndexSpec) -> None:
+        refine = refine_of(index)
+        if refine is None:
+            raise IndexConfigError("GpuRefineSearch needs an ivfpq index with a refine stage")
+        options = faiss.GpuMultipleClonerOptions()
+        options.useFloat16 = True  # PQ64 float32 lookup tables can exceed shared memory; re-ranking is exact
+        self._cpu = index  # owns the refine codes the wrapper reads
+        self._gpu_base = faiss.index_cpu_to_all_gpus(refine.base_index, options)
+        faiss.GpuParameterSpace().set_index_parameter(self._gpu_base, "nprobe", int(spec.search.get("nprobe", 1)))
+        self._wrapper = faiss.IndexRefine(self._gpu_base, refine.refine_index)
+        self._wrapper.k_factor = float(spec.search.get("k_factor", 1))
+        self._id_map = faiss.vector_to_array(index.id_map)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, pos = self._wrapper.search(q, k)
+        return scores, np.where(pos >= 0, self._id_map[np.maximum(pos, 0)], -1)
+
+
+def gpu_search_index(index: faiss.Index, spec: IndexSpec):
+    """A GPU copy (or view) of ``index`` with the tuned search parameters, for unfiltered search."""
+    if refine_of(index) is not None:
+        return GpuRefineSearch(index, spec)
+    gpu = faiss.index_cpu_to_all_gpus(index)
+    for key, value in spec.search.items():
+        faiss.GpuParameterSpace().set_index_parameter(gpu, key, value)
+    return gpu
 
 
 def train_index(spec: IndexSpec, sample: np.ndarray, use_gpu: bool | None = None) -> faiss.Index:
@@ -307,43 +345,95 @@ def _without_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+K_FACTORS = (32, 16, 8, 4, 2, 1)  # refine shortlist sizes tried, as multiples of k
+
+
+def refine_cost(spec: IndexSpec, n: int, nprobe: int, k_factor: float, k: int = 10) -> float:
+    """Distance work per query: PQ codes scanned x sub-quantisers + re-ranked vectors x dim."""
+    p = spec.params
+    scanned = nprobe * max(1.0, n / int(p["nlist"])) * int(p.get("pq_m", 1))
+    return scanned + k * k_factor * spec.dim
+
+
 def tune_search(
     index: faiss.Index, spec: IndexSpec, vectors: np.ndarray, ids: np.ndarray,
     target: float = 0.95, k: int = 10, sample: int = 500, seed: int = 0,
 ) -> IndexSpec:
-    """Smallest nprobe / efSearch whose recall@k against exact search reaches ``target``.
+    """Cheapest nprobe / efSearch (and refine k_factor) whose recall@k vs exact search reaches ``target``.
 
     Queries are catalog vectors with their own entry removed from both result lists, so each
-    acts as a held-out query drawn from the catalog's own distribution.
+    acts as a held-out query drawn from the catalog's own distribution. A single parameter
+    takes its smallest passing value; a refined ivfpq index searches (nprobe, k_factor) pairs
+    for the lowest :func:`refine_cost` that passes.
     """
     if spec.kind == "flat" or len(vectors) <= k + 1:
         spec.search, spec.tuning = {}, {"recall_at_10": 1.0, "exact": True}
         return spec
     qpos = held_out_queries(len(vectors), sample, seed)
-    queries, self_ids = vectors[qpos], ids[qpos]
+    queries, self_ids = np.ascontiguousarray(vectors[qpos], np.float32), ids[qpos]
     truth = _without_self(ids[exact_neighbours(vectors, queries, k + 1)], self_ids, k)
+
+    def measure(settings: dict) -> dict:
+        for key, value in settings.items():
+            set_search_param(index, key, value)
+        t = time.perf_counter()
+        _, found = index.search(queries, k + 1)
+        dt = time.perf_counter() - t
+        rec = recall_at_k(_without_self(found, self_ids, k), truth, k)
+        return {**settings, "recall_at_10": round(rec, 4), "qps": round(len(queries) / max(dt, 1e-9), 1)}
+
     if spec.kind == "hnsw":
         key, grid = "efSearch", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
     else:
         nlist = int(spec.params["nlist"])
         key, grid = "nprobe", sorted({min(nlist, v) for v in (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, nlist)})
-    ps = faiss.ParameterSpace()
+    if refine_of(index) is not None:
+        return _tune_refine(index, spec, grid, measure, target, len(vectors), k, len(queries))
     curve = []
     chosen, best = grid[-1], 0.0
     for value in grid:
-        ps.set_index_parameter(index, key, value)
-        t = time.perf_counter()
-        _, found = index.search(np.ascontiguousarray(queries, np.float32), k + 1)
-        dt = time.perf_counter() - t
-        rec = recall_at_k(_without_self(found, self_ids, k), truth, k)
-        curve.append({key: value, "recall_at_10": round(rec, 4), "qps": round(len(queries) / max(dt, 1e-9), 1)})
-        best = rec
-        if rec >= target:
+        row = measure({key: value})
+        curve.append(row)
+        best = row["recall_at_10"]
+        if best >= target:
             chosen = value
             break
     if best < target:
         log.warning("%s: recall@%d %.3f < target %.2f even at %s=%s", spec.kind, k, best, target, key, chosen)
-    ps.set_index_parameter(index, key, chosen)
+    set_search_param(index, key, chosen)
     spec.search = {key: chosen}
     spec.tuning = {"target": target, "recall_at_10": round(best, 4), "queries": len(queries), "curve": curve}
+    return spec
+
+
+def _tune_refine(index: faiss.Index, spec: IndexSpec, grid: list[int], measure, target: float, n: int, k: int,
+                 n_queries: int) -> IndexSpec:
+    """Largest k_factor first finds the smallest workable nprobe; each smaller k_factor then only
+    tries nprobe values from there up while they stay cheaper than the best pair found so far."""
+    curve: list[dict] = []
+    best: dict | None = None
+    start = 0
+    for kf in K_FACTORS:
+        for i in range(start, len(grid)):
+            cost = refine_cost(spec, n, grid[i], kf, k)
+            if best is not None and cost >= best["cost"]:
+                break
+            row = measure({"nprobe": grid[i], "k_factor": kf})
+            row["cost"] = round(cost)
+            curve.append(row)
+            if row["recall_at_10"] >= target:
+                best = row
+                start = i  # a smaller shortlist never needs fewer lists
+                break
+        else:  # no nprobe reached the target: a smaller shortlist will not either
+            break
+    if best is None:
+        top = max(curve, key=lambda r: r["recall_at_10"])
+        log.warning("ivfpq+refine: recall@%d %.3f < target %.2f even at nprobe=%s k_factor=%s", k,
+                    top["recall_at_10"], target, top["nprobe"], top["k_factor"])
+        best = top
+    spec.search = {"nprobe": best["nprobe"], "k_factor": best["k_factor"]}
+    apply_search_params(index, spec)
+    spec.tuning = {"target": target, "recall_at_10": best["recall_at_10"], "queries": n_queries,
+                   "cost": "per query: nprobe * N/nlist * pq_m + k * k_factor * dim", "curve": curve}
     return spec

@@ -53,6 +53,11 @@ def build_ondisk(
     """Train on a sample, add blocks in parallel, merge on disk; writes ``index_path`` + ``ivfdata_path``."""
     if spec.kind not in ("ivf", "ivfpq"):
         raise OnDiskError(f"--ondisk needs an IVF index (ivf or ivfpq), not {spec.kind!r}")
+    if spec.params.get("refine", "none") != "none":
+        # Re-ranking codes would live in RAM and IndexRefine needs positional ids, which the
+        # per-block merge does not keep: on-disk ivfpq holds PQ codes only (recall is capped).
+        log.warning("--ondisk ivfpq: no %s refine stage; recall@10 is limited by PQ", spec.params["refine"])
+        spec.params["refine"] = "none"
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -34,7 +34,9 @@ from indexing.faiss_index import (
     IndexSpec,
     add_vectors,
     apply_search_params,
+    gpu_search_index,
     num_gpus,
+    remove_ids,
     search_parameters,
 )
 
@@ -177,10 +179,7 @@ class IndexStore:
         if num_gpus() == 0 or self.spec.kind == "hnsw" or self.manifest.get("ondisk") or self.count == 0:
             return
         try:
-            gpu = faiss.index_cpu_to_all_gpus(self.index)
-            for key, value in self.spec.search.items():
-                faiss.GpuParameterSpace().set_index_parameter(gpu, key, value)
-            self._gpu_index = gpu
+            self._gpu_index = gpu_search_index(self.index, self.spec)
         except Exception as exc:  # not every index type has a GPU version
             log.info("GPU search unavailable for %s: %s", self.spec.kind, exc)
 
@@ -275,7 +274,7 @@ class IndexStore:
         elif len(self._tombstones):
             inner = faiss.IDSelectorBatch(self._tombstones)
             sel = faiss.IDSelectorNot(inner)
-        params = search_parameters(self.spec, sel)
+        params = search_parameters(self.spec, sel, self.index)
         if params is None:
             return self.index.search(q, k)
         result = self.index.search(q, k, params=params)
@@ -306,7 +305,8 @@ class IndexStore:
         return [(int(j), float(s)) for j, s in zip(ids[0], scores[0], strict=True) if j >= 0]
 
     def reconstruct(self, item_id: str) -> np.ndarray:
-        """The stored vector of an item (exact for flat/hnsw/ivf, approximate for ivfpq)."""
+        """The stored vector of an item (exact for flat/hnsw/ivf and ivfpq+flat refine; SQ8 or PQ
+        decoded for ivfpq with sq8 / no refine)."""
         with self._lock:
             if item_id not in self._int_of:
                 raise KeyError(f"unknown id {item_id!r}")
@@ -410,7 +410,7 @@ class IndexStore:
             # HNSW graphs cannot delete nodes; removed ids are excluded at search time instead.
             self.db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(int(i),) for i in int_ids])
         else:
-            removed = self.index.remove_ids(faiss.IDSelectorBatch(int_ids))
+            removed = remove_ids(self.index, int_ids)
             if removed != len(int_ids):
                 raise IndexStoreError(f"FAISS removed {removed} of {len(int_ids)} vectors; index and metadata disagree")
         for a in range(0, len(int_ids), 500):

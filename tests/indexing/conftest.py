@@ -72,3 +72,9 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def catalog_factory():
+    """``make_catalog`` for tests that need a catalog of their own size."""
+    return make_catalog

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
 from indexing.faiss_index import (
     IndexConfigError,
+    apply_search_params,
     build_index,
     choose_spec,
     exact_neighbours,
     recall_at_k,
+    refine_of,
+    remove_ids,
+    search_parameters,
     tune_search,
 )
 
@@ -33,6 +38,9 @@ def test_auto_follows_guidelines():
         choose_spec(10, 8, "lsh")
     with pytest.raises(IndexConfigError, match="at least 256"):
         choose_spec(100, 8, "ivfpq")
+    assert pq.params["refine"] == "sq8"  # re-ranked by default
+    with pytest.raises(IndexConfigError, match="unknown refine 'pq'"):
+        choose_spec(5_000_000, 256, "ivfpq", refine="pq")
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
@@ -55,13 +63,57 @@ def test_tuning_reaches_target_recall(kind):
         assert spec.search["nprobe"] < 64
 
 
-def test_ivfpq_builds_and_reports_recall():
+def test_ivfpq_without_refine_reports_its_recall_cap():
     x = clustered(3000, 32)
     ids = np.arange(3000, dtype=np.int64)
-    spec = choose_spec(len(x), 32, "ivfpq", nlist=32)
+    spec = choose_spec(len(x), 32, "ivfpq", nlist=32, refine="none")
     spec.params.update(nbits=4, opq_iter=5)  # small codebooks: enough training points, fast
     index = build_index(spec, x, ids)
     tune_search(index, spec, x, ids, sample=100)
     assert index.ntotal == 3000
     assert 0.3 < spec.tuning["recall_at_10"] <= 1.0  # PQ caps recall; the curve shows where
     assert spec.tuning["curve"][-1]["nprobe"] == spec.search["nprobe"]
+
+
+@pytest.mark.parametrize("refine", ["sq8", "flat"])
+def test_ivfpq_refine_reaches_target_and_stays_in_sync(refine):
+    """Tuning finds (nprobe, k_factor); add, remove, filters and a save/load round trip keep the
+    base IVF positions, the refine codes and the id map aligned."""
+    x = clustered(3000, 32)
+    ids = np.arange(100, 3100, dtype=np.int64)  # ids are not positions
+    spec = choose_spec(len(x), 32, "ivfpq", nlist=32, refine=refine)
+    spec.params.update(nbits=4, opq_iter=5)
+    index = build_index(spec, x, ids)
+    assert refine_of(index) is not None and index.ntotal == 3000
+    tune_search(index, spec, x, ids, sample=150)
+    assert set(spec.search) == {"nprobe", "k_factor"} and spec.tuning["recall_at_10"] >= 0.95
+    pq_only = faiss.IndexRefineSearchParameters(k_factor=1, base_index_params=faiss.SearchParametersIVF(nprobe=32))
+    q0 = x[::30]
+    pq_recall = recall_at_k(index.search(q0, 10, params=pq_only)[1], ids[exact_neighbours(x, q0, 10)], 10)
+    assert pq_recall < 0.9  # PQ alone, every list probed: the refine stage is what reaches the target
+
+    gone = ids[::3]  # remove a third, spread over every list
+    assert remove_ids(index, gone) == 1000 and index.ntotal == 2000
+    assert remove_ids(index, gone[:5]) == 0
+    keep = np.setdiff1d(ids, gone)
+    xk = x[keep - 100]
+    q = xk[::20]
+    truth = keep[exact_neighbours(xk, q, 10)]
+    _, found = index.search(q, 10)
+    assert not np.isin(found, gone).any() and recall_at_k(found, truth, 10) >= 0.9
+    assert np.allclose(np.stack([index.reconstruct(int(i)) for i in keep]), xk, atol=0.01)
+
+    allowed = keep[keep % 2 == 0]
+    params = search_parameters(spec, faiss.IDSelectorBatch(allowed), index)
+    _, filt = index.search(q, 10, params=params)
+    assert np.isin(filt[filt >= 0], allowed).all() and (filt >= 0).sum() >= 0.9 * filt.size
+    xa = x[allowed - 100]
+    assert recall_at_k(filt, allowed[exact_neighbours(xa, q, 10)], 10) >= 0.85
+
+    index.add_with_ids(x[gone - 100], gone)  # new vectors go after the renumbered ones
+    _, found = index.search(x[gone[:100] - 100], 10)
+    assert (found[:, 0] == gone[:100]).mean() >= 0.95
+    again = faiss.deserialize_index(faiss.serialize_index(index))
+    apply_search_params(again, spec)
+    assert refine_of(again).k_factor == spec.search["k_factor"]
+    assert np.array_equal(again.search(q, 10)[1], index.search(q, 10)[1])

@@ -163,3 +163,51 @@ def test_demo_catalog_build_and_self_retrieval(request, small_encoder, tmp_path)
     group, value = next((g, v) for g, v in cat.items[0].labels.items() if v)
     hits = store.search(q[:1], 5, {group: value})[0]
     assert hits and all(store.get_items([h.id])[h.id]["labels"][group] == value for h in hits)
+
+
+def test_ivfpq_refine_store_add_remove_filter_reload(tmp_path, catalog_factory):
+    """The store's code paths on an ``IndexIDMap2(IndexRefine(OPQ+IVF-PQ, SQ8))`` index (400 synthetic
+    vectors); faiss-level sync of both refine kinds is in test_faiss_index.py."""
+    from types import SimpleNamespace
+
+    from indexing.faiss_index import choose_spec, train_index, tune_search
+    from indexing.store import new_manifest, new_metadata_db
+
+    cat = load_catalog(catalog_factory(tmp_path / "cat", 400, seed=3, size=40))
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 32))
+    x = centres[rng.integers(0, 8, 400)] + 0.7 * rng.normal(size=(400, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    spec = choose_spec(400, 32, "ivfpq", nlist=8)
+    spec.params.update(nbits=4, opq_iter=5)
+    enc = SimpleNamespace(encoder_id="synthetic@0", checksum="0" * 64, source="test", dim=32,
+                          config=SimpleNamespace(to_dict=dict))
+    store = IndexStore(tmp_path / "pq", new_manifest(enc, spec, cat), train_index(spec, x), new_metadata_db())
+    store.add_vectors(cat, x)
+    tune_search(store.index, spec, x, np.arange(400), sample=100)
+    store.spec, store.manifest["index"] = spec, spec.to_dict()
+    store.save()
+    ids = [it.id for it in cat.items]
+    assert {"nprobe", "k_factor"} <= set(store.manifest["index"]["search"])
+    assert [h[0].id for h in store.search(x[:40], 10)] == ids[:40]  # re-ranked scores are (near) exact
+
+    blue = [i for i, it in enumerate(cat.items) if it.labels["color"] == "blue"]
+    exact_blue = [ids[blue[j]] for j in np.argsort(-(x[blue] @ x[7]))[:5]]
+    hits = store.search(x[7], 5, {"color": "blue"})[0]
+    assert len({h.id for h in hits} & set(exact_blue)) >= 4 and all(h.id in {ids[i] for i in blue} for h in hits)
+
+    gone = ids[::4]
+    assert store.remove(gone) == 100 and store.index.ntotal == 300
+    left = [i for i in range(400) if i % 4]
+    assert [h[0].id for h in store.search(x[left[:40]], 10)] == [ids[i] for i in left[:40]]
+    assert not {h.id for row in store.search(x[:60], 10) for h in row} & set(gone)
+    reopened = IndexStore.open(tmp_path / "pq")
+    assert reopened.count == 300 and reopened.index.ntotal == 300
+    assert [[h.id for h in r] for r in reopened.search(x[:30], 10, {"category": "tops"})] == \
+           [[h.id for h in r] for r in store.search(x[:30], 10, {"category": "tops"})]
+    assert np.allclose(reopened.reconstruct(ids[1]), x[1], atol=0.02)
+    # replacing by id (remove + add inside add_vectors) keeps everything aligned
+    sub = SimpleNamespace(items=cat.items[:8], root=cat.root, schema=cat.schema, checksum=cat.checksum)
+    res = reopened.add_vectors(sub, x[:8])
+    assert res == {"added": 2, "replaced": 6, "count": 302}
+    assert [h[0].id for h in reopened.search(x[:8], 10)] == ids[:8]
