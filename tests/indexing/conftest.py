@@ -78,3 +78,15 @@ def ray_session():
 def catalog_factory():
     """``make_catalog`` for tests that need a catalog of their own size."""
     return make_catalog
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_thread_faiss():
+    """One FAISS (OpenMP) thread for these tiny indexes: on a busy 2-core machine OpenMP's
+    spin-waiting threads made the ivfpq tests ~15x slower (14 s vs 0.9 s measured)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
