@@ -34,7 +34,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--admin-token-file", help=f"file holding the admin bearer token (or set ${ADMIN_TOKEN_ENV})")
     p.add_argument("--max-message-mb", type=float, help="largest request/response in MiB (default 16)")
     p.add_argument("--max-image-pixels", type=int, help="refuse larger images (default 16,000,000)")
-    p.add_argument("--batching", choices=["auto", "on", "off"], help="micro-batching (auto: on for CUDA only)")
+    p.add_argument("--batching", choices=["auto", "on", "off"], help="micro-batching (auto: on; batches of 16 on CUDA, 4 on CPU)")
     p.add_argument("--max-batch", type=int, help="largest micro-batch (default: 16 on CUDA, 4 on CPU)")
     p.add_argument("--max-wait-ms", type=float, help="how long a micro-batch waits to fill (default 2 ms)")
     p.add_argument("--grace", type=float, dest="grace_s", help="seconds in-flight RPCs get on shutdown")

@@ -257,7 +257,9 @@ def test_serve_cli_refuses_bad_config_before_binding(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "retrieval", "serve", "--index", str(tmp_path / "nope")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "index_dir: no such folder" in proc.stderr and "LISTENING" not in proc.stdout
-    assert BatchingConfig().resolve("cpu") is False and BatchingConfig().resolve("cuda:0") is True
+    assert BatchingConfig().resolve("cpu") is True and BatchingConfig().resolve("cuda:0") is True
+    assert BatchingConfig(enabled=False).resolve("cuda:0") is False
+    assert BatchingConfig().resolve_max_batch("cpu") == 4 and BatchingConfig().resolve_max_batch("cuda") == 16
 
 
 def test_contact_sheet_lays_out_labelled_tiles(tmp_path: Path) -> None:
