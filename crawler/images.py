@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-WHITE = (255, 255, 255)
+from catalog.images import WHITE, flatten_on_white, pad_to_square  # noqa: F401 - part of this module's API
 
 
 class ImageError(ValueError):
@@ -26,27 +26,6 @@ class ImageError(ValueError):
 class ImageConfig:
     size: int = 256
     quality: int = 92
-
-
-def flatten_on_white(im: Image.Image) -> Image.Image:
-    """RGB image with any transparency composited over white."""
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA"):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, WHITE + (255,))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def pad_to_square(im: Image.Image, fill: tuple[int, int, int] = WHITE) -> Image.Image:
-    w, h = im.size
-    if w == h:
-        return im
-    side = max(w, h)
-    canvas = Image.new("RGB", (side, side), fill)
-    canvas.paste(im, ((side - w) // 2, (side - h) // 2))
-    return canvas
 
 
 def normalize_image(data: bytes, config: ImageConfig = ImageConfig()) -> bytes:

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from catalog import Catalog, Schema, atomic_write_bytes, atomic_write_text
+from catalog.images import square_on_white
 
 META_FILE = "classifier.json"
 HEADS_FILE = "heads.npz"
@@ -90,15 +91,7 @@ class FeatureExtractor:
         self.net = _lite0().to(self.device)
 
     def to_tensor(self, img: Image.Image) -> torch.Tensor:
-        img = img.convert("RGB")
-        w, h = img.size
-        if w != h:  # pad to square on white, like the product photos
-            side = max(w, h)
-            canvas = Image.new("RGB", (side, side), (255, 255, 255))
-            canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-            img = canvas
-        if img.size[0] != self.resolution:
-            img = img.resize((self.resolution, self.resolution), Image.BICUBIC)
+        img = square_on_white(img, self.resolution)
         img = img.resize((TRUNK_SIZE, TRUNK_SIZE), Image.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0  # TF-Lite EfficientNet input range
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)

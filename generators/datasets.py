@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from catalog import Catalog, Schema
+from catalog.images import square_on_white
 
 PAIRS_FIELDS = ("id", "product_path", "model_path")
 
@@ -45,27 +46,8 @@ class DataError(ValueError):
 
 
 def to_square_rgb(im: Image.Image, size: int, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """RGB, padded to a square on white (product photos are on white) and resized.
-
-    Padding rather than cropping keeps the whole garment, and the whole person on portrait
-    model photos.
-    """
-    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGB", rgba.size, background)
-        bg.paste(rgba, mask=rgba.split()[-1])
-        im = bg
-    else:
-        im = im.convert("RGB")
-    w, h = im.size
-    if w != h:
-        side = max(w, h)
-        sq = Image.new("RGB", (side, side), background)
-        sq.paste(im, ((side - w) // 2, (side - h) // 2))
-        im = sq
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BICUBIC)
-    return im
+    """RGB, padded to a square on white (product photos are on white) and resized."""
+    return square_on_white(im, size, Image.BICUBIC, background)
 
 
 def load_image_uint8(path: str | Path, size: int) -> torch.Tensor:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from catalog import Catalog, atomic_write_text, load_catalog
+from catalog.images import square_on_white
 from generators.classifier import AttributeClassifier, ClassifierConfig, load_or_fit
 
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -58,19 +59,8 @@ class EvaluationError(ValueError):
 # --------------------------------------------------------------------------------------------
 def to_float_tensor(images: list[Image.Image], size: int) -> torch.Tensor:
     """PIL images → ``[N, 3, size, size]`` in [0, 1] (padded square on white, bicubic)."""
-    out = []
-    for im in images:
-        im = im.convert("RGB")
-        w, h = im.size
-        if w != h:
-            side = max(w, h)
-            canvas = Image.new("RGB", (side, side), (255, 255, 255))
-            canvas.paste(im, ((side - w) // 2, (side - h) // 2))
-            im = canvas
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BICUBIC)
-        out.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
-    return torch.stack(out)
+    out = [np.asarray(square_on_white(im, size), dtype=np.float32) / 255.0 for im in images]
+    return torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in out])
 
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

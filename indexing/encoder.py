@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from catalog import atomic_write_text
+from catalog.images import square_on_white
 from indexing.backbones import DEFAULT_BACKBONE, BackboneError, build_backbone, lite0_weights_path
 
 ENCODER_FILE = "encoder.json"
@@ -79,14 +80,7 @@ class Preprocess:
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
     def to_square(self, img: Image.Image) -> Image.Image:
-        img = img.convert("RGB")
-        w, h = img.size
-        if w != h:
-            side = max(w, h)
-            canvas = Image.new("RGB", (side, side), (255, 255, 255))
-            canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-            img = canvas
-        return img.resize((self.image_size, self.image_size), Image.BILINEAR)
+        return square_on_white(img, self.image_size, Image.BILINEAR)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         arr = np.asarray(self.to_square(img), dtype=np.float32) / 255.0
