@@ -31,7 +31,7 @@ chromium:
 # files from it (Apache-2.0) and run them with ai-edge-litert, never installing mediapipe.
 pose-models: $(POSE_MODELS)
 $(POSE_MODELS) &: | $(STAMP)
-	$(PY) -m generators.pose_models fetch --out models/pose
+	$(PY) -m generators.pairs.pose_models fetch --out models/pose
 
 proto: $(STAMP)
 	$(PY) -m proto.build

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODELS = ("stargan", "pix2pix", "cyclegan")
+MODELS = ("maskedit", "stargan", "pix2pix", "cyclegan")
 
 
 class ConfigError(ValueError):
@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 class TrainOptions:
     """Shared by every model: how long, how big, how often to log and checkpoint."""
 
-    model: str = "stargan"
+    model: str = "maskedit"
     image_size: int = 128
     batch_size: int = 16  # StarGAN official; pix2pix/CycleGAN official use 1 (see defaults_for)
     steps: int = 200_000  # StarGAN official num_iters
@@ -48,6 +48,9 @@ class TrainOptions:
     # catalog's values, else the thesis default.
     schema: str | None = None
     max_items: int | None = None  # use only the first N catalog items (smoke runs)
+    # Share of catalog items held out of training by a hash of their id (the same split as
+    # ``indexing train-encoder --holdout``), so an evaluation can use products never trained on.
+    holdout: float = 0.0
     pairs: str | None = None  # pix2pix (and CycleGAN model domain): pairs file
     domain_a: str = "product:pattern=unicolors"  # CycleGAN domains, see datasets.parse_domain
     domain_b: str = "product:pattern=stripes"
@@ -95,6 +98,36 @@ class StarGANOptions:
 
 
 @dataclass
+class MaskEditOptions:
+    """The masked-residual editor (:mod:`generators.models.maskedit`)."""
+
+    pred_size: int = 64  # the U-Net's working size; its maps are applied at the photo's own size
+    conv_dim: int = 32  # channels of the U-Net's first level, doubled per level up to max_dim
+    max_dim: int = 192
+    levels: int = 3  # halvings: 64 px -> 8 px at the bottom
+    res_blocks: int = 2
+    upsample: str = "guided"  # guided (edges from the full-resolution photo) or bilinear
+    d_width: int = 64  # channels of each projected-discriminator head
+    anchor_group: str = "category"  # not edited by default; targets are values seen with it
+    judge_groups: list[str] | None = None  # groups the frozen heads read (None: the whole schema)
+    judge_steps: int = 300  # AdamW steps fitting the frozen heads before GAN training
+    translate: bool = True  # DiffAugment translation before the judges
+    max_edit_groups: int = 2  # a training edit names 1 group, or this many with multi_edit_prob
+    multi_edit_prob: float = 0.25
+    lambda_adv: float = 0.5
+    lambda_cls: float = 1.0
+    lambda_keep: float = 0.5
+    lambda_cyc: float = 5.0
+    lambda_id: float = 5.0
+    lambda_mask: float = 0.05
+    lambda_tv: float = 0.5
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.99
+
+
+@dataclass
 class Pix2PixOptions:
     ngf: int = 64
     ndf: int = 64
@@ -130,6 +163,7 @@ class CycleGANOptions:
 class Config:
     train: TrainOptions = field(default_factory=TrainOptions)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
+    maskedit: MaskEditOptions = field(default_factory=MaskEditOptions)
     stargan: StarGANOptions = field(default_factory=StarGANOptions)
     pix2pix: Pix2PixOptions = field(default_factory=Pix2PixOptions)
     cyclegan: CycleGANOptions = field(default_factory=CycleGANOptions)
@@ -139,7 +173,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        cfg = defaults_for(data.get("train", {}).get("model", "stargan"))
+        cfg = defaults_for(data.get("train", {}).get("model", "stargan"))  # old checkpoints: StarGAN
         apply_overrides(cfg, data)
         return cfg
 
@@ -156,6 +190,17 @@ class Config:
             raise ConfigError(f"train.decay_start must be in [0, 1]; got {t.decay_start}")
         if self.speed.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"speed.amp must be auto, bf16 or off; got {self.speed.amp!r}")
+        if not 0.0 <= t.holdout < 1.0:
+            raise ConfigError(f"train.holdout must be in [0, 1); got {t.holdout}")
+        m = self.maskedit
+        if t.model == "maskedit":
+            if m.upsample not in ("guided", "bilinear"):
+                raise ConfigError(f"maskedit.upsample must be guided or bilinear; got {m.upsample!r}")
+            if m.pred_size > t.image_size or m.pred_size % 2 ** m.levels:
+                raise ConfigError(f"maskedit.pred_size must be <= train.image_size ({t.image_size}) and divisible by "
+                                  f"2**levels ({2 ** m.levels}); got {m.pred_size}")
+            if m.max_edit_groups < 1:
+                raise ConfigError(f"maskedit.max_edit_groups must be >= 1; got {m.max_edit_groups}")
         if self.stargan.n_critic < 1:
             raise ConfigError(f"stargan.n_critic must be >= 1; got {self.stargan.n_critic}")
         if t.model == "pix2pix" and self.pix2pix.gan_mode not in ("vanilla", "lsgan"):
@@ -170,6 +215,10 @@ def defaults_for(model: str) -> Config:
         raise ConfigError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
     cfg = Config()
     cfg.train.model = model
+    if model == "maskedit":
+        cfg.train.steps = 4000
+        cfg.train.sample_every = 500
+        cfg.train.checkpoint_every = 500
     if model in ("pix2pix", "cyclegan"):
         cfg.train.image_size = 256
         cfg.train.batch_size = 1

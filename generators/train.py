@@ -39,6 +39,8 @@ from generators.datasets import (
     read_pairs,
     unpaired_data,
 )
+from generators.models import REGISTRY, solver_class
+from generators.models.base import Solver
 from generators.options import (
     MODELS,
     Config,
@@ -48,7 +50,6 @@ from generators.options import (
     load_config_file,
     parse_set,
 )
-from generators.solver import Solver
 
 
 class TrainError(ValueError):
@@ -65,12 +66,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_solver(cfg: Config, schema: Schema, device: torch.device, meta: dict | None = None) -> Solver:
-    from generators.cyclegan import CycleGANSolver
-    from generators.pix2pix import Pix2PixSolver
-    from generators.stargan import StarGANSolver
+    return solver_class(cfg.train.model)(cfg, schema, device, meta)
 
-    cls = {"stargan": StarGANSolver, "pix2pix": Pix2PixSolver, "cyclegan": CycleGANSolver}[cfg.train.model]
-    return cls(cfg, schema, device, meta)
+
+def schema_groups(cfg: Config) -> list[str]:
+    """The attribute columns a run needs in its schema (for a catalog without ``schema.json``)."""
+    groups = list(cfg.train.groups or [])
+    if cfg.train.model == "maskedit":
+        m = cfg.maskedit
+        groups += [g for g in [*(m.judge_groups or []), m.anchor_group] if g not in groups]
+    return groups
 
 
 def load_training_catalog(cfg: Config, catalog_dir: str | Path) -> Catalog:
@@ -94,24 +99,37 @@ def load_training_catalog(cfg: Config, catalog_dir: str | Path) -> Catalog:
         missing = [g for g in cfg.train.groups if g not in header]
         if missing:
             raise TrainError(f"--groups: {missing} are not columns of {root / CATALOG_FILE}")
-        schema, _ = infer_schema((dict(zip(header, r, strict=False)) for _, r in rows), cfg.train.groups)
+        groups = [g for g in schema_groups(cfg) if g in header]
+        schema, _ = infer_schema((dict(zip(header, r, strict=False)) for _, r in rows), groups, min_count=5)
     return load_catalog(root, schema=schema)
 
 
 def trained_schema(cfg: Config, cat: Catalog) -> Schema:
-    groups = cfg.train.groups
-    if not groups:
-        return cat.schema
+    """The schema the model learns: the model decides (maskedit: its judges read every group)."""
+    own = getattr(solver_class(cfg.train.model), "training_schema", None)
     try:
-        return cat.schema.subset(groups)
+        if own is not None:
+            return own(cfg, cat.schema)
+        return cat.schema.subset(cfg.train.groups) if cfg.train.groups else cat.schema
     except ValueError as exc:
         raise TrainError(f"train.groups: {exc}") from exc
+
+
+def training_items(cat: Catalog, holdout: float, seed: int = 0) -> tuple[list, list]:
+    """(items trained on, items held out) by a hash of the id: the split train-encoder uses too."""
+    from catalog.split import holdout_mask
+
+    test = holdout_mask([it.id for it in cat.items], holdout, seed)
+    return ([it for it, t in zip(cat.items, test, strict=True) if not t],
+            [it for it, t in zip(cat.items, test, strict=True) if t])
 
 
 def build_data(cfg: Config, cat: Catalog, schema: Schema) -> tuple[TrainData, dict[str, Any]]:
     """Training data for the model and the metadata inference needs (e.g. CycleGAN domains)."""
     t = cfg.train
-    if t.model == "stargan":
+    if t.holdout > 0:
+        cat.items, held = training_items(cat, t.holdout)
+    if t.model in ("stargan", "maskedit"):
         return attribute_data(cat, schema, t.image_size, t.max_items), {}
     pairs = read_pairs(t.pairs, cat.root) if t.pairs else None
     if t.model == "pix2pix":
@@ -245,6 +263,9 @@ def _train(
     )
     solver = make_solver(cfg, schema, device, meta)
     start = 0
+    if state is None and hasattr(solver, "prepare"):
+        # e.g. maskedit fits its frozen judges on the training photos before the first step
+        solver.prepare(stream.all_images("image"), data.labels, progress=progress)
     if state is not None:
         solver.load_state_dict(state)
         stream.load_state_dict(state["data"])
@@ -325,11 +346,18 @@ def _train(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from generators.recipes import describe
+
+    models = "\n".join(f"  {name:<11} {e.summary}" for name, e in REGISTRY.items())
     ap = argparse.ArgumentParser(
         prog="python -m generators.train",
-        description="Train StarGAN (attribute edits), pix2pix (product->model on pairs) or CycleGAN (unpaired).",
+        description="Train a generator: an attribute editor (maskedit, stargan), product->model (pix2pix) "
+                    "or unpaired translation (cyclegan).",
+        epilog=f"recipes (--recipe NAME; flags still override their fields):\n{describe()}\n\nmodels:\n{models}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--model", choices=MODELS, required=True)
+    ap.add_argument("--recipe", help="a named preset (model + settings), listed below")
+    ap.add_argument("--model", choices=MODELS, help="the model, when no --recipe names it")
     ap.add_argument("--catalog", required=True, help="catalog folder (catalog.csv, images/, schema.json)")
     ap.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
     ap.add_argument("--config", help="JSON or YAML file overriding defaults by section, e.g. {\"stargan\": {\"g_conv_dim\": 32}}")
@@ -344,7 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoints/last.pt exactly")
     ap.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans --steps")
     ap.add_argument("--pairs", help="pairs file (pix2pix; CycleGAN model domain)")
-    ap.add_argument("--groups", help="StarGAN: comma-separated schema groups to learn (default: all)")
+    ap.add_argument("--groups", help="attribute editors: comma-separated schema groups to edit (default: all; "
+                                     "maskedit: all but the anchor group, category)")
+    ap.add_argument("--holdout", type=float, help="share of items held out of training by a hash of the id "
+                                                  "(the split train-encoder uses), e.g. 0.3")
     ap.add_argument("--schema", help="schema.json to use instead of the catalog's own")
     ap.add_argument("--domain-a", help="CycleGAN domain A, e.g. product:pattern=unicolors or product")
     ap.add_argument("--domain-b", help="CycleGAN domain B, e.g. product:pattern=stripes or model")
@@ -360,8 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     from generators.options import SpeedOptions
+    from generators.recipes import RECIPES
 
+    recipe = None
+    if args.recipe:
+        if args.recipe not in RECIPES:
+            raise ConfigError(f"--recipe {args.recipe!r}: unknown; recipes: {', '.join(RECIPES)}")
+        recipe = RECIPES[args.recipe]
+        if args.model and args.model != recipe.model:
+            raise ConfigError(f"--recipe {args.recipe} trains {recipe.model}, not --model {args.model}")
+        args.model = recipe.model
+    if not args.model:
+        raise ConfigError("give --recipe NAME or --model NAME (see --help)")
     cfg = defaults_for(args.model)
+    if recipe is not None:
+        apply_overrides(cfg, recipe.overrides, source=f"recipe {args.recipe}")
     if args.no_speed:
         cfg.speed = SpeedOptions.off()
     if args.config:
@@ -376,7 +420,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "device": args.device, "threads": args.threads, "seed": args.seed, "pairs": args.pairs, "schema": args.schema,
         "groups": args.groups.split(",") if args.groups else None, "domain_a": args.domain_a,
         "domain_b": args.domain_b, "max_items": args.max_items, "log_every": args.log_every,
-        "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
+        "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every, "holdout": args.holdout,
     }
     for k, v in flags.items():
         if v is not None:

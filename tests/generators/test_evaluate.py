@@ -12,7 +12,7 @@ from PIL import Image
 
 from catalog import load_catalog
 from generators import evaluate as E
-from generators.classifier import AttributeClassifier, ClassifierConfig, load_or_fit
+from generators.evaluate.classifier import AttributeClassifier, ClassifierConfig, load_or_fit
 
 SIZE = 32  # the GAN working size used throughout (smallest the trainer allows; fast on CPU)
 

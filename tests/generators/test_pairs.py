@@ -89,12 +89,12 @@ def test_pose_cache_resumes_without_rerunning_the_models(pose_run, demo_catalog_
     # a kill mid-write leaves a partial line: it is ignored and the rest is reused
     cache.write_text("\n".join(lines) + "\n" + lines[0][: len(lines[0]) // 2])
 
-    import generators.pose
+    import generators.pairs.pose
 
     def boom(*a, **k):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(generators.pose, "PoseEstimator", boom)
+    monkeypatch.setattr(generators.pairs.pose, "PoseEstimator", boom)
     again = P.select_pairs(demo_catalog_dir, "pose", MODELS_DIR, cache_path=cache, progress=False)
     assert again.pairs == res.pairs
 
@@ -158,7 +158,7 @@ def test_pairs_file_round_trip_and_bad_rows(tmp_path: Path) -> None:
 def test_detector_finds_people_in_real_worn_photos_and_not_on_watches(myntra_dir: Path) -> None:
     from PIL import Image
 
-    from generators.pose import PoseEstimator
+    from generators.pairs.pose import PoseEstimator
 
     with open(myntra_dir / "catalog.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

@@ -11,7 +11,7 @@ the top to near the bottom of the photo and is narrow compared with a close-up (
 the centre crop) or a detail shot (which fills everything). The masks cannot tell a front
 view from a back view, which is the method's known ceiling.
 
-``pose`` — BlazePose landmarks (:mod:`generators.pose`) score each photo as "front, full
+``pose`` — BlazePose landmarks (:mod:`generators.pairs.pose`) score each photo as "front, full
 body": a person is present (landmark model's pose flag times a skeleton plausibility check),
 the feet (ankles, heels, toes) are visible and inside the photo, the nose is inside the
 photo, and a face detector (BlazeFace) finds a face on the head region. The last one is what
@@ -36,7 +36,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -183,7 +182,7 @@ def pose_features(pose, image_size: tuple[int, int]) -> dict[str, float]:
     model mostly answers "front" for back views too, so the rules do not rely on it);
     ``landmark_face``: the landmark model's own face visibility (same caveat).
     """
-    from generators import pose as P
+    from generators.pairs import pose as P
 
     if pose is None:
         return {"person": 0.0, "presence": 0.0, "face": 0.0, "feet": 0.0, "head_in": 0.0, "facing": 0.0,
@@ -297,7 +296,7 @@ def pose_photo_features(
     from PIL import Image
     from tqdm import tqdm
 
-    from generators.pose import PoseEstimator
+    from generators.pairs.pose import PoseEstimator
 
     cache = cache or FeatureCache(None)
     est = None
@@ -545,6 +544,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
-    sys.exit(main())

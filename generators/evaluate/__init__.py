@@ -6,7 +6,7 @@ For an attribute editor (StarGAN), every evaluated product gets, for each editab
 value is known, one edit to a different value (drawn with a fixed seed). Reported:
 
 - **edit success**: share of edits that the independent attribute classifier
-  (:mod:`generators.classifier`, trained on the catalog's real photos, held-out accuracy in the
+  (:mod:`generators.evaluate.classifier`, trained on the catalog's real photos, held-out accuracy in the
   report) reads as the target value, overall and per group; next to it the classifier's
   accuracy on the unedited inputs, the ceiling that success can be read against;
 - **kept**: share of the *other* groups that the classifier reads the same before and after;
@@ -45,7 +45,7 @@ from PIL import Image
 
 from catalog import Catalog, atomic_write_text, load_catalog
 from catalog.images import square_on_white
-from generators.classifier import AttributeClassifier, ClassifierConfig, load_or_fit
+from generators.evaluate.classifier import AttributeClassifier, ClassifierConfig, load_or_fit
 
 GROUND_TRUTH_FILE = "ground_truth.json"
 
@@ -138,7 +138,7 @@ class FeatureSpace:
         try:
             from indexing.encoder import Encoder
         except ImportError:
-            from generators.classifier import FeatureExtractor
+            from generators.evaluate.classifier import FeatureExtractor
 
             self._fx = FeatureExtractor(size, "cpu")
             self.name = "efficientnet-lite0 avg-pooled (indexing.encoder unavailable)"
@@ -507,5 +507,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

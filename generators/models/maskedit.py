@@ -1,0 +1,499 @@
+"""MaskEdit: an attribute editor that predicts a masked change at low resolution and applies it
+at the photo's own resolution.
+
+Why this design (see docs/generators.md for the measurements):
+
+- **Masked residual output** (GANimation, Pumarola et al. 2018; SaGAN, Zhang et al. 2018). The
+  generator predicts a per-pixel change and a mask, ``out = m * change + (1 - m) * input``.
+  Pixels outside the mask are the input's own, so the garment is sharp from the first step and
+  training only has to learn the edit itself.
+- **Recolour or paint.** The change is a mix of a local affine colour transform of the input
+  (HDRNet, Gharbi et al. 2017: colour edits keep the photo's shading and texture) and freshly
+  painted RGB (shape edits: a longer sleeve needs fabric where there was background).
+- **Predict at low resolution, apply at full resolution.** The U-Net sees a 64 px copy; its
+  maps are brought to the photo's size by a guided upsampling (He & Sun's guided filter, as in
+  Wu et al.'s fast guided filter, CVPR 2018) that takes its edges from the full-resolution
+  photo. The output has the input's resolution; the cost is a 64 px forward.
+- **Pretrained judges** (:mod:`generators.models.features`): a projected discriminator on frozen
+  EfficientNet-Lite0 features and frozen attribute heads fitted on the catalog's real photos
+  give real gradients from step 1; cycle and identity losses keep what the edit does not name.
+
+One model edits every editable schema group, several at once. The condition names only the
+groups to change (``[one-hot value, 1]`` per named group, zeros elsewhere); every other group
+is kept by construction, so inference needs no labels of the input. During training the
+frozen heads read the labels an edit does not name, and the keep loss holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from catalog import Schema
+from generators.datasets import group_sizes, one_hot
+from generators.models.base import Solver
+from generators.models.features import (
+    AttributeHeads,
+    FrozenFeatures,
+    ProjectedDiscriminator,
+    fit_heads,
+    hinge_d_loss,
+    hinge_g_loss,
+    pooled_dim,
+    translate,
+)
+from generators.options import Config
+
+N_AFFINE = 12  # a 3x3 colour matrix and an offset per pixel
+OUT_CHANNELS = 1 + 1 + N_AFFINE + 3  # mask, paint share, affine, paint RGB
+
+
+# --------------------------------------------------------------------------------------------
+# the condition: which groups to change, and to what
+# --------------------------------------------------------------------------------------------
+def condition(targets: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """``[B, G]`` target value index per editable group (-1: leave it) -> ``[B, sum(sizes) + G]``."""
+    return torch.cat([one_hot(targets, sizes), (targets >= 0).float()], dim=1)
+
+
+def condition_dim(sizes: Sequence[int]) -> int:
+    return sum(sizes) + len(sizes)
+
+
+# --------------------------------------------------------------------------------------------
+# the generator
+# --------------------------------------------------------------------------------------------
+class FiLM(nn.Module):
+    """Feature-wise modulation by the condition: ``h * (1 + gamma(c)) + beta(c)``."""
+
+    def __init__(self, c_dim: int, channels: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(c_dim, 2 * channels)
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.lin(c).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        return h * (1 + gamma) + beta
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    k = 4 if stride == 2 else 3
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, 1), nn.LeakyReLU(0.2, inplace=True))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int, c_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, 1, 1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1)
+        self.film = FiLM(c_dim, ch)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        y = F.leaky_relu(self.film(self.conv1(h), c), 0.2)
+        return h + self.conv2(y)
+
+
+class MaskEditGenerator(nn.Module):
+    """A U-Net at ``pred_size`` conditioned by FiLM; outputs the edit's maps, not an image.
+
+    No normalisation layers: instance or group norm would strip each photo's mean colour,
+    which is exactly what a colour edit must know. The output convolution starts at zero and
+    the mask's bias strongly negative, so an untrained model returns its input.
+    """
+
+    def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2) -> None:
+        super().__init__()
+        dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
+        self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
+        self.downs = nn.ModuleList([nn.Sequential(_conv(dims[i], dims[i + 1], 2), _conv(dims[i + 1], dims[i + 1]))
+                                    for i in range(levels)])
+        self.bottom_in = _conv(dims[-1] + c_dim, dims[-1])
+        self.blocks = nn.ModuleList([ResBlock(dims[-1], c_dim) for _ in range(res_blocks)])
+        self.ups = nn.ModuleList()
+        self.merges = nn.ModuleList()
+        self.films = nn.ModuleList()
+        for i in reversed(range(levels)):
+            self.ups.append(_conv(dims[i + 1], dims[i]))
+            self.merges.append(_conv(2 * dims[i], dims[i]))
+            self.films.append(FiLM(c_dim, dims[i]))
+        self.out = nn.Conv2d(dims[0], OUT_CHANNELS, 3, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.zero_()
+            self.out.bias[0] = -4.0  # mask ~ 0.02: keep the input
+
+    def forward(self, x_lo: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        skips = [self.inp(x_lo)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        h = skips.pop()
+        tiled = c.to(h.dtype).view(c.size(0), c.size(1), 1, 1).expand(-1, -1, h.size(2), h.size(3))
+        h = self.bottom_in(torch.cat([h, tiled], dim=1))
+        for block in self.blocks:
+            h = block(h, c)
+        for up, merge, film in zip(self.ups, self.merges, self.films, strict=True):
+            h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
+            h = film(merge(torch.cat([h, skips.pop()], dim=1)), c)
+        return self.out(h)
+
+
+# --------------------------------------------------------------------------------------------
+# from the low-resolution maps to the full-resolution photo
+# --------------------------------------------------------------------------------------------
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+
+def guided_upsample(maps_lo: torch.Tensor, guide_lo: torch.Tensor, guide_hi: torch.Tensor,
+                    radius: int = 1, eps: float = 1e-2) -> torch.Tensor:
+    """Bring ``maps_lo`` to ``guide_hi``'s size with edges taken from the full-resolution guide.
+
+    Locally, each map is modelled as ``a * guide + b`` (the guided filter); ``a`` and ``b``
+    are smooth, so they are upsampled bilinearly and applied to the sharp guide. Where the
+    guide is flat the result is the bilinear upsampling; at the garment's outline the mask
+    follows the photo's edge instead of a 4x blurred one.
+    """
+    size = guide_hi.shape[-2:]
+    g_lo, g_hi = _grey(guide_lo), _grey(guide_hi)
+    mean_g = _box(g_lo, radius)
+    mean_m = _box(maps_lo, radius)
+    cov = _box(g_lo * maps_lo, radius) - mean_g * mean_m
+    var = _box(g_lo * g_lo, radius) - mean_g * mean_g
+    a = cov / (var + eps)
+    b = mean_m - a * mean_g
+    up = dict(size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(a, **up) * g_hi + F.interpolate(b, **up)
+
+
+def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
+               strength: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edited photo at ``x``'s resolution, and the mask. ``strength`` scales the change."""
+    if x.shape[-2:] == maps_lo.shape[-2:]:
+        maps = maps_lo
+    elif upsample == "guided":
+        maps = guided_upsample(maps_lo, x_lo, x)
+    else:
+        maps = F.interpolate(maps_lo, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    mask = torch.sigmoid(maps[:, 0:1])
+    paint_share = torch.sigmoid(maps[:, 1:2])
+    b, _, h, w = x.shape
+    affine = maps[:, 2:2 + N_AFFINE].reshape(b, 3, 4, h, w)
+    # identity + predicted residual: the colour matrix acts on the pixel, the 4th column is an offset
+    recolour = x + torch.einsum("bijhw,bjhw->bihw", affine[:, :, :3], x) + affine[:, :, 3]
+    paint = torch.tanh(maps[:, 2 + N_AFFINE:])
+    change = (1 - paint_share) * recolour.clamp(-1, 1) + paint_share * paint
+    if not isinstance(strength, float):
+        strength = strength.view(-1, 1, 1, 1)
+    m = mask * strength
+    return m * change + (1 - m) * x, mask
+
+
+def total_variation(m: torch.Tensor) -> torch.Tensor:
+    return (m[..., 1:, :] - m[..., :-1, :]).abs().mean() + (m[..., :, 1:] - m[..., :, :-1]).abs().mean()
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+def editable_groups(cfg: Config, schema: Schema) -> list[str]:
+    """``train.groups``, else every group except the anchor (category edits are not attribute edits)."""
+    if cfg.train.groups:
+        return list(cfg.train.groups)
+    anchor = cfg.maskedit.anchor_group
+    return [g for g in schema.names if g != anchor] or list(schema.names)
+
+
+def build_maskedit_generator(cfg: Config, schema: Schema) -> MaskEditGenerator:
+    o = cfg.maskedit
+    sizes = [len(schema.values(g)) for g in editable_groups(cfg, schema)]
+    return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks)
+
+
+class MaskEditSolver(Solver):
+    """Trains :class:`MaskEditGenerator` against frozen Lite0 judges (see the module docstring)."""
+
+    kind = "maskedit"
+    inference_nets = ("G", "C")
+
+    @staticmethod
+    def training_schema(cfg: Config, catalog_schema: Schema) -> Schema:
+        """The judges read every group of the catalog (or ``maskedit.judge_groups``)."""
+        judge = cfg.maskedit.judge_groups
+        schema = catalog_schema.subset(judge) if judge else catalog_schema
+        for g in cfg.train.groups or []:
+            schema.check_group(g)
+        return schema
+
+    def __init__(self, cfg: Config, schema: Schema, device: torch.device, meta: dict | None = None) -> None:
+        super().__init__(cfg, schema, device, meta)
+        o = cfg.maskedit
+        self.edit_names = editable_groups(cfg, schema)
+        self.edit_cols = [schema.names.index(g) for g in self.edit_names]
+        self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
+        self.sizes = group_sizes(schema)
+        self.G = self._place(build_maskedit_generator(cfg, schema))
+        self.features = FrozenFeatures(cfg.train.image_size).to(self.device)
+        if self.channels_last:
+            self.features = self.features.to(memory_format=torch.channels_last)
+        self.D = self._place(ProjectedDiscriminator(self.features.map_channels, o.d_width))
+        self.C = AttributeHeads(self.features.pooled_dim, self.sizes).to(self.device)
+        self.C.requires_grad_(False)
+        self.nets = {"G": self.G, "D": self.D, "C": self.C}
+        self._add_optim("G", self.G.parameters(), o.g_lr, (o.beta1, o.beta2))
+        self._add_optim("D", self.D.parameters(), o.d_lr, (o.beta1, o.beta2))
+        # value_ok[j][a, v]: value v of editable group j occurs with anchor value a in training
+        self.value_ok: list[torch.Tensor] | None = None
+        self.anchor_col: int | None = None
+        self.judge_report: dict[str, Any] = {}
+
+    # --- before the first step: fit the judges' heads on the real photos --------------------
+    def prepare(self, images: torch.Tensor, labels: torch.Tensor, progress: bool = False) -> None:
+        """Fit the frozen attribute heads and the value table on the training photos.
+
+        ``images``: every training photo, uint8 ``[N, 3, S, S]``; ``labels``: ``[N, G]``.
+        """
+        from tqdm import tqdm
+
+        from generators.datasets import uint8_to_float
+
+        pooled = []
+        bs = 32
+        with torch.no_grad(), self.autocast():
+            for i in tqdm(range(0, len(images), bs), desc="judge features", unit="batch", disable=not progress,
+                          leave=False):
+                x = uint8_to_float(images[i:i + bs].to(self.device))
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                for flip in (False, True):
+                    pooled.append(self.features(x.flip(-1) if flip else x, maps=False)[1].float().cpu())
+        feats = torch.cat(pooled)
+        # the loop appended [batch, flipped batch] pairs: reorder the labels the same way
+        lab = torch.cat([torch.cat([labels[i:i + bs], labels[i:i + bs]]) for i in range(0, len(labels), bs)])
+        acc = fit_heads(self.C, feats, lab, steps=self.cfg.maskedit.judge_steps, generator=self.gen)
+        self.C.to(self.device)
+        self.judge_report = {"heldout_accuracy": {self.schema.names[int(j)]: a for j, a in acc.items()},
+                             "photos": int(len(images))}
+        self.value_ok = self._value_table(labels)
+
+    def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
+        anchor = self.cfg.maskedit.anchor_group
+        self.anchor_col = self.schema.names.index(anchor) if anchor in self.schema.names else None
+        n_anchor = self.sizes[self.anchor_col] if self.anchor_col is not None else 1
+        table = []
+        for col, n in zip(self.edit_cols, self.edit_sizes, strict=True):
+            ok = torch.zeros(n_anchor, n, dtype=torch.bool)
+            a = labels[:, self.anchor_col] if self.anchor_col is not None else torch.zeros(len(labels), dtype=torch.long)
+            v = labels[:, col]
+            known = (a >= 0) & (v >= 0)
+            ok[a[known], v[known]] = True
+            ok[ok.sum(1) == 0] = True  # an anchor value never seen with this group: anything goes
+            table.append(ok)
+        return table
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"value_ok": self.value_ok, "anchor_col": self.anchor_col, "judge_report": self.judge_report}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.value_ok = state.get("value_ok")
+        self.anchor_col = state.get("anchor_col")
+        self.judge_report = state.get("judge_report", {})
+
+    # --- what to ask for ------------------------------------------------------------------------
+    def sample_edits(self, labels: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """``[B, E]`` target per editable group (-1: not named): 1 group, sometimes more.
+
+        Only groups whose label is known are edited, and only to values seen with the item's
+        anchor value (a top is not given knee length), uniformly so rare values are learned.
+        """
+        o = self.cfg.maskedit
+        b = labels.size(0)
+        known = torch.stack([labels[:, c] >= 0 for c in self.edit_cols], dim=1)
+        score = torch.rand(b, len(self.edit_cols), generator=self.gen).masked_fill(~known, 2.0)
+        n_named = 1 + (torch.rand(b, generator=self.gen) < o.multi_edit_prob).long() * (o.max_edit_groups - 1)
+        rank = score.argsort(dim=1).argsort(dim=1)
+        named = (rank < n_named[:, None]) & known
+        trg = torch.full((b, len(self.edit_cols)), -1, dtype=torch.long)
+        for j, (col, n) in enumerate(zip(self.edit_cols, self.edit_sizes, strict=True)):
+            cur = current[:, col]
+            if self.value_ok is not None and self.anchor_col is not None:
+                allowed = self.value_ok[j][current[:, self.anchor_col].clamp(min=0)].clone()
+            else:
+                allowed = torch.ones(b, n, dtype=torch.bool)
+            allowed[torch.arange(b), cur.clamp(min=0)] = False
+            has = allowed.any(1)
+            pick = torch.multinomial(allowed.float() + (~has)[:, None].float(), 1, generator=self.gen).squeeze(1)
+            trg[:, j] = torch.where(named[:, j] & has, pick, torch.full_like(pick, -1))
+        return trg
+
+    def _edit(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_lo = downsample(x, self.cfg.maskedit.pred_size)
+        maps = self.G(x_lo, c)
+        return apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample)
+
+    # --- one iteration ------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        o = self.cfg.maskedit
+        x = batch["image"]
+        labels = batch["labels"]
+        dev = self.device
+        aug = (lambda t: translate(t, self.gen)) if o.translate else (lambda t: t)
+
+        with torch.no_grad(), self.autocast():
+            maps_real, pooled_real = self.features(aug(x))
+            read = self.C.predict(pooled_real).cpu()
+        current = torch.where(labels >= 0, labels, read)  # unknown labels: as the judge reads them
+        trg = self.sample_edits(labels, current)
+        named = trg >= 0
+        own = current[:, self.edit_cols]
+        back = torch.where(named, own, torch.full_like(own, -1))
+        # identity: name one known group with its own value; the photo must come back unchanged
+        idt = torch.where(torch.stack([labels[:, c] >= 0 for c in self.edit_cols], 1) & named, own,
+                          torch.full_like(own, -1))
+        c_trg, c_back, c_idt = (condition(t, self.edit_sizes).to(dev) for t in (trg, back, idt))
+
+        with self.autocast():
+            fake, mask = self._edit(x, c_trg)
+            maps_fake, pooled_fake = self.features(aug(fake))
+            g_adv = hinge_g_loss(self.D(maps_fake))
+            logits = self.C(pooled_fake)
+            rec, mask_rec = self._edit(fake, c_back)
+            same, _ = self._edit(x, c_idt)
+        cls, keep = self._judge_losses(logits, trg, current)
+        cyc = (rec.float() - x).abs().mean()
+        idl = (same.float() - x).abs().mean()
+        m = torch.cat([mask, mask_rec]).float()
+        mask_l1 = m.mean()
+        tv = total_variation(m)
+        g_loss = (o.lambda_adv * g_adv + o.lambda_cls * cls + o.lambda_keep * keep + o.lambda_cyc * cyc
+                  + o.lambda_id * idl + o.lambda_mask * mask_l1 + o.lambda_tv * tv)
+        self.optims["G"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optims["G"].step()
+
+        with self.autocast():
+            d_loss = hinge_d_loss(self.D(maps_real), self.D([t.detach() for t in maps_fake]))
+        self.optims["D"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optims["D"].step()
+
+        with torch.no_grad():
+            hit = self._target_accuracy(logits, trg)
+        return {
+            "G/adv": g_adv.item(), "G/cls": cls.item(), "G/keep": keep.item(), "G/cyc": cyc.item(),
+            "G/id": idl.item(), "G/mask": mask_l1.item(), "G/tv": tv.item(), "D/loss": d_loss.item(),
+            "G/acc_target": hit,
+        }
+
+    def _judge_losses(self, logits: list[torch.Tensor], trg: torch.Tensor,
+                      current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy to the target where a group is named, to the input's value elsewhere."""
+        dev = self.device
+        named_all = torch.zeros_like(current, dtype=torch.bool)
+        target_all = current.clone()
+        for j, col in enumerate(self.edit_cols):
+            named_all[:, col] = trg[:, j] >= 0
+            target_all[:, col] = torch.where(trg[:, j] >= 0, trg[:, j], current[:, col])
+        cls = logits[0].new_zeros((), dtype=torch.float32)
+        keep = logits[0].new_zeros((), dtype=torch.float32)
+        n_cls = n_keep = 0
+        for j, lg in enumerate(logits):
+            lg = lg.float()
+            y = target_all[:, j].to(dev)
+            nm = named_all[:, j].to(dev)
+            if bool(nm.any()):
+                cls = cls + F.cross_entropy(lg[nm], y[nm], reduction="sum")
+                n_cls += int(nm.sum())
+            kp = ~nm & (y >= 0)
+            if bool(kp.any()):
+                keep = keep + F.cross_entropy(lg[kp], y[kp], reduction="sum")
+                n_keep += int(kp.sum())
+        return cls / max(n_cls, 1), keep / max(n_keep, 1)
+
+    def _target_accuracy(self, logits: list[torch.Tensor], trg: torch.Tensor) -> float:
+        hits, n = 0, 0
+        for j, col in enumerate(self.edit_cols):
+            nm = trg[:, j] >= 0
+            if bool(nm.any()):
+                pred = logits[col][nm.to(self.device)].argmax(1).cpu()
+                hits += int((pred == trg[nm, j]).sum())
+                n += int(nm.sum())
+        return hits / n if n else float("nan")
+
+    # --- sampling -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_grid(self, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[str]]:
+        """Inputs, then one column per (editable group, value)."""
+        self.train(False)
+        x = fixed["image"]
+        cols, captions = [x], ["input"]
+        b = x.size(0)
+        for j, g in enumerate(self.edit_names):
+            for k, v in enumerate(self.schema.values(g)):
+                trg = torch.full((b, len(self.edit_names)), -1, dtype=torch.long)
+                trg[:, j] = k
+                with self.autocast():
+                    cols.append(self._edit(x, condition(trg, self.edit_sizes).to(self.device))[0].float())
+                captions.append(f"{g}={v}")
+        self.train(True)
+        return torch.stack(cols, dim=1), captions
+
+
+# --------------------------------------------------------------------------------------------
+# inference
+# --------------------------------------------------------------------------------------------
+class MaskEditInference:
+    """What :class:`generators.inference.Editor` calls for a maskedit checkpoint."""
+
+    full_resolution = True
+
+    def __init__(self, ckpt: dict[str, Any], cfg: Config, schema: Schema, device: torch.device) -> None:
+        self.cfg = cfg
+        self.schema = schema
+        self.device = device
+        self.edit_names = editable_groups(cfg, schema)
+        self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
+        self.G = build_maskedit_generator(cfg, schema)
+        self.G.load_state_dict(ckpt["nets"]["G"])
+        self.G.to(device).eval().requires_grad_(False)
+        self.C = AttributeHeads(pooled_dim(), group_sizes(schema))
+        self.C.load_state_dict(ckpt["nets"]["C"])
+        self.C.to(device).eval().requires_grad_(False)
+        self._features: FrozenFeatures | None = None
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"groups": {g: list(self.schema.values(g)) for g in self.edit_names}, "multi_group": True,
+                "unnamed_groups": "kept: the edit changes only the groups it names",
+                "full_resolution": True, "continuous": True}
+
+    def edit(self, x: torch.Tensor, changes: dict[str, str], strength: float = 1.0) -> torch.Tensor:
+        trg = torch.full((x.size(0), len(self.edit_names)), -1, dtype=torch.long)
+        for g, v in changes.items():
+            trg[:, self.edit_names.index(g)] = self.schema.index(g, v)
+        c = condition(trg, self.edit_sizes).to(self.device)
+        x_lo = downsample(x, self.cfg.maskedit.pred_size)
+        maps = self.G(x_lo, c)
+        out, _ = apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample, float(strength))
+        return out
+
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen judge's reading of each photo: ``[B, G]`` value index per schema group."""
+        if self._features is None:
+            self._features = FrozenFeatures(self.cfg.train.image_size).to(self.device)
+        x = F.interpolate(x, size=(self.cfg.train.image_size,) * 2, mode="bilinear", align_corners=False,
+                          antialias=True)
+        return self.C.predict(self._features(x, maps=False)[1]).cpu()
