@@ -72,7 +72,7 @@ def cmd_build(args: argparse.Namespace) -> None:
                       target_recall=args.target_recall, ondisk=args.ondisk, keep_shards=args.keep_shards)
     store = build(catalog, args.out, encoder, cfg)
     m = store.manifest
-    print(f"built {args.out}: {m['count']} items ({catalog.counts_line()}), {m['index']['kind']} {m['index']['params']} "
+    print(f"built {args.out}: {m['count']} items; {catalog.counts_line()}; {m['index']['kind']} {m['index']['params']} "
           f"search {m['index']['search']} (recall@10 {m['index']['tuning'].get('recall_at_10')}), "
           f"encoder {m['encoder']['id']}")
 
@@ -88,8 +88,8 @@ def cmd_add(args: argparse.Namespace) -> None:
     res = store.add(catalog, engine=args.engine,
                     engine_cfg=EngineConfig(batch_size=args.batch_size, num_workers=args.workers,
                                             ray_address=args.ray_address))
-    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items "
-          f"({catalog.counts_line()})")
+    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items; "
+          f"{catalog.counts_line()}")
 
 
 def cmd_remove(args: argparse.Namespace) -> None:

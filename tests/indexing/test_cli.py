@@ -96,7 +96,7 @@ def test_cli_build_indexes_a_foreign_vocabulary_whole(tmp_path, capsys):
     assert main(["build", "--catalog", str(cat), "--out", str(idx), "--image-size", "64", "--index", "flat",
                  "--workers", "0", "--device", "cpu"]) == 0
     out = capsys.readouterr()
-    assert "30 items (kept 30 / skipped 0 / total 30 rows)" in out.out
+    assert "30 items; kept 30 / skipped 0 / total 30 rows;" in out.out
     assert "schema: inferred from category, color" in out.err
     m = IndexStore.open(idx).manifest
     assert m["count"] == 30
@@ -108,7 +108,7 @@ def test_cli_build_indexes_a_foreign_vocabulary_whole(tmp_path, capsys):
     more = _own_catalog(tmp_path / "more", n=3, category="tshirts", prefix="new")
     assert main(["add", "--index", str(idx), "--catalog", str(more), "--workers", "0", "--device", "cpu"]) == 0
     out = capsys.readouterr()
-    assert "added 3, replaced 0, now 33 items (kept 3 / skipped 0 / total 3 rows)" in out.out
+    assert "added 3, replaced 0, now 33 items; kept 3 / skipped 0 / total 3 rows" in out.out
     assert "the index's schema" in out.err
     assert main(["search", "--index", str(idx), "--image", str(more / "images" / "0.jpg"), "-k", "33",
                  "--filter", "category=tshirts", "--json"]) == 0
@@ -128,5 +128,5 @@ def test_cli_build_refuses_a_large_loss_and_accepts_it_when_told(tmp_path, capsy
     assert "3 of 10 rows" in capsys.readouterr().err
 
     assert main(["build", "--catalog", str(cat), *common, "--max-skipped", "0.3"]) == 0
-    assert "7 items (kept 7 / skipped 3 / total 10 rows)" in capsys.readouterr().out
+    assert "7 items; kept 7 / skipped 3 / total 10 rows;" in capsys.readouterr().out
     assert IndexStore.open(idx).manifest["catalogs"][0]["skipped"] == 3
