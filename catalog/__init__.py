@@ -12,10 +12,19 @@ from catalog.format import (
     write_catalog,
     write_one_hot,
 )
+from catalog.loading import (
+    LoadOptions,
+    TooManySkippedError,
+    add_catalog_options,
+    check_skipped,
+    open_catalog,
+    options_from_args,
+)
 from catalog.schema import SCHEMA_FILE, Schema, SchemaError, infer_schema
 
 __all__ = [
-    "CATALOG_FILE", "SCHEMA_FILE", "Catalog", "CatalogError", "CatalogWriter", "Item", "RowIssue",
-    "Schema", "SchemaError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "infer_schema",
-    "load_catalog", "write_catalog", "write_one_hot",
+    "CATALOG_FILE", "SCHEMA_FILE", "Catalog", "CatalogError", "CatalogWriter", "Item", "LoadOptions", "RowIssue",
+    "Schema", "SchemaError", "TooManySkippedError", "add_catalog_options", "atomic_path", "atomic_write_bytes",
+    "atomic_write_text", "check_skipped", "infer_schema", "load_catalog", "open_catalog", "options_from_args",
+    "write_catalog", "write_one_hot",
 ]

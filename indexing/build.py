@@ -117,8 +117,7 @@ def _build_ondisk(catalog: Catalog, out: Path, encoder: Encoder, spec, vectors: 
         dst.close()
     manifest = new_manifest(encoder, spec, catalog, {"ondisk": True})
     manifest.update(generation=gen, files=files, count=len(ids), updated=utc_now(),
-                    catalogs=[{"root": str(Path(catalog.root).resolve()), "checksum": catalog.checksum(),
-                               "items": len(ids), "added": utc_now()}])
+                    catalogs=[{**catalog.provenance(), "added": utc_now()}])
     write_manifest(out, manifest)
     for p in [*out.glob("index-*.faiss"), *out.glob("meta-*.sqlite"), *out.glob("lists-*.ivfdata")]:
         if p.name not in files.values():

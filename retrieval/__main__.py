@@ -161,6 +161,8 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--admin-token-file")
     p.add_argument("--catalog", required=True, help="catalog folder on the server")
     p.add_argument("--id", dest="ids", action="append", default=[], help="only these ids (repeatable)")
+    p.add_argument("--max-skipped", type=float, default=None, metavar="FRACTION",
+                   help="largest share of the catalog's rows that may be skipped (server default 0.05)")
     p.set_defaults(func=cmd_admin, admin="add")
     p = sub.add_parser("remove-items", help="admin: remove items from the index")
     _add_client_args(p)
@@ -199,13 +201,17 @@ def cmd_admin(args: argparse.Namespace) -> int:
             if args.admin == "reload":
                 resp = client.reload(args.index or None)
             elif args.admin == "add":
-                resp = client.add_items(args.catalog, args.ids)
+                resp = client.add_items(args.catalog, args.ids, args.max_skipped)
             else:
                 resp = client.remove_items(args.ids)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2))
+    if args.admin == "add":
+        kept = resp.added + resp.replaced
+        print(f"kept {kept:,} / skipped {len(resp.skipped):,} / total {kept + len(resp.skipped):,} rows; "
+              f"index now {resp.index_size:,} items", file=sys.stderr)
     return 0
 
 

@@ -28,6 +28,7 @@ from proto.fashion.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from retrieval.config import ServerConfig
 from retrieval.service import (
     AttributeEdit,
+    FailedPrecondition,
     InvalidArgument,
     ModelFailure,
     Modification,
@@ -170,6 +171,8 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except FailedPrecondition as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except ModelFailure as exc:
             await context.abort(grpc.StatusCode.INTERNAL, str(exc))
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -261,7 +264,8 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         async def run(p: Pipeline) -> pb.AddItemsResponse:
             if not request.catalog_dir:
                 raise InvalidArgument("catalog_dir is empty")
-            counts, skipped, store = await p.add_items(request.catalog_dir, list(request.ids))
+            max_skipped = round(request.max_skipped, 6) if request.HasField("max_skipped") else None
+            counts, skipped, store = await p.add_items(request.catalog_dir, list(request.ids), max_skipped)
             return pb.AddItemsResponse(
                 added=counts["added"], replaced=counts["replaced"], index_size=store_size(store),
                 index_version=store_version(store), skipped=skipped,

@@ -15,6 +15,7 @@ in-flight search never sees a half-changed index.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import time
@@ -46,6 +47,11 @@ class InvalidArgument(RetrievalError):
 
 class NotFound(RetrievalError):
     pass
+
+
+class FailedPrecondition(RetrievalError):
+    """The request is well-formed but the state it names does not allow it (e.g. a catalog that
+    would lose more rows than allowed)."""
 
 
 class ModelFailure(RetrievalError):
@@ -655,22 +661,48 @@ class Pipeline:
             log.info("index reloaded from %s: %d items", target, store_size(new))
             return new
 
-    async def add_items(self, catalog_dir: str, ids: Sequence[str]) -> tuple[dict[str, int], list[str], Any]:
-        """Add (or replace by id) a catalog's items; returns ({added, replaced}, skipped rows, new store)."""
-        from catalog import CatalogError, load_catalog
+    async def add_items(self, catalog_dir: str, ids: Sequence[str],
+                        max_skipped: float | None = None) -> tuple[dict[str, int], list[str], Any]:
+        """Add (or replace by id) a catalog's items; returns ({added, replaced}, skipped rows, new store).
 
+        The catalog is loaded by the shared rule (``catalog.loading``) with the index's schema as
+        the default vocabulary; when more than ``max_skipped`` of its rows (of the requested
+        ``ids``, when given) would be skipped, nothing is added and :class:`FailedPrecondition`
+        names the reasons and how to raise the limit.
+        """
+        from catalog import (
+            CatalogError,
+            LoadOptions,
+            SchemaError,
+            TooManySkippedError,
+            check_skipped,
+            load_catalog,
+        )
+
+        try:
+            options = LoadOptions(**({} if max_skipped is None else {"max_skipped": max_skipped}))
+        except CatalogError as exc:
+            raise InvalidArgument(f"max_skipped: {exc}") from None
         async with self._lock():
+            # a catalog without schema.json keeps the index's vocabulary when it fits it
+            options = dataclasses.replace(options, default_schema=self._store.schema)
             try:
-                cat = await self._io(load_catalog, catalog_dir)
-            except (CatalogError, OSError) as exc:
+                cat = await self._io(lambda: load_catalog(catalog_dir, options=options))
+            except (CatalogError, SchemaError, OSError) as exc:
                 raise InvalidArgument(f"catalog_dir {catalog_dir}: {exc}") from None
-            skipped = [str(i) for i in cat.issues]
             if ids:
                 wanted = set(ids)
-                missing = wanted - {it.id for it in cat.items}
+                kept = {it.id for it in cat.items}
+                missing = wanted - kept - {i.id for i in cat.issues}
                 if missing:
                     raise NotFound(f"ids not in catalog {catalog_dir}: {', '.join(sorted(missing)[:20])}")
-                cat.items = [it for it in cat.items if it.id in wanted]
+                cat = dataclasses.replace(cat, items=[it for it in cat.items if it.id in wanted],
+                                          issues=[i for i in cat.issues if i.id in wanted and i.id not in kept])
+            try:
+                check_skipped(cat, options.max_skipped, advice=add_items_advice)
+            except TooManySkippedError as exc:
+                raise FailedPrecondition(str(exc)) from None
+            skipped = [str(i) for i in cat.issues]
 
             def add() -> tuple[Any, dict[str, int]]:
                 from indexing.engines import EngineConfig
@@ -702,3 +734,24 @@ class Pipeline:
             new, missing = await self._io(remove)
             self._store = new
             return len(set(ids)) - len(set(missing)), missing, new
+
+
+def add_items_advice(cat: Any, share: float) -> list[tuple[str, str]]:
+    """How an AddItems caller fixes or accepts a large loss (the request has no schema fields)."""
+    from catalog.format import VALUE_OUTSIDE_SCHEMA
+    from catalog.loading import accepting_share, schema_columns
+
+    out = []
+    reasons = cat.skipped_by_reason()
+    if VALUE_OUTSIDE_SCHEMA in reasons:
+        groups = ",".join(schema_columns(cat)) or "GROUPS"
+        out.append(("add a schema.json", f"one that lists these values, in {cat.root} (python -m catalog "
+                                         f"infer-schema {cat.root} --groups {groups} writes one)"))
+    if set(reasons) - {VALUE_OUTSIDE_SCHEMA}:
+        out.append(("fix the rows", f"python -m catalog validate {cat.root} --verbose lists every one"))
+    if cat.items:
+        x = accepting_share(share)
+        out.append((f"raise the threshold: max_skipped = {x:g}",
+                    f"in the AddItemsRequest (python -m retrieval add-items --max-skipped {x:g}) adds the "
+                    f"{len(cat.items):,} rows that load"))
+    return out

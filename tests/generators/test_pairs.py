@@ -139,6 +139,11 @@ def test_cli_errors_name_the_problem(demo_catalog_dir: Path, tmp_path: Path, cap
     # --eval on a catalog without ground truth
     with pytest.raises(FileNotFoundError, match="ground truth"):
         P.load_ground_truth(bare)
+    # a catalog that would lose more than --max-skipped of its rows (1 of 3 images gone)
+    (bare / items[0].img_path).unlink()
+    assert P.main(["--catalog", str(bare), "--method", "kmeans", "--out", str(tmp_path / "p.csv"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 rows (33.3%) would be skipped" in err and "--max-skipped 0.34" in err
 
 
 def test_pairs_file_round_trip_and_bad_rows(tmp_path: Path) -> None:

@@ -348,6 +348,40 @@ def test_reload_of_a_missing_folder_keeps_the_old_index(stub, query_jpeg: bytes,
     still_serving(stub, query_jpeg)
 
 
+def test_add_items_refuses_a_large_loss_until_the_threshold_is_raised(
+    stub, item_ids: list[str], demo_catalog_dir: Path, admin_token: str, tmp_path: Path
+) -> None:
+    import csv
+    import shutil
+
+    from catalog.format import read_rows
+
+    md = (("authorization", f"Bearer {admin_token}"),)
+    copy = tmp_path / "catalog"
+    shutil.copytree(demo_catalog_dir, copy)
+    header, _ = read_rows(copy / "catalog.csv")
+    with open(copy / "catalog.csv", "a", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        for i in range(2):
+            w.writerow([f"gone-{i}" if c == "id" else f"images/gone-{i}.jpg" if c == "img_path" else "" for c in header])
+    wanted = [*item_ids[:3], "gone-0", "gone-1"]  # 2 of the 5 requested rows are broken: 40 %
+    with pytest.raises(grpc.RpcError) as err:
+        stub.AddItems(pb.AddItemsRequest(catalog_dir=str(copy), ids=wanted), timeout=60, metadata=md)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = err.value.details()
+    assert "2 of 5 rows (40.0%) would be skipped" in details and "missing image: 2 rows" in details
+    assert "max_skipped = 0.4" in details and "--max-skipped 0.4" in details
+    assert stub.ListAttributes(pb.ListAttributesRequest(), timeout=30).index_size == 24  # nothing was added
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.AddItems(pb.AddItemsRequest(catalog_dir=str(copy), max_skipped=1.5), timeout=60, metadata=md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_skipped" in err.value.details()
+
+    r = stub.AddItems(pb.AddItemsRequest(catalog_dir=str(copy), ids=wanted, max_skipped=0.4), timeout=120, metadata=md)
+    assert (r.added, r.replaced, r.index_size) == (0, 3, 24)
+    assert len(r.skipped) == 2 and all("missing image" in s for s in r.skipped)
+
+
 # --- the CLI client -------------------------------------------------------------------------------------
 def test_cli_search_prints_a_table_and_saves_the_modified_image(
     server: object, tmp_path: Path, query_jpeg: bytes, an_edit

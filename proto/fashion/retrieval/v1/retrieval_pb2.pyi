@@ -197,12 +197,14 @@ class GeneratorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., product_to_model: _Optional[bool] = ...) -> None: ...
 
 class AddItemsRequest(_message.Message):
-    __slots__ = ("catalog_dir", "ids")
+    __slots__ = ("catalog_dir", "ids", "max_skipped")
     CATALOG_DIR_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     catalog_dir: str
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, catalog_dir: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_skipped: float
+    def __init__(self, catalog_dir: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., max_skipped: _Optional[float] = ...) -> None: ...
 
 class AddItemsResponse(_message.Message):
     __slots__ = ("added", "replaced", "index_size", "index_version", "skipped")
