@@ -44,9 +44,14 @@ class TrainOptions:
     keep_checkpoints: int = 3
     n_samples: int = 8  # rows of the sample grid
     groups: list[str] | None = None  # StarGAN: schema groups to learn (None: all)
-    # Schema: this schema.json, else the catalog's own, else (with groups) inferred from the
-    # catalog's values, else the thesis default.
+    # How the catalog is loaded (catalog.loading, the rule every command shares): this
+    # schema.json, else a schema inferred from these columns, else the catalog's own, else the
+    # thesis vocabulary if the catalog fits it, else one inferred from its attribute columns.
     schema: str | None = None
+    infer_schema: list[str] | None = None
+    min_count: int = 5
+    max_skipped: float = 0.05
+    unknown_values: str | None = None
     max_items: int | None = None  # use only the first N catalog items (smoke runs)
     # Share of catalog items held out of training by a hash of their id (the same split as
     # ``indexing train-encoder --holdout``), so an evaluation can use products never trained on.
@@ -101,11 +106,11 @@ class StarGANOptions:
 class MaskEditOptions:
     """The masked-residual editor (:mod:`generators.models.maskedit`)."""
 
-    pred_size: int = 64  # the U-Net's working size; its maps are applied at the photo's own size
-    conv_dim: int = 32  # channels of the U-Net's first level, doubled per level up to max_dim
-    max_dim: int = 192
-    levels: int = 3  # halvings: 64 px -> 8 px at the bottom
-    res_blocks: int = 2
+    pred_size: int = 32  # the U-Net's working size; its maps are applied at the photo's own size
+    conv_dim: int = 16  # channels of the U-Net's first level, doubled per level up to max_dim
+    max_dim: int = 128
+    levels: int = 2  # halvings: 32 px -> 8 px at the bottom
+    res_blocks: int = 1
     upsample: str = "guided"  # guided (edges from the full-resolution photo) or bilinear
     d_width: int = 64  # channels of each projected-discriminator head
     anchor_group: str = "category"  # not edited by default; targets are values seen with it
@@ -114,6 +119,8 @@ class MaskEditOptions:
     translate: bool = True  # DiffAugment translation before the judges
     max_edit_groups: int = 2  # a training edit names 1 group, or this many with multi_edit_prob
     multi_edit_prob: float = 0.25
+    cycle_share: float = 0.5  # share of each batch edited back (cycle loss); 0 switches it off
+    identity_share: float = 0.25  # share asked for the values it has (identity loss)
     lambda_adv: float = 0.5
     lambda_cls: float = 1.0
     lambda_keep: float = 0.5

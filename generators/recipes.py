@@ -21,15 +21,15 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "demo-cpu": Recipe(
         "maskedit",
-        "the committed demo editor: every attribute group of the demo catalog, 128 px judges, "
+        "the committed demo editor: every attribute group of the demo catalog, 96 px judges, "
         "about 45 min on 2 CPU cores",
-        {"train": {"image_size": 128, "batch_size": 12, "steps": 3000, "holdout": 0.3, "sample_every": 250,
+        {"train": {"image_size": 96, "batch_size": 12, "steps": 3000, "holdout": 0.3, "sample_every": 250,
                    "checkpoint_every": 250, "log_every": 10}},
     ),
     "colour-cpu": Recipe(
         "maskedit",
         "a colour editor for any real catalog (--groups color by default): at most 45 min on 2 CPU cores",
-        {"train": {"image_size": 128, "batch_size": 12, "steps": 2500, "holdout": 0.3, "groups": ["color"],
+        {"train": {"image_size": 96, "batch_size": 12, "steps": 2500, "holdout": 0.3, "groups": ["color"],
                    "sample_every": 250, "checkpoint_every": 250, "log_every": 10},
          "maskedit": {"max_edit_groups": 1, "multi_edit_prob": 0.0}},
     ),
@@ -38,7 +38,7 @@ RECIPES: dict[str, Recipe] = {
         "full quality for a lent GPU: 256 px judges, 128 px maps, a wider U-Net, 20k steps (bf16 autocast)",
         {"train": {"image_size": 256, "batch_size": 32, "steps": 20000, "holdout": 0.3, "sample_every": 1000,
                    "checkpoint_every": 1000, "log_every": 50},
-         "maskedit": {"pred_size": 128, "conv_dim": 48, "max_dim": 256, "levels": 4, "res_blocks": 3,
+         "maskedit": {"pred_size": 64, "conv_dim": 32, "max_dim": 256, "levels": 3, "res_blocks": 2,
                       "d_width": 96}},
     ),
 }

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from catalog import Catalog, Schema, atomic_write_bytes, atomic_write_text, load_catalog
+from catalog import Catalog, Schema, add_catalog_options, atomic_write_bytes, atomic_write_text
 from generators.checkpoint import CheckpointManager, load_checkpoint, rng_state, set_rng_state
 from generators.datasets import (
     BatchStream,
@@ -69,39 +69,26 @@ def make_solver(cfg: Config, schema: Schema, device: torch.device, meta: dict | 
     return solver_class(cfg.train.model)(cfg, schema, device, meta)
 
 
-def schema_groups(cfg: Config) -> list[str]:
-    """The attribute columns a run needs in its schema (for a catalog without ``schema.json``)."""
-    groups = list(cfg.train.groups or [])
-    if cfg.train.model == "maskedit":
-        m = cfg.maskedit
-        groups += [g for g in [*(m.judge_groups or []), m.anchor_group] if g not in groups]
-    return groups
+def load_training_catalog(cfg: Config, catalog_dir: str | Path, progress: bool = False) -> Catalog:
+    """The catalog by the rule every command shares (:mod:`catalog.loading`).
 
-
-def load_training_catalog(cfg: Config, catalog_dir: str | Path) -> Catalog:
-    """The catalog with the schema the run trains on.
-
-    A catalog without ``schema.json`` (e.g. the real ``myntra-a`` sample) gets its schema for
-    ``train.groups`` inferred from its own values, so no label is dropped as out of schema.
+    A catalog without ``schema.json`` (a real shop's, like ``myntra-a``) gets a schema inferred
+    from its own columns unless it fits the thesis vocabulary; a large loss of rows stops the
+    run with the reasons and the flag that accepts it.
     """
-    from catalog import SCHEMA_FILE, infer_schema
-    from catalog.format import CATALOG_FILE, read_rows
+    from catalog import LoadOptions, open_catalog
+    from catalog.format import CATALOG_FILE
 
     root = Path(catalog_dir)
     if not (root / CATALOG_FILE).is_file():
         raise TrainError(f"--catalog {root}: no {CATALOG_FILE} there")
-    if cfg.train.schema:
-        schema = Schema.load(cfg.train.schema)
-    elif (root / SCHEMA_FILE).is_file() or not cfg.train.groups:
-        schema = Schema.for_catalog(root)
-    else:
-        header, rows = read_rows(root / CATALOG_FILE)
-        missing = [g for g in cfg.train.groups if g not in header]
-        if missing:
-            raise TrainError(f"--groups: {missing} are not columns of {root / CATALOG_FILE}")
-        groups = [g for g in schema_groups(cfg) if g in header]
-        schema, _ = infer_schema((dict(zip(header, r, strict=False)) for _, r in rows), groups, min_count=5)
-    return load_catalog(root, schema=schema)
+    t = cfg.train
+    options = LoadOptions(schema_file=Path(t.schema) if t.schema else None, infer_groups=tuple(t.infer_schema or ()),
+                          min_count=t.min_count, max_skipped=t.max_skipped, unknown_values=t.unknown_values)
+    cat = open_catalog(root, options)
+    if progress:
+        print(f"catalog {root}: {cat.counts_line()}", file=sys.stderr)
+    return cat
 
 
 def trained_schema(cfg: Config, cat: Catalog) -> Schema:
@@ -251,7 +238,7 @@ def _train(
     np.random.seed(t.seed)
     torch.manual_seed(t.seed)
 
-    cat = load_training_catalog(cfg, catalog_dir)
+    cat = load_training_catalog(cfg, catalog_dir, progress)
     schema = trained_schema(cfg, cat)
     if state is not None and state["schema"] != schema.to_dict():
         raise TrainError(f"--resume: the catalog's schema differs from the run's ({run_dir / 'schema.json'})")
@@ -277,6 +264,7 @@ def _train(
         schema.save(run_dir / "schema.json")
         atomic_write_text(run_dir / "data.json", json.dumps({
             "catalog": str(Path(catalog_dir).resolve()), "catalog_checksum": cat.checksum(),
+            "loaded": cat.provenance(), "holdout": t.holdout,
             "fields": {k: len(v) for k, v in data.fields.items()}, "meta": meta,
         }, indent=2) + "\n")
     fixed = stream.fixed_batch(t.n_samples)
@@ -376,13 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "maskedit: all but the anchor group, category)")
     ap.add_argument("--holdout", type=float, help="share of items held out of training by a hash of the id "
                                                   "(the split train-encoder uses), e.g. 0.3")
-    ap.add_argument("--schema", help="schema.json to use instead of the catalog's own")
     ap.add_argument("--domain-a", help="CycleGAN domain A, e.g. product:pattern=unicolors or product")
     ap.add_argument("--domain-b", help="CycleGAN domain B, e.g. product:pattern=stripes or model")
     ap.add_argument("--max-items", type=int, help="use only the first N items")
     ap.add_argument("--log-every", type=int)
     ap.add_argument("--sample-every", type=int)
     ap.add_argument("--checkpoint-every", type=int)
+    add_catalog_options(ap)
     ap.add_argument("--no-speed", action="store_true", help="switch the speed work off (official code's behaviour)")
     ap.add_argument("--no-tensorboard", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -417,7 +405,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     apply_overrides(cfg, parse_set(args.set), source="--set")
     flags = {
         "image_size": args.image_size, "steps": args.steps, "batch_size": args.batch_size,
-        "device": args.device, "threads": args.threads, "seed": args.seed, "pairs": args.pairs, "schema": args.schema,
+        "device": args.device, "threads": args.threads, "seed": args.seed, "pairs": args.pairs,
+        "schema": str(args.schema) if args.schema else None,
+        "infer_schema": [g.strip() for g in args.infer_schema.split(",") if g.strip()] if args.infer_schema else None,
+        "min_count": args.min_count, "max_skipped": args.max_skipped, "unknown_values": args.unknown_values,
         "groups": args.groups.split(",") if args.groups else None, "domain_a": args.domain_a,
         "domain_b": args.domain_b, "max_items": args.max_items, "log_every": args.log_every,
         "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every, "holdout": args.holdout,

@@ -27,8 +27,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from indexing.backbones import build_backbone
 from indexing.pooling import foreground_weights, weighted_gem
 
-MAP_STAGES = (2, 4, 10, 16)  # Lite0: 24 ch at /4, 40 at /8, 112 at /16, 320 at /32
-POOL_STAGES = (4, 10, 16, 17)  # colour and texture early, shape late; 17 is the 1280-ch head conv
+MAP_STAGES = (3, 5, 11, 16)  # Lite0, the last block at each scale: 24 ch at /4, 40 at /8, 112 at /16, 320 at /32
+POOL_STAGES = (5, 11, 16, 17)  # colour and texture early, shape late; 17 is the 1280-ch head conv
 STAGE_CHANNELS = {0: 32, 1: 16, 2: 24, 3: 24, 4: 40, 5: 40, 6: 80, 7: 80, 8: 80, 9: 112, 10: 112, 11: 112,
                   12: 192, 13: 192, 14: 192, 15: 192, 16: 320, 17: 1280}
 

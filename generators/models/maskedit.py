@@ -7,9 +7,11 @@ Why this design (see docs/generators.md for the measurements):
   generator predicts a per-pixel change and a mask, ``out = m * change + (1 - m) * input``.
   Pixels outside the mask are the input's own, so the garment is sharp from the first step and
   training only has to learn the edit itself.
-- **Recolour or paint.** The change is a mix of a local affine colour transform of the input
-  (HDRNet, Gharbi et al. 2017: colour edits keep the photo's shading and texture) and freshly
-  painted RGB (shape edits: a longer sleeve needs fabric where there was background).
+- **Local affine colour, on the luminance.** The change is ``a * Y + b`` per pixel and channel,
+  where ``Y`` is the input's luminance (HDRNet, Gharbi et al. 2017, with a luminance guide as in
+  the guided filter). With ``a > 0`` it recolours and keeps the photo's shading and folds; with
+  ``a = 0`` it paints a flat colour, which is what a shape edit needs (a longer sleeve needs
+  fabric where there was background, a shorter one needs background where there was fabric).
 - **Predict at low resolution, apply at full resolution.** The U-Net sees a 64 px copy; its
   maps are brought to the photo's size by a guided upsampling (He & Sun's guided filter, as in
   Wu et al.'s fast guided filter, CVPR 2018) that takes its edges from the full-resolution
@@ -48,8 +50,7 @@ from generators.models.features import (
 )
 from generators.options import Config
 
-N_AFFINE = 12  # a 3x3 colour matrix and an offset per pixel
-OUT_CHANNELS = 1 + 1 + N_AFFINE + 3  # mask, paint share, affine, paint RGB
+OUT_CHANNELS = 1 + 3 + 3  # mask logit, gain a (per RGB channel, on the luminance), offset b
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +126,8 @@ class MaskEditGenerator(nn.Module):
         nn.init.zeros_(self.out.weight)
         with torch.no_grad():
             self.out.bias.zero_()
-            self.out.bias[0] = -4.0  # mask ~ 0.02: keep the input
+            self.out.bias[0] = -5.0  # mask ~ 0.007: keep the input
+            self.out.bias[1:4] = 1.0  # a = 1, b = 0: the change starts as the photo's luminance
 
     def forward(self, x_lo: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         skips = [self.inp(x_lo)]
@@ -182,7 +184,11 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
                strength: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The edited photo at ``x``'s resolution, and the mask. ``strength`` scales the change."""
+    """The edited photo at ``x``'s resolution, and the mask. ``strength`` scales the change.
+
+    ``out = m * (a * Y + b) + (1 - m) * x``: where the mask is 0 the input pixel is returned
+    exactly.
+    """
     if x.shape[-2:] == maps_lo.shape[-2:]:
         maps = maps_lo
     elif upsample == "guided":
@@ -190,16 +196,10 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     else:
         maps = F.interpolate(maps_lo, size=x.shape[-2:], mode="bilinear", align_corners=False)
     mask = torch.sigmoid(maps[:, 0:1])
-    paint_share = torch.sigmoid(maps[:, 1:2])
-    b, _, h, w = x.shape
-    affine = maps[:, 2:2 + N_AFFINE].reshape(b, 3, 4, h, w)
-    # identity + predicted residual: the colour matrix acts on the pixel, the 4th column is an offset
-    recolour = x + torch.einsum("bijhw,bjhw->bihw", affine[:, :, :3], x) + affine[:, :, 3]
-    paint = torch.tanh(maps[:, 2 + N_AFFINE:])
-    change = (1 - paint_share) * recolour.clamp(-1, 1) + paint_share * paint
+    change = (maps[:, 1:4] * _grey(x) + maps[:, 4:7]).clamp(-1, 1)
     if not isinstance(strength, float):
         strength = strength.view(-1, 1, 1, 1)
-    m = mask * strength
+    m = mask * strength if not (isinstance(strength, float) and strength == 1.0) else mask
     return m * change + (1 - m) * x, mask
 
 
@@ -366,17 +366,25 @@ class MaskEditSolver(Solver):
                           torch.full_like(own, -1))
         c_trg, c_back, c_idt = (condition(t, self.edit_sizes).to(dev) for t in (trg, back, idt))
 
+        b = x.size(0)
+        n_cyc = min(b, max(1, round(b * o.cycle_share))) if o.cycle_share > 0 else 0
+        n_id = min(b, max(1, round(b * o.identity_share))) if o.identity_share > 0 else 0
         with self.autocast():
             fake, mask = self._edit(x, c_trg)
             maps_fake, pooled_fake = self.features(aug(fake))
             g_adv = hinge_g_loss(self.D(maps_fake))
             logits = self.C(pooled_fake)
-            rec, mask_rec = self._edit(fake, c_back)
-            same, _ = self._edit(x, c_idt)
+            masks = [mask]
+            cyc = idl = fake.new_zeros((), dtype=torch.float32)
+            if n_cyc:  # edit back to the input's values: the rest of the photo must survive the round trip
+                rec, mask_rec = self._edit(fake[:n_cyc], c_back[:n_cyc])
+                cyc = (rec.float() - x[:n_cyc]).abs().mean()
+                masks.append(mask_rec)
+            if n_id:  # ask for the values the photo already has: nothing may change
+                same, _ = self._edit(x[:n_id], c_idt[:n_id])
+                idl = (same.float() - x[:n_id]).abs().mean()
         cls, keep = self._judge_losses(logits, trg, current)
-        cyc = (rec.float() - x).abs().mean()
-        idl = (same.float() - x).abs().mean()
-        m = torch.cat([mask, mask_rec]).float()
+        m = torch.cat(masks).float()
         mask_l1 = m.mean()
         tv = total_variation(m)
         g_loss = (o.lambda_adv * g_adv + o.lambda_cls * cls + o.lambda_keep * keep + o.lambda_cyc * cyc
