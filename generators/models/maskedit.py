@@ -49,6 +49,7 @@ from generators.models.features import (
     translate,
 )
 from generators.options import Config
+from indexing.pooling import foreground_weights
 
 OUT_CHANNELS = 1 + 3 + 3  # mask logit, gain a (per RGB channel, on the luminance), offset b
 
@@ -103,8 +104,9 @@ class MaskEditGenerator(nn.Module):
     """A U-Net at ``pred_size`` conditioned by FiLM; outputs the edit's maps, not an image.
 
     No normalisation layers: instance or group norm would strip each photo's mean colour,
-    which is exactly what a colour edit must know. The output convolution starts at zero and
-    the mask's bias strongly negative, so an untrained model returns its input.
+    which is exactly what a colour edit must know. The output convolution starts at zero, so
+    an untrained model returns its input exactly, and the judges' gradients reach the change
+    through a mask that is open on the garment (see :func:`apply_maps`).
     """
 
     def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2) -> None:
@@ -124,10 +126,7 @@ class MaskEditGenerator(nn.Module):
             self.films.append(FiLM(c_dim, dims[i]))
         self.out = nn.Conv2d(dims[0], OUT_CHANNELS, 3, 1, 1)
         nn.init.zeros_(self.out.weight)
-        with torch.no_grad():
-            self.out.bias.zero_()
-            self.out.bias[0] = -5.0  # mask ~ 0.007: keep the input
-            self.out.bias[1:4] = 1.0  # a = 1, b = 0: the change starts as the photo's luminance
+        nn.init.zeros_(self.out.bias)  # a = b = 0: the change is zero, the output is the input
 
     def forward(self, x_lo: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         skips = [self.inp(x_lo)]
@@ -183,11 +182,15 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
-               strength: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The edited photo at ``x``'s resolution, and the mask. ``strength`` scales the change.
+               strength: torch.Tensor | float = 1.0, prior: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The edited photo at ``x``'s resolution, its mask and the garment prior.
 
-    ``out = m * (a * Y + b) + (1 - m) * x``: where the mask is 0 the input pixel is returned
-    exactly.
+    ``out = x + m * (a * Y + b)``, i.e. ``m * change + (1 - m) * x`` with ``change = x + a * Y + b``:
+    where the mask is 0 the input pixel is returned exactly, and a zero change (``a = b = 0``,
+    the initial state) returns the photo whatever the mask. The mask's logit starts from a
+    garment prior (``prior * (2 * garment - 1)``, the garment being the pixels unlike the
+    background, taken at full resolution), so an edit acts on the garment unless the
+    generator learns to reach beyond it (a longer sleeve) or to hold back (a collar).
     """
     if x.shape[-2:] == maps_lo.shape[-2:]:
         maps = maps_lo
@@ -195,12 +198,14 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
         maps = guided_upsample(maps_lo, x_lo, x)
     else:
         maps = F.interpolate(maps_lo, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    mask = torch.sigmoid(maps[:, 0:1])
-    change = (maps[:, 1:4] * _grey(x) + maps[:, 4:7]).clamp(-1, 1)
+    garment = foreground_weights((x.detach() + 1) / 2, floor=0.0)
+    logit = maps[:, 0:1] + prior * (2 * garment - 1)
+    mask = torch.sigmoid(logit)
+    delta = maps[:, 1:4] * _grey(x) + maps[:, 4:7]
     if not isinstance(strength, float):
         strength = strength.view(-1, 1, 1, 1)
     m = mask * strength if not (isinstance(strength, float) and strength == 1.0) else mask
-    return m * change + (1 - m) * x, mask
+    return (x + m * delta).clamp(-1, 1), mask, garment
 
 
 def total_variation(m: torch.Tensor) -> torch.Tensor:
@@ -340,10 +345,12 @@ class MaskEditSolver(Solver):
             trg[:, j] = torch.where(named[:, j] & has, pick, torch.full_like(pick, -1))
         return trg
 
-    def _edit(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_lo = downsample(x, self.cfg.maskedit.pred_size)
+    def _edit(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        o = self.cfg.maskedit
+        x_lo = downsample(x, o.pred_size)
         maps = self.G(x_lo, c)
-        return apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample)
+        out, mask, garment = apply_maps(x, maps, x_lo, o.upsample, prior=o.mask_prior)
+        return out, mask, garment
 
     # --- one iteration ------------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
@@ -370,25 +377,29 @@ class MaskEditSolver(Solver):
         n_cyc = min(b, max(1, round(b * o.cycle_share))) if o.cycle_share > 0 else 0
         n_id = min(b, max(1, round(b * o.identity_share))) if o.identity_share > 0 else 0
         with self.autocast():
-            fake, mask = self._edit(x, c_trg)
+            fake, mask, garment = self._edit(x, c_trg)
             maps_fake, pooled_fake = self.features(aug(fake))
             g_adv = hinge_g_loss(self.D(maps_fake))
             logits = self.C(pooled_fake)
-            masks = [mask]
+            masks, garments = [mask], [garment]
             cyc = idl = fake.new_zeros((), dtype=torch.float32)
             if n_cyc:  # edit back to the input's values: the rest of the photo must survive the round trip
-                rec, mask_rec = self._edit(fake[:n_cyc], c_back[:n_cyc])
+                rec, mask_rec, garment_rec = self._edit(fake[:n_cyc], c_back[:n_cyc])
                 cyc = (rec.float() - x[:n_cyc]).abs().mean()
                 masks.append(mask_rec)
+                garments.append(garment_rec)
             if n_id:  # ask for the values the photo already has: nothing may change
-                same, _ = self._edit(x[:n_id], c_idt[:n_id])
+                same, _, _ = self._edit(x[:n_id], c_idt[:n_id])
                 idl = (same.float() - x[:n_id]).abs().mean()
         cls, keep = self._judge_losses(logits, trg, current)
         m = torch.cat(masks).float()
-        mask_l1 = m.mean()
+        mask_l1 = (m * (1 - torch.cat(garments))).mean()  # reaching beyond the garment costs a little
         tv = total_variation(m)
-        g_loss = (o.lambda_adv * g_adv + o.lambda_cls * cls + o.lambda_keep * keep + o.lambda_cyc * cyc
-                  + o.lambda_id * idl + o.lambda_mask * mask_l1 + o.lambda_tv * tv)
+        # The regularisers ramp up over the warm-up: first the edit is found, then it is made tidy.
+        # From the start they would close the mask before the judges' gradient has opened it.
+        ramp = min(1.0, (step + 1) / max(1.0, o.warmup * self.cfg.train.steps))
+        g_loss = (o.lambda_cls * cls + ramp * (o.lambda_adv * g_adv + o.lambda_keep * keep + o.lambda_cyc * cyc
+                                              + o.lambda_id * idl + o.lambda_mask * mask_l1 + o.lambda_tv * tv))
         self.optims["G"].zero_grad(set_to_none=True)
         g_loss.backward()
         self.optims["G"].step()
@@ -401,7 +412,8 @@ class MaskEditSolver(Solver):
 
         with torch.no_grad():
             hit = self._target_accuracy(logits, trg)
-        return {
+            per_group = self._target_accuracy_per_group(logits, trg)
+        return {**per_group,
             "G/adv": g_adv.item(), "G/cls": cls.item(), "G/keep": keep.item(), "G/cyc": cyc.item(),
             "G/id": idl.item(), "G/mask": mask_l1.item(), "G/tv": tv.item(), "D/loss": d_loss.item(),
             "G/acc_target": hit,
@@ -441,6 +453,14 @@ class MaskEditSolver(Solver):
                 hits += int((pred == trg[nm, j]).sum())
                 n += int(nm.sum())
         return hits / n if n else float("nan")
+
+    def _target_accuracy_per_group(self, logits: list[torch.Tensor], trg: torch.Tensor) -> dict[str, float]:
+        out = {}
+        for j, (g, col) in enumerate(zip(self.edit_names, self.edit_cols, strict=True)):
+            nm = trg[:, j] >= 0
+            out[f"acc/{g}"] = (float((logits[col][nm.to(self.device)].argmax(1).cpu() == trg[nm, j]).float().mean())
+                               if bool(nm.any()) else float("nan"))
+        return out
 
     # --- sampling -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -495,7 +515,7 @@ class MaskEditInference:
         c = condition(trg, self.edit_sizes).to(self.device)
         x_lo = downsample(x, self.cfg.maskedit.pred_size)
         maps = self.G(x_lo, c)
-        out, _ = apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample, float(strength))
+        out, _, _ = apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample, float(strength), self.cfg.maskedit.mask_prior)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
