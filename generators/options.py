@@ -124,6 +124,8 @@ class MaskEditOptions:
     warmup: float = 0.1  # share of the steps over which every loss but the judges' ramps up from 0
     cycle_share: float = 0.5  # share of each batch edited back (cycle loss); 0 switches it off
     identity_share: float = 0.25  # share asked for the values it has (identity loss)
+    lambda_feat: float = 10.0  # MSE to the feature-interpolation target (prototype difference)
+    proto_min: int = 5  # photos a per-anchor prototype needs; else the global one is used
     lambda_adv: float = 0.5
     lambda_cls: float = 1.0
     lambda_keep: float = 0.5

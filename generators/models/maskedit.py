@@ -51,7 +51,7 @@ from generators.models.features import (
 from generators.options import Config
 from indexing.pooling import foreground_weights
 
-OUT_CHANNELS = 1 + 3 + 3  # mask logit, gain a (per RGB channel, on the luminance), offset b
+OUT_CHANNELS = 1 + 1 + 3 + 3  # mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,8 +125,13 @@ class MaskEditGenerator(nn.Module):
             self.merges.append(_conv(2 * dims[i], dims[i]))
             self.films.append(FiLM(c_dim, dims[i]))
         self.out = nn.Conv2d(dims[0], OUT_CHANNELS, 3, 1, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)  # a = b = 0: the change is zero, the output is the input
+        # Each target value also gets its own constant for every map: "black" can learn its
+        # colour directly instead of through the whole U-Net, which is what makes a value's
+        # edit appear within a few hundred steps on a CPU.
+        self.value_bias = nn.Linear(c_dim, OUT_CHANNELS, bias=False)
+        for layer in (self.out, self.value_bias):
+            nn.init.zeros_(layer.weight)
+        nn.init.zeros_(self.out.bias)  # k = a = b = 0: the change is zero, the output is the input
 
     def forward(self, x_lo: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         skips = [self.inp(x_lo)]
@@ -140,7 +145,10 @@ class MaskEditGenerator(nn.Module):
         for up, merge, film in zip(self.ups, self.merges, self.films, strict=True):
             h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
             h = film(merge(torch.cat([h, skips.pop()], dim=1)), c)
-        return self.out(h)
+        bias = self.value_bias(c.to(h.dtype))[:, :, None, None]
+        # not the mask: a per-value constant there would let a value switch its edit off wholesale,
+        # the cheapest way to satisfy every regulariser and the one training otherwise falls into
+        return self.out(h) + torch.cat([torch.zeros_like(bias[:, :1]), bias[:, 1:]], dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,9 +193,11 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
                strength: torch.Tensor | float = 1.0, prior: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The edited photo at ``x``'s resolution, its mask and the garment prior.
 
-    ``out = x + m * (a * Y + b)``, i.e. ``m * change + (1 - m) * x`` with ``change = x + a * Y + b``:
-    where the mask is 0 the input pixel is returned exactly, and a zero change (``a = b = 0``,
-    the initial state) returns the photo whatever the mask. The mask's logit starts from a
+    ``out = m * change + (1 - m) * x`` with ``change = (1 - k) * x + a * Y + b``: where the mask is
+    0 the input pixel is returned exactly, and a zero change (``k = a = b = 0``, the initial
+    state) returns the photo whatever the mask. ``k`` in [0, 1] moves from adjusting the input's
+    colours (``k = 0``: prints and shading kept) to replacing them (``k = 1``: a new colour with
+    the input's shading through ``a * Y``, or flat paint for a shape edit). The mask's logit starts from a
     garment prior (``prior * (2 * garment - 1)``, the garment being the pixels unlike the
     background, taken at full resolution), so an edit acts on the garment unless the
     generator learns to reach beyond it (a longer sleeve) or to hold back (a collar).
@@ -201,7 +211,8 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     garment = foreground_weights((x.detach() + 1) / 2, floor=0.0)
     logit = maps[:, 0:1] + prior * (2 * garment - 1)
     mask = torch.sigmoid(logit)
-    delta = maps[:, 1:4] * _grey(x) + maps[:, 4:7]
+    k = maps[:, 1:2].clamp(0, 1)
+    delta = maps[:, 2:5] * _grey(x) + maps[:, 5:8] - k * x
     if not isinstance(strength, float):
         strength = strength.view(-1, 1, 1, 1)
     m = mask * strength if not (isinstance(strength, float) and strength == 1.0) else mask
@@ -265,6 +276,8 @@ class MaskEditSolver(Solver):
         self.value_ok: list[torch.Tensor] | None = None
         self.anchor_col: int | None = None
         self.judge_report: dict[str, Any] = {}
+        self.prototypes: torch.Tensor | None = None
+        self.proto_counts: torch.Tensor | None = None
 
     # --- before the first step: fit the judges' heads on the real photos --------------------
     def prepare(self, images: torch.Tensor, labels: torch.Tensor, progress: bool = False) -> None:
@@ -294,6 +307,52 @@ class MaskEditSolver(Solver):
         self.judge_report = {"heldout_accuracy": {self.schema.names[int(j)]: a for j, a in acc.items()},
                              "photos": int(len(images))}
         self.value_ok = self._value_table(labels)
+        self.prototypes, self.proto_counts = self._prototypes(feats, lab)
+
+    def _prototypes(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean judge feature of the training photos per (anchor value, group value).
+
+        ``[A + 1, V, D]``: row 0 over all photos, row ``1 + a`` over the photos of anchor value
+        ``a`` (a sleeve looks different on a dress than on a jacket); ``V`` runs over the values
+        of every group, in schema order. Deep Feature Interpolation (Upchurch et al., CVPR 2017):
+        the difference of two such means is the direction in feature space that changes the
+        attribute and nothing else.
+        """
+        n_anchor = self.sizes[self.anchor_col] if self.anchor_col is not None else 0
+        offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
+        sums = torch.zeros(n_anchor + 1, offsets[-1], feats.shape[1])
+        counts = torch.zeros(n_anchor + 1, offsets[-1])
+        for j in range(len(self.sizes)):
+            known = labels[:, j] >= 0
+            idx = offsets[j] + labels[known, j]
+            sums[0].index_add_(0, idx, feats[known])
+            counts[0].index_add_(0, idx, torch.ones(len(idx)))
+            if self.anchor_col is not None:
+                a = labels[known, self.anchor_col]
+                has = a >= 0
+                flat = (1 + a[has]) * offsets[-1] + idx[has]
+                sums.view(-1, feats.shape[1]).index_add_(0, flat, feats[known][has])
+                counts.view(-1).index_add_(0, flat, torch.ones(len(flat)))
+        return sums / counts.clamp(min=1)[..., None], counts
+
+    def feature_targets(self, pooled_real: torch.Tensor, trg: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """Where each edit should land in the judges' feature space: the input's features moved by
+        (prototype of the target value - prototype of its current value), per named group, using
+        the prototypes of the input's anchor value when both have enough photos."""
+        o = self.cfg.maskedit
+        offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
+        delta = torch.zeros_like(pooled_real)
+        protos, counts = self.prototypes.to(pooled_real.device), self.proto_counts
+        for j, col in enumerate(self.edit_cols):
+            for i in torch.nonzero(trg[:, j] >= 0).flatten().tolist():
+                t, s = offsets[col] + int(trg[i, j]), offsets[col] + int(current[i, col])
+                row = 0
+                if self.anchor_col is not None and int(current[i, self.anchor_col]) >= 0:
+                    a = 1 + int(current[i, self.anchor_col])
+                    if counts[a, t] >= o.proto_min and counts[a, s] >= o.proto_min:
+                        row = a
+                delta[i] += protos[row, t] - protos[row, s]
+        return pooled_real + delta
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         anchor = self.cfg.maskedit.anchor_group
@@ -311,12 +370,15 @@ class MaskEditSolver(Solver):
         return table
 
     def extra_state(self) -> dict[str, Any]:
-        return {"value_ok": self.value_ok, "anchor_col": self.anchor_col, "judge_report": self.judge_report}
+        return {"value_ok": self.value_ok, "anchor_col": self.anchor_col, "judge_report": self.judge_report,
+                "prototypes": self.prototypes, "proto_counts": self.proto_counts}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.value_ok = state.get("value_ok")
         self.anchor_col = state.get("anchor_col")
         self.judge_report = state.get("judge_report", {})
+        self.prototypes = state.get("prototypes")
+        self.proto_counts = state.get("proto_counts")
 
     # --- what to ask for ------------------------------------------------------------------------
     def sample_edits(self, labels: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -392,13 +454,14 @@ class MaskEditSolver(Solver):
                 same, _, _ = self._edit(x[:n_id], c_idt[:n_id])
                 idl = (same.float() - x[:n_id]).abs().mean()
         cls, keep = self._judge_losses(logits, trg, current)
+        feat = (pooled_fake.float() - self.feature_targets(pooled_real.float(), trg, current)).pow(2).sum(1).mean()
         m = torch.cat(masks).float()
         mask_l1 = (m * (1 - torch.cat(garments))).mean()  # reaching beyond the garment costs a little
         tv = total_variation(m)
         # The regularisers ramp up over the warm-up: first the edit is found, then it is made tidy.
         # From the start they would close the mask before the judges' gradient has opened it.
         ramp = min(1.0, (step + 1) / max(1.0, o.warmup * self.cfg.train.steps))
-        g_loss = (o.lambda_cls * cls + ramp * (o.lambda_adv * g_adv + o.lambda_keep * keep + o.lambda_cyc * cyc
+        g_loss = (o.lambda_feat * feat + o.lambda_cls * cls + ramp * (o.lambda_adv * g_adv + o.lambda_keep * keep + o.lambda_cyc * cyc
                                               + o.lambda_id * idl + o.lambda_mask * mask_l1 + o.lambda_tv * tv))
         self.optims["G"].zero_grad(set_to_none=True)
         g_loss.backward()
@@ -414,7 +477,7 @@ class MaskEditSolver(Solver):
             hit = self._target_accuracy(logits, trg)
             per_group = self._target_accuracy_per_group(logits, trg)
         return {**per_group,
-            "G/adv": g_adv.item(), "G/cls": cls.item(), "G/keep": keep.item(), "G/cyc": cyc.item(),
+            "G/adv": g_adv.item(), "G/cls": cls.item(), "G/feat": feat.item(), "G/keep": keep.item(), "G/cyc": cyc.item(),
             "G/id": idl.item(), "G/mask": mask_l1.item(), "G/tv": tv.item(), "D/loss": d_loss.item(),
             "G/acc_target": hit,
         }

@@ -36,7 +36,7 @@ def trained(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_pixel_with_mask_zero_is_the_input_exactly() -> None:
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
-    maps = torch.randn(2, 7, 64, 64)
+    maps = torch.randn(2, 8, 64, 64)
     maps[:, 0, :, :32] = -200.0  # sigmoid(-200) == 0 in float32: left half masked out
     out, mask, _ = apply_maps(x, maps, x)
     assert torch.all(mask[:, :, :, :32] == 0)
