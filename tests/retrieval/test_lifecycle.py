@@ -105,6 +105,61 @@ def test_health_transitions_and_graceful_shutdown(
         srv.stop()
 
 
+def test_http_follows_health_and_drains_with_grpc(
+    retrieval_index: Path, generator_ckpts: list[Path], server_process, tmp_path: Path, query_png: bytes
+) -> None:
+    """/healthz answers 503 until SERVING and again once draining, while both transports still
+    answer during the drain delay; an HTTP search in flight at SIGTERM finishes; exit 0."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    srv = server_process(["--index", str(retrieval_index), "--generators", *map(str, generator_ckpts),
+                          "--http-port", "0", "--drain-delay", "3", "--grace", "30"], tmp_path / "server.log")
+
+    def get(path: str) -> int:
+        try:
+            with urllib.request.urlopen(srv.http_url.rstrip("/") + path, timeout=30) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        statuses = [get("/healthz")]
+        deadline = time.monotonic() + 120
+        while statuses[-1] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            statuses.append(get("/healthz"))
+        assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
+        assert statuses[0] == 503  # bound before torch and the models load (seconds): 503 until SERVING
+
+        body = json.dumps({"query": {"image": base64.b64encode(query_png).decode()}, "top_k": 3}).encode()
+
+        def search() -> int:
+            req = urllib.request.Request(srv.http_url + "v1/search", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return len(json.loads(resp.read())["hits"])
+
+        with ThreadPoolExecutor(4) as pool:
+            futs = [pool.submit(search) for _ in range(4)]
+            srv.proc.send_signal(15)
+            t_term = time.monotonic()
+            while get("/healthz") != 503 and time.monotonic() - t_term < 10:
+                time.sleep(0.02)
+            assert get("/healthz") == 503  # draining
+            assert get("/v1/attributes") == 200  # still answering during the drain delay
+            with RetrievalClient(srv.address) as c:
+                assert c.list_attributes().index_size == 24
+            assert [f.result() for f in futs] == [3] * 4
+        assert srv.proc.wait(60) == 0
+        with pytest.raises(OSError):
+            get("/healthz")
+    finally:
+        srv.stop()
+
+
 # --- in-process server: model failure and TLS ------------------------------------------------------
 class _BrokenEditor:
     """Wraps a real editor; every edit fails the way a GPU or a corrupt model fails."""
