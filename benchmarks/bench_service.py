@@ -16,14 +16,17 @@ Measured (the machine may be shared, so what is compared is measured interleaved
 1./2. at concurrency 1, round by round: the raw forwards of a 1-edit search, each on the thread
    the service runs it on (generator ``G(x, c)``; the StarGAN classifier that reads the query's
    own labels, part of every edit, reported apart; encoder ``embed_tensor``; FAISS search), then
-   the same pipeline in-process (``Pipeline.search``) and over gRPC, 0/1/2 edits each;
+   the same pipeline in-process (``Pipeline.search``, the server's configuration), over gRPC
+   and over HTTP/JSON (``POST /v1/search``, image as base64, one keep-alive connection) to the
+   same server process, 0/1/2 edits each;
 3. the gRPC server with the device's default batching: p50/p99 latency and QPS for 0/1/2 edits
    at concurrency 1, 8 and 32;
 4. micro-batching on vs off at concurrency 32: both servers up, blocks of requests alternated;
-5. ratios: service overhead (gRPC p50 / in-process p50 - 1, two processes interleaved), the
-   gRPC layer alone (client latency / the server's own pipeline total of the same request - 1),
-   1-edit gRPC p50 / (generator + encoder + FAISS raw forward), batching on / off QPS, failed
-   requests (goal: none). The load average is recorded: on a shared machine, read the ratios.
+5. ratios: service overhead (gRPC p50 / in-process p50, two processes interleaved; goal
+   <= 1.10), the gRPC layer alone (client latency / the server's own pipeline total of the same
+   request), the same two for HTTP, 1-edit gRPC p50 / (generator + encoder + FAISS raw forward;
+   goal <= 1.1), batching on / off QPS, failed requests (goal: none). The load average is
+   recorded at the start and the end: on a shared machine, read the ratios.
 
 Writes ``benchmarks/results/bench_service[_<device>].json`` with the machine described.
 """
@@ -170,9 +173,40 @@ class RawForwards:
         }
 
 
-def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[str, str]], reps: int) -> dict:
-    """Raw forwards, the in-process pipeline and the gRPC service, interleaved request by request,
-    so that load from anything else on the machine hits all three alike."""
+class HttpClient:
+    """``POST /v1/search`` on one keep-alive connection; the JSON body is built before timing,
+    like the gRPC request message, and the response is parsed inside it, like gRPC's."""
+
+    def __init__(self, url: str) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+
+    @staticmethod
+    def body(image: bytes, edits: list[tuple[str, str]]) -> bytes:
+        import base64
+
+        return json.dumps({"query": {"image": base64.b64encode(image).decode()}, "top_k": 10,
+                           "modifications": [{"edit": {"group": g, "value": v}} for g, v in edits]}).encode()
+
+    def search(self, body: bytes) -> dict:
+        self.conn.request("POST", "/v1/search", body, {"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {data[:300]!r}")
+        return json.loads(data)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def side_by_side(pipeline, address: str, http_url: str, images: list[bytes], edits: list[tuple[str, str]],
+                 reps: int) -> dict:
+    """Raw forwards, the in-process pipeline, the gRPC service and its HTTP API, interleaved
+    request by request, so that load from anything else on the machine hits all of them alike."""
     import grpc
 
     from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
@@ -183,6 +217,7 @@ def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[
     loop = asyncio.new_event_loop()
     channel = grpc.insecure_channel(address)
     stub = pb_grpc.RetrievalServiceStub(channel)
+    web = HttpClient(http_url)
     series: dict[str, list[float]] = {}
     for i in range(reps + 3):
         image = images[i % len(images)]
@@ -209,26 +244,37 @@ def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[
             for x in resp.timings:
                 if x.stage in ("modify", "encode", "search"):
                     sample[f"grpc_{n}_edits_stage_{x.stage}_ms"] = x.ms
+            body = HttpClient.body(image, edits[:n])
+            t = time.perf_counter()
+            reply = web.search(body)
+            sample[f"http_{n}_edits_ms"] = (time.perf_counter() - t) * 1000
+            assert len(reply["hits"]) == 10
+            server_total = next(x["ms"] for x in reply["timings"] if x["stage"] == "total")
+            sample[f"http_{n}_edits_server_total_ms"] = server_total
+            sample[f"http_{n}_edits_transport_ms"] = sample[f"http_{n}_edits_ms"] - server_total
         if i >= 3:  # warm-up
             for k, v in sample.items():
                 series.setdefault(k, []).append(v)
     channel.close()
+    web.close()
+    loop.run_until_complete(pipeline.close())
     loop.close()
     return {k: {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for k, v in series.items()}
 
 
 # --- 3./4. over gRPC ---------------------------------------------------------------------------------
 def start_server(index_dir: Path, ckpts: list[Path], batching: str, device: str, log: Path):
+    """The server as its own process (gRPC and HTTP on free ports); returns (process, gRPC address, HTTP URL)."""
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "retrieval", "serve", "--index", str(index_dir), "--port", "0",
+            [sys.executable, "-m", "retrieval", "serve", "--index", str(index_dir), "--port", "0", "--http-port", "0",
              "--generators", *map(str, ckpts), "--batching", batching, "--device", device],
             cwd=REPO, stdout=subprocess.PIPE, stderr=fh, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("LISTENING"):
-            address = line.split()[1]
+            address, http_url = line.split()[1:3]
             break
     else:
         raise RuntimeError(f"server did not start: {log.read_text()}")
@@ -236,7 +282,7 @@ def start_server(index_dir: Path, ckpts: list[Path], batching: str, device: str,
 
     with RetrievalClient(address) as c:
         c.wait_until_serving(300)
-    return proc, address
+    return proc, address, http_url
 
 
 def stop_server(proc) -> None:
@@ -325,17 +371,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # the server with the device's default batching; the other setting joins for step 4
         procs[default_mode] = start_server(index_dir, ckpts, default_mode, device, args.work / f"server_{default_mode}.log")
-        address = procs[default_mode][1]
+        address, http_url = procs[default_mode][1:]
 
-        # 1./2./5.: raw forwards, in-process pipeline and service, interleaved at concurrency 1
-        pipeline = Pipeline.load(cfg, batching=False)
+        # 1./2./5.: raw forwards, in-process pipeline and service, interleaved at concurrency 1;
+        # the in-process pipeline has the server's configuration (batching included)
+        pipeline = Pipeline.load(cfg)
         edits = pick_edits(pipeline.editors)
         result["setup"]["edits"] = [f"{g}={v}" for g, v in edits]
         gen = next(e for e in pipeline.editors if e.groups).editor
         result["setup"]["generator_arch"] = {"image_size": gen.image_size, **{
             k: v for k, v in gen.cfg.to_dict().get("stargan", {}).items() if k in ("g_conv_dim", "g_repeat_num")}}
-        result["concurrency_1"] = side_by_side(pipeline, address, images, edits, args.reps)
-        asyncio.run(pipeline.close())
+        result["concurrency_1"] = side_by_side(pipeline, address, http_url, images, edits, args.reps)
         del pipeline
         print(json.dumps(result["concurrency_1"], indent=1), flush=True)
 
@@ -360,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                     blocks[mode][n_edits].append(cell)
                     print(f"batching {mode}: {cell}", flush=True)
     finally:
-        for proc, _ in procs.values():
+        for proc, *_ in procs.values():
             stop_server(proc)
     for mode in ("on", "off"):
         log = (args.work / f"server_{mode}.log").read_text()
@@ -380,20 +426,31 @@ def main(argv: list[str] | None = None) -> int:
     raw_sum = c1["generator_ms"]["p50"] + c1["encoder_ms"]["p50"] + c1["faiss_ms"]["p50"]
     all_cells = cells + [c for m in blocks.values() for cs in m.values() for c in cs]
     result["ratios"] = {
-        "service_overhead_p50": {f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] - 1
-                                 for e in (0, 1, 2)},
-        "grpc_layer_overhead_same_request_p50": {
-            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_server_total_ms"]["p50"] - 1
+        # goal <= 1.10: the service against the same pipeline in-process
+        "service_over_in_process_p50": {
+            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "grpc_layer_same_request_p50": {
+            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_server_total_ms"]["p50"]
             for e in (0, 1, 2)},
+        "http_over_in_process_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "http_layer_same_request_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"http_{e}_edits_server_total_ms"]["p50"]
+            for e in (0, 1, 2)},
+        "http_over_grpc_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
         "raw_sum_ms": raw_sum,
+        # goal <= 1.1: a 1-edit search against its bare forwards (generator + encoder + FAISS)
         "one_edit_grpc_p50_over_raw_sum": c1["grpc_1_edits_ms"]["p50"] / raw_sum,
         "one_edit_grpc_p50_over_raw_sum_with_classifier": c1["grpc_1_edits_ms"]["p50"]
         / (raw_sum + c1["classifier_ms"]["p50"]),
+        "one_edit_in_process_p50_over_raw_sum": c1["in_process_1_edits_ms"]["p50"] / raw_sum,
+        "one_edit_http_p50_over_raw_sum": c1["http_1_edits_ms"]["p50"] / raw_sum,
         "batching_on_over_off_qps_c32": {
             f"{e}_edits": result["batching_c32"]["on"][f"{e}_edits"]["qps"] / result["batching_c32"]["off"][f"{e}_edits"]["qps"]
             for e in (1, 2)},
         "failed_requests": sum(c["failed"] for c in all_cells),
-        "requests": sum(c["requests"] for c in all_cells) + 3 * (args.reps + 3),
+        "requests": sum(c["requests"] for c in all_cells) + 2 * 3 * (args.reps + 3),
     }
     result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     result["wall_s"] = round(time.perf_counter() - t0, 1)
