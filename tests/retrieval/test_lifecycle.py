@@ -4,15 +4,20 @@ flight, a failing model (INTERNAL, nothing leaked), TLS."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
@@ -43,12 +48,27 @@ def _editable(address: str, tls_ca: Path | None = None) -> tuple[str, str]:
     return g.name, g.editable_values[0]
 
 
+def _http(url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method="POST" if body else "GET",
+                                 headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 def test_health_transitions_and_graceful_shutdown(
     retrieval_index: Path, generator_ckpts: list[Path], server_process, tmp_path: Path, query_png: bytes
 ) -> None:
+    """gRPC health and /healthz: NOT_SERVING (503) while loading, SERVING, NOT_SERVING while
+    draining with both transports still answering; requests in flight at SIGTERM finish; exit 0."""
     srv = server_process(["--index", str(retrieval_index), "--generators", *map(str, generator_ckpts),
-                          "--drain-delay", "1.0", "--grace", "30"], tmp_path / "server.log")
+                          "--http-port", "0", "--drain-delay", "2.0", "--grace", "30"], tmp_path / "server.log")
+    healthz = srv.http_url + "healthz"
     try:
+        # bound before torch and the models load (seconds): 503 until SERVING
+        assert _http(healthz)[0] == 503
         channel = grpc.insecure_channel(srv.address)
         health = health_pb2_grpc.HealthStub(channel)
         statuses: list[int] = []
@@ -69,18 +89,26 @@ def test_health_transitions_and_graceful_shutdown(
             time.sleep(0.05)
         # the port is bound before the models load: NOT_SERVING first, SERVING once loaded
         assert statuses[:1] == [NOT_SERVING] and statuses[-1] == SERVING, statuses
+        assert _http(healthz) == (200, b'{"status":"SERVING"}')
 
         group, value = _editable(srv.address)
         mods = [pb.Modification(edit=pb.AttributeEdit(group=group, value=value)),
                 pb.Modification(edit=pb.AttributeEdit(group=group, value=value))]
         req = pb.SearchRequest(query=pb.Query(image=query_png), modifications=mods, top_k=5,
                                return_modified_image=True)
+        http_body = json.dumps({"query": {"image": base64.b64encode(query_png).decode()}, "top_k": 5,
+                                "modifications": [json_format.MessageToDict(m) for m in mods]}).encode()
         first_done = threading.Event()
 
         def one(i: int) -> int:
-            resp = stub.Search(req, timeout=120)
+            if i % 4 == 3:  # every fourth over HTTP
+                status, body = _http(srv.http_url + "v1/search", http_body)
+                assert status == 200, body
+                n = len(json.loads(body)["hits"])
+            else:
+                n = len(stub.Search(req, timeout=120).hits)
             first_done.set()
-            return len(resp.hits)
+            return n
 
         with ThreadPoolExecutor(12) as pool:
             futs = [pool.submit(one, i) for i in range(12)]
@@ -90,8 +118,10 @@ def test_health_transitions_and_graceful_shutdown(
             while NOT_SERVING not in statuses[statuses.index(SERVING):] and time.monotonic() - t_term < 10:
                 time.sleep(0.02)
             assert statuses[-1] == NOT_SERVING, statuses  # draining
-            # during the drain delay the server still answers new requests
+            assert _http(healthz)[0] == 503
+            # during the drain delay the server still answers new requests, on both transports
             assert len(stub.Search(pb.SearchRequest(query=pb.Query(image=query_png), top_k=2), timeout=30).hits) == 2
+            assert _http(srv.http_url + "v1/attributes")[0] == 200
             results = [f.result() for f in futs]
         assert results == [5] * 12  # every in-flight request finished
         assert srv.proc.wait(60) == 0
@@ -100,62 +130,9 @@ def test_health_transitions_and_graceful_shutdown(
         with pytest.raises(grpc.RpcError) as err:
             stub.Search(req, timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        channel.close()
-    finally:
-        srv.stop()
-
-
-def test_http_follows_health_and_drains_with_grpc(
-    retrieval_index: Path, generator_ckpts: list[Path], server_process, tmp_path: Path, query_png: bytes
-) -> None:
-    """/healthz answers 503 until SERVING and again once draining, while both transports still
-    answer during the drain delay; an HTTP search in flight at SIGTERM finishes; exit 0."""
-    import base64
-    import json
-    import urllib.error
-    import urllib.request
-
-    srv = server_process(["--index", str(retrieval_index), "--generators", *map(str, generator_ckpts),
-                          "--http-port", "0", "--drain-delay", "3", "--grace", "30"], tmp_path / "server.log")
-
-    def get(path: str) -> int:
-        try:
-            with urllib.request.urlopen(srv.http_url.rstrip("/") + path, timeout=30) as resp:
-                return resp.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    try:
-        statuses = [get("/healthz")]
-        deadline = time.monotonic() + 120
-        while statuses[-1] != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            statuses.append(get("/healthz"))
-        assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
-        assert statuses[0] == 503  # bound before torch and the models load (seconds): 503 until SERVING
-
-        body = json.dumps({"query": {"image": base64.b64encode(query_png).decode()}, "top_k": 3}).encode()
-
-        def search() -> int:
-            req = urllib.request.Request(srv.http_url + "v1/search", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return len(json.loads(resp.read())["hits"])
-
-        with ThreadPoolExecutor(4) as pool:
-            futs = [pool.submit(search) for _ in range(4)]
-            srv.proc.send_signal(15)
-            t_term = time.monotonic()
-            while get("/healthz") != 503 and time.monotonic() - t_term < 10:
-                time.sleep(0.02)
-            assert get("/healthz") == 503  # draining
-            assert get("/v1/attributes") == 200  # still answering during the drain delay
-            with RetrievalClient(srv.address) as c:
-                assert c.list_attributes().index_size == 24
-            assert [f.result() for f in futs] == [3] * 4
-        assert srv.proc.wait(60) == 0
         with pytest.raises(OSError):
-            get("/healthz")
+            _http(healthz)
+        channel.close()
     finally:
         srv.stop()
 
