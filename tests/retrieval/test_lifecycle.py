@@ -193,7 +193,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def broken_tls_server(retrieval_index: Path, generator_ckpts: list[Path], tls_files):
     cert, key = tls_files
     cfg = ServerConfig(index_dir=str(retrieval_index), generators=[str(p) for p in generator_ckpts], port=0,
-                       tls_cert=str(cert), tls_key=str(key)).validate()
+                       http_port=0, tls_cert=str(cert), tls_key=str(key)).validate()
 
     def factory() -> Pipeline:
         p = Pipeline.load(cfg)
@@ -202,12 +202,12 @@ def broken_tls_server(retrieval_index: Path, generator_ckpts: list[Path], tls_fi
         return p
 
     srv = InProcessServer(cfg, factory)
-    yield f"localhost:{srv.port}", cert
+    yield f"localhost:{srv.port}", cert, f"https://localhost:{srv.srv.http_port}/"
     srv.close()
 
 
 def test_model_failure_is_internal_without_internals(broken_tls_server, query_png: bytes, caplog) -> None:
-    address, cert = broken_tls_server
+    address, cert, _ = broken_tls_server
     group, value = _editable(address, cert)
     with RetrievalClient(address, tls_ca=cert) as c, caplog.at_level("ERROR"):
         with pytest.raises(grpc.RpcError) as err:
@@ -223,7 +223,7 @@ def test_model_failure_is_internal_without_internals(broken_tls_server, query_pn
 
 
 def test_tls_serves_tls_only(broken_tls_server, query_png: bytes) -> None:
-    address, cert = broken_tls_server
+    address, cert, _ = broken_tls_server
     with RetrievalClient(address, tls_ca=cert) as c:
         assert c.health() == "SERVING"
         assert c.list_attributes().index_size > 0
@@ -231,3 +231,27 @@ def test_tls_serves_tls_only(broken_tls_server, query_png: bytes) -> None:
         with pytest.raises(grpc.RpcError) as err:
             plain.list_attributes()
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_https_model_failure_is_500_without_internals(broken_tls_server, query_png: bytes, caplog) -> None:
+    """The HTTP port serves HTTPS with the same certificate, and a model failure is a 500 with
+    the same safe message as gRPC's INTERNAL."""
+    import ssl
+
+    address, cert, url = broken_tls_server
+    group, value = _editable(address, cert)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    body = json.dumps({"query": {"image": base64.b64encode(query_png).decode()},
+                       "modifications": [{"edit": {"group": group, "value": value}}]}).encode()
+    req = urllib.request.Request(url + "v1/search", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with caplog.at_level("ERROR"), pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=60, context=ctx)
+    assert err.value.code == 500
+    error = json.loads(err.value.read())["error"]
+    assert error["code"] == "INTERNAL" and "generator" in error["message"]
+    assert "secret" not in error["message"] and "CUDA" not in error["message"]
+    with urllib.request.urlopen(url + "healthz", timeout=30, context=ctx) as resp:
+        assert resp.status == 200
+    with pytest.raises(OSError):  # plain HTTP to the HTTPS port gets no answer
+        urllib.request.urlopen(url.replace("https://", "http://") + "healthz", timeout=30)
