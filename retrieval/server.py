@@ -1,10 +1,12 @@
-"""The gRPC server (grpc.aio): the RetrievalService, health, reflection, auth, TLS, shutdown.
+"""The gRPC server (grpc.aio): the RetrievalService, health, reflection, auth, TLS, shutdown;
+with ``http_port`` also the HTTP server (:mod:`retrieval.web`) on the same event loop.
 
-Start-up order: the port is bound and the health service answers NOT_SERVING at once; the
-index and models load on a thread; only then does health turn SERVING (and RPCs other than
-health answer UNAVAILABLE until then). On SIGTERM/SIGINT health turns NOT_SERVING, the
-server keeps answering for ``drain_delay_s`` (so load balancers move away first), then stops
-taking new RPCs and gives in-flight ones up to ``grace_s`` to finish.
+The servicer is a thin gRPC face of :class:`retrieval.api.Api`, which holds the RPCs for both
+transports. Start-up order: the ports are bound and the health service answers NOT_SERVING at
+once; the index and models load on a thread; only then does health turn SERVING (and RPCs
+other than health answer UNAVAILABLE until then). On SIGTERM/SIGINT health turns NOT_SERVING,
+both transports keep answering for ``drain_delay_s`` (so load balancers move away first), then
+stop taking new requests and give in-flight ones up to ``grace_s`` to finish.
 """
 
 from __future__ import annotations
