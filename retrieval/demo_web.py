@@ -28,7 +28,13 @@ from retrieval.demo import (
 )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_demo(opts: DemoOptions, host: str, http_port: int, grpc_port: int) -> int:
+    """Prepare (or reuse) the catalog and index, run the server until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a plain `kill` stops the server too
     opts.out.mkdir(parents=True, exist_ok=True)
     index_dir = build_index(make_catalog(opts), opts)
     generators = opts.generators or demo_generators()
@@ -48,9 +54,7 @@ def serve_demo(opts: DemoOptions, host: str, http_port: int, grpc_port: int) -> 
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        _stop(proc)
+        _stop(proc)  # SIGTERM: the server drains and exits
 
 
 def main(argv: list[str] | None = None) -> int:
