@@ -178,11 +178,16 @@ class HttpClient:
     like the gRPC request message, and the response is parsed inside it, like gRPC's."""
 
     def __init__(self, url: str) -> None:
-        import http.client
         from urllib.parse import urlsplit
 
         u = urlsplit(url)
-        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+        self.host, self.port = u.hostname, u.port
+        self.conn = self._connect()
+
+    def _connect(self):
+        import http.client
+
+        return http.client.HTTPConnection(self.host, self.port, timeout=120)
 
     @staticmethod
     def body(image: bytes, edits: list[tuple[str, str]]) -> bytes:
@@ -192,8 +197,18 @@ class HttpClient:
                            "modifications": [{"edit": {"group": g, "value": v}} for g, v in edits]}).encode()
 
     def search(self, body: bytes) -> dict:
-        self.conn.request("POST", "/v1/search", body, {"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
+        import http.client
+
+        try:
+            self.conn.request("POST", "/v1/search", body, {"Content-Type": "application/json"})
+            resp = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # the server closed the idle keep-alive connection (uvicorn: after 5 s): a new one,
+            # as every HTTP client library does
+            self.conn.close()
+            self.conn = self._connect()
+            self.conn.request("POST", "/v1/search", body, {"Content-Type": "application/json"})
+            resp = self.conn.getresponse()
         data = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}: {data[:300]!r}")
@@ -289,7 +304,11 @@ def stop_server(proc) -> None:
     import signal
 
     proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
+    try:
+        proc.wait(300)  # the server drains at once; a loaded machine can make the exit itself slow
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def load(address: str, images: list[bytes], edits: list[tuple[str, str]], n_edits: int,
