@@ -74,6 +74,9 @@ def build_bench_index(work: Path, products: int, items: int, device: str, seed: 
     cat_dir = work / "catalog"
     if not (cat_dir / "catalog.csv").is_file():
         render_catalog(cat_dir, products=products, seed=seed)
+    index_dir = work / "index"
+    if (index_dir / "manifest.json").is_file() and IndexStore.open(index_dir).count == items:
+        return cat_dir, index_dir  # a kept --work folder: the same catalog and index as last time
     cat = load_catalog(cat_dir)
     encoder = Encoder.load(None, device)
     from PIL import Image
@@ -95,7 +98,6 @@ def build_bench_index(work: Path, products: int, items: int, device: str, seed: 
 
     all_items = list(cat.items) + [replace(cat.items[s], id=f"{cat.items[s].id}-syn{j}") for j, s in enumerate(src)]
     big = Catalog(root=cat.root, schema=cat.schema, items=all_items)
-    index_dir = work / "index"
     spec = choose_spec(len(vectors), encoder.dim)
     store = IndexStore(index_dir, new_manifest(encoder, spec, big), train_index(spec, training_sample(vectors, spec)),
                        new_metadata_db(), encoder)
@@ -348,6 +350,33 @@ async def load(address: str, images: list[bytes], edits: list[tuple[str, str]], 
             "errors": failures[:3]}
 
 
+def latency_ratios(c1: dict) -> dict:
+    """The ratios of the side-by-side measurement (step 5, without the load grid)."""
+    raw_sum = c1["generator_ms"]["p50"] + c1["encoder_ms"]["p50"] + c1["faiss_ms"]["p50"]
+    return {
+        # goal <= 1.10: the service against the same pipeline in-process
+        "service_over_in_process_p50": {
+            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "grpc_layer_same_request_p50": {
+            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_server_total_ms"]["p50"]
+            for e in (0, 1, 2)},
+        "http_over_in_process_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "http_layer_same_request_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"http_{e}_edits_server_total_ms"]["p50"]
+            for e in (0, 1, 2)},
+        "http_over_grpc_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "raw_sum_ms": raw_sum,
+        # goal <= 1.1: a 1-edit search against its bare forwards (generator + encoder + FAISS)
+        "one_edit_grpc_p50_over_raw_sum": c1["grpc_1_edits_ms"]["p50"] / raw_sum,
+        "one_edit_grpc_p50_over_raw_sum_with_classifier": c1["grpc_1_edits_ms"]["p50"]
+        / (raw_sum + c1["classifier_ms"]["p50"]),
+        "one_edit_in_process_p50_over_raw_sum": c1["in_process_1_edits_ms"]["p50"] / raw_sum,
+        "one_edit_http_p50_over_raw_sum": c1["http_1_edits_ms"]["p50"] / raw_sum,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_service", description=__doc__.splitlines()[0])
     p.add_argument("--items", type=int, default=10_000)
@@ -359,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, help="keep catalog and index here (default: a temp folder)")
     p.add_argument("--generator", type=Path, help="StarGAN checkpoint (default: generators/demo_checkpoints/stargan*.pt)")
     p.add_argument("--out", type=Path)
-    p.add_argument("--side-by-side-only", action="store_true", help="only steps 1./2. (diagnosis; writes nothing)")
+    p.add_argument("--side-by-side-only", action="store_true",
+                   help="only steps 1./2./5. (the latency goals); writes bench_service_<device>_latency.json")
     args = p.parse_args(argv)
 
     from retrieval.config import ServerConfig
@@ -405,6 +435,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result["concurrency_1"], indent=1), flush=True)
 
         if args.side_by_side_only:
+            result["ratios"] = latency_ratios(result["concurrency_1"])
+            result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+            out = args.out or RESULTS / f"bench_service_{'cuda' if device.startswith('cuda') else 'cpu'}_latency.json"
+            from catalog import atomic_write_text
+
+            atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+            print(json.dumps(result["ratios"], indent=2))
+            print(f"wrote {out}")
             return 0
         # 3. the load grid on the default server
         cells = []
@@ -441,30 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     result["batching_c32"] = {m: {f"{e}_edits": merged(blocks[m][e]) for e in (1, 2)} for m in blocks}
 
     # 5. ratios
-    c1 = result["concurrency_1"]
-    raw_sum = c1["generator_ms"]["p50"] + c1["encoder_ms"]["p50"] + c1["faiss_ms"]["p50"]
     all_cells = cells + [c for m in blocks.values() for cs in m.values() for c in cs]
     result["ratios"] = {
-        # goal <= 1.10: the service against the same pipeline in-process
-        "service_over_in_process_p50": {
-            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
-        "grpc_layer_same_request_p50": {
-            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_server_total_ms"]["p50"]
-            for e in (0, 1, 2)},
-        "http_over_in_process_p50": {
-            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
-        "http_layer_same_request_p50": {
-            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"http_{e}_edits_server_total_ms"]["p50"]
-            for e in (0, 1, 2)},
-        "http_over_grpc_p50": {
-            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
-        "raw_sum_ms": raw_sum,
-        # goal <= 1.1: a 1-edit search against its bare forwards (generator + encoder + FAISS)
-        "one_edit_grpc_p50_over_raw_sum": c1["grpc_1_edits_ms"]["p50"] / raw_sum,
-        "one_edit_grpc_p50_over_raw_sum_with_classifier": c1["grpc_1_edits_ms"]["p50"]
-        / (raw_sum + c1["classifier_ms"]["p50"]),
-        "one_edit_in_process_p50_over_raw_sum": c1["in_process_1_edits_ms"]["p50"] / raw_sum,
-        "one_edit_http_p50_over_raw_sum": c1["http_1_edits_ms"]["p50"] / raw_sum,
+        **latency_ratios(result["concurrency_1"]),
         "batching_on_over_off_qps_c32": {
             f"{e}_edits": result["batching_c32"]["on"][f"{e}_edits"]["qps"] / result["batching_c32"]["off"][f"{e}_edits"]["qps"]
             for e in (1, 2)},
