@@ -27,12 +27,13 @@ from retrieval.api import (
 )
 from retrieval.batching import MicroBatcher
 from retrieval.config import BatchingConfig, ConfigError, ServerConfig
-from retrieval.service import InvalidArgument, ModelFailure, NotFound
+from retrieval.service import FailedPrecondition, InvalidArgument, ModelFailure, NotFound
 
 
 # --- errors and auth ------------------------------------------------------------------------------------
 def test_every_error_has_a_grpc_code_and_an_http_status() -> None:
     expected = {InvalidArgument: ("INVALID_ARGUMENT", 400), NotFound: ("NOT_FOUND", 404),
+                FailedPrecondition: ("FAILED_PRECONDITION", 409),
                 Unauthenticated: ("UNAUTHENTICATED", 401), PermissionDenied: ("PERMISSION_DENIED", 403),
                 ResourceExhausted: ("RESOURCE_EXHAUSTED", 413), ModelFailure: ("INTERNAL", 500),
                 Internal: ("INTERNAL", 500), Unavailable: ("UNAVAILABLE", 503)}
