@@ -386,15 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     from generators.options import SpeedOptions
-    from generators.recipes import RECIPES
+    from generators.recipes import RecipeError, find
 
     recipe = None
     if args.recipe:
-        if args.recipe not in RECIPES:
-            raise ConfigError(f"--recipe {args.recipe!r}: unknown; recipes: {', '.join(RECIPES)}")
-        recipe = RECIPES[args.recipe]
-        if args.model and args.model != recipe.model:
-            raise ConfigError(f"--recipe {args.recipe} trains {recipe.model}, not --model {args.model}")
+        try:
+            recipe = find(args.recipe, args.model)
+        except RecipeError as exc:
+            raise ConfigError(str(exc)) from None
         args.model = recipe.model
     if not args.model:
         raise ConfigError("give --recipe NAME or --model NAME (see --help)")
