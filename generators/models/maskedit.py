@@ -51,7 +51,9 @@ from generators.models.features import (
 from generators.options import Config
 from indexing.pooling import foreground_weights
 
-OUT_CHANNELS = 1 + 1 + 3 + 3  # mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b
+# mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b, flow (dx, dy)
+OUT_CHANNELS = 1 + 1 + 3 + 3 + 2
+MAX_FLOW = 0.25  # the largest displacement, as a share of the image's half-width (grid units)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,8 +191,20 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``x`` resampled at ``identity + flow`` (flow ``[B, 2, H, W]`` in grid units, x then y);
+    outside the photo it repeats the border, i.e. the background."""
+    b, _, h, w = x.shape
+    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
+    base = F.affine_grid(theta, [b, 3, h, w], align_corners=False)
+    sample = lambda g: F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=False)  # noqa: E731
+    # minus the resampling error of the identity grid: a zero field returns x exactly
+    return x + (sample(base + flow.permute(0, 2, 3, 1)) - sample(base))
+
+
 def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
-               strength: torch.Tensor | float = 1.0, prior: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               strength: torch.Tensor | float = 1.0, prior: float = 3.0,
+               flow: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The edited photo at ``x``'s resolution, its mask and the garment prior.
 
     ``out = m * change + (1 - m) * x`` with ``change = (1 - k) * x + a * Y + b``: where the mask is
@@ -201,7 +215,19 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     garment prior (``prior * (2 * garment - 1)``, the garment being the pixels unlike the
     background, taken at full resolution), so an edit acts on the garment unless the
     generator learns to reach beyond it (a longer sleeve) or to hold back (a collar).
+
+    With ``flow``, the photo is first warped by a smooth displacement field (bilinear from the
+    low-resolution map, at most ``MAX_FLOW``): a hem moves down, a sleeve stretches, a body
+    widens, all with the garment's own sharp pixels; the colour change then acts on the warped
+    photo. ``strength`` scales both the displacement and the change.
     """
+    s_map = strength.view(-1, 1, 1, 1) if isinstance(strength, torch.Tensor) else float(strength)
+    if flow:
+        f = MAX_FLOW * torch.tanh(maps_lo[:, 8:10])
+        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False) if f.shape[-2:] != x.shape[-2:] else f
+        x = warp(x, f * s_map)
+        x_lo = downsample(x, x_lo.shape[-1])
+    maps_lo = maps_lo[:, :8]
     if x.shape[-2:] == maps_lo.shape[-2:]:
         maps = maps_lo
     elif upsample == "guided":
@@ -213,9 +239,7 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     mask = torch.sigmoid(logit)
     k = maps[:, 1:2].clamp(0, 1)
     delta = maps[:, 2:5] * _grey(x) + maps[:, 5:8] - k * x
-    if not isinstance(strength, float):
-        strength = strength.view(-1, 1, 1, 1)
-    m = mask * strength if not (isinstance(strength, float) and strength == 1.0) else mask
+    m = mask * s_map if not (isinstance(s_map, float) and s_map == 1.0) else mask
     return (x + m * delta).clamp(-1, 1), mask, garment
 
 
@@ -411,7 +435,7 @@ class MaskEditSolver(Solver):
         o = self.cfg.maskedit
         x_lo = downsample(x, o.pred_size)
         maps = self.G(x_lo, c)
-        out, mask, garment = apply_maps(x, maps, x_lo, o.upsample, prior=o.mask_prior)
+        out, mask, garment = apply_maps(x, maps, x_lo, o.upsample, prior=o.mask_prior, flow=o.flow)
         return out, mask, garment
 
     # --- one iteration ------------------------------------------------------------------------
@@ -578,7 +602,8 @@ class MaskEditInference:
         c = condition(trg, self.edit_sizes).to(self.device)
         x_lo = downsample(x, self.cfg.maskedit.pred_size)
         maps = self.G(x_lo, c)
-        out, _, _ = apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample, float(strength), self.cfg.maskedit.mask_prior)
+        o = self.cfg.maskedit
+        out, _, _ = apply_maps(x, maps, x_lo, o.upsample, float(strength), o.mask_prior, o.flow)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
