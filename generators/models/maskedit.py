@@ -51,8 +51,9 @@ from generators.models.features import (
 from generators.options import Config
 from indexing.pooling import foreground_weights
 
-# mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b, flow (dx, dy)
-OUT_CHANNELS = 1 + 1 + 3 + 3 + 2
+# mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b; then flow (dx, dy)
+COLOUR_CHANNELS = 1 + 1 + 3 + 3
+FLOW_CHANNELS = 2
 MAX_FLOW = 0.25  # the largest displacement, as a share of the image's half-width (grid units)
 
 
@@ -111,7 +112,8 @@ class MaskEditGenerator(nn.Module):
     through a mask that is open on the garment (see :func:`apply_maps`).
     """
 
-    def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2) -> None:
+    def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
+                 flow: bool = True, pred_size: int = 32, templates: bool = True) -> None:
         super().__init__()
         dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
         self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
@@ -126,13 +128,17 @@ class MaskEditGenerator(nn.Module):
             self.ups.append(_conv(dims[i + 1], dims[i]))
             self.merges.append(_conv(2 * dims[i], dims[i]))
             self.films.append(FiLM(c_dim, dims[i]))
-        self.out = nn.Conv2d(dims[0], OUT_CHANNELS, 3, 1, 1)
+        out_channels = COLOUR_CHANNELS + (FLOW_CHANNELS if flow else 0)
+        self.out = nn.Conv2d(dims[0], out_channels, 3, 1, 1)
         # Each target value also gets its own constant for every map: "black" can learn its
         # colour directly instead of through the whole U-Net, which is what makes a value's
         # edit appear within a few hundred steps on a CPU.
-        self.value_bias = nn.Linear(c_dim, OUT_CHANNELS, bias=False)
+        self.value_bias = nn.Linear(c_dim, out_channels, bias=False)
         for layer in (self.out, self.value_bias):
             nn.init.zeros_(layer.weight)
+        # ... and, for shape edits, its own map over the image (every channel but the mask):
+        # "short" learns where hems move, "long sleeves" where fabric goes, on photos framed alike.
+        self.templates = nn.Parameter(torch.zeros(c_dim, out_channels - 1, pred_size, pred_size)) if templates else None
         nn.init.zeros_(self.out.bias)  # k = a = b = 0: the change is zero, the output is the input
 
     def forward(self, x_lo: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -147,10 +153,13 @@ class MaskEditGenerator(nn.Module):
         for up, merge, film in zip(self.ups, self.merges, self.films, strict=True):
             h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
             h = film(merge(torch.cat([h, skips.pop()], dim=1)), c)
-        bias = self.value_bias(c.to(h.dtype))[:, :, None, None]
+        per_value = self.value_bias(c.to(h.dtype))[:, 1:, None, None]
+        if self.templates is not None:
+            per_value = per_value + torch.einsum("bc,cohw->bohw", c.to(h.dtype), self.templates)
         # not the mask: a per-value constant there would let a value switch its edit off wholesale,
         # the cheapest way to satisfy every regulariser and the one training otherwise falls into
-        return self.out(h) + torch.cat([torch.zeros_like(bias[:, :1]), bias[:, 1:]], dim=1)
+        maps = self.out(h)
+        return torch.cat([maps[:, :1], maps[:, 1:] + per_value], dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,7 +270,8 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
 def build_maskedit_generator(cfg: Config, schema: Schema) -> MaskEditGenerator:
     o = cfg.maskedit
     sizes = [len(schema.values(g)) for g in editable_groups(cfg, schema)]
-    return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks)
+    return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
+                             o.pred_size, o.templates)
 
 
 class MaskEditSolver(Solver):
