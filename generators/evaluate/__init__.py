@@ -81,7 +81,8 @@ def edited_search_report(editor, catalog: Catalog, cfg: EvalConfig, progress: bo
     encoder = Encoder.load(cfg.encoder, device=cfg.device)
     scfg = SearchEvalConfig(queries_per_group=cfg.queries_per_group, holdout=holdout, seed=cfg.seed,
                             batch_size=cfg.batch_size, groups=cfg.groups)
-    result = edited_search(search_editors(editor, catalog, cfg, holdout), catalog, encoder, scfg, progress=progress)
+    result = edited_search(search_editors(editor, catalog, cfg, holdout), catalog, encoder, scfg,
+                           cache_dir=cfg.cache_dir, progress=progress)
     trained = getattr(getattr(editor, "cfg", None), "train", None)
     if trained is not None and not trained.holdout:
         result.report["note"] = "the run held out no products (train.holdout = 0): queries may have been trained on"
@@ -128,7 +129,7 @@ def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = 
     if caps.get("to_model"):
         run_cfg = editor.cfg.to_dict() if hasattr(editor, "cfg") else _run_config(run)
         report["to_model"] = evaluate_to_model(editor, catalog, size, cfg, features, run_cfg)
-    if "edits" not in report and "to_model" not in report:
+    if not {"edits", "to_model", "edited_search"} & set(report):
         raise EvaluationError(f"{run}: the editor can neither edit this catalog's groups nor translate to model photos "
                               f"(capabilities: {caps})")
     report["seconds"] = round(time.perf_counter() - t0, 3)
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                      groups=args.groups.split(",") if args.groups else None)
     if cfg.classifier_dir is None:
         cfg.classifier_dir = str(args.out.parent / f".classifier_{args.out.stem}")
+    cfg.cache_dir = str(args.out.parent / ".eval_cache")
     try:
         report = evaluate(args.run, args.catalog, cfg, progress=True)
     except (EvaluationError, FileNotFoundError) as exc:

@@ -24,6 +24,7 @@ class EvalConfig:
     device: str = "auto"
     encoder: str | None = None  # None: the built-in encoder
     classifier_dir: str | None = None  # cache of the classifier (default next to the output)
+    cache_dir: str | None = None  # gallery embeddings, keyed by encoder and catalog checksums (CLI: next to the output)
     pairs: str | None = None  # truth for to_model when there is no ground_truth.json
     search: bool = True  # the edited-search report (generators.evaluate.search)
     groups: list[str] | None = None  # edited search: only these groups (default: every editable one)
