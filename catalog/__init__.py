@@ -8,14 +8,19 @@ from catalog.format import (
     CatalogWriter,
     Item,
     RowIssue,
+    UnsafePathError,
     load_catalog,
+    open_inside,
+    read_inside,
     write_catalog,
     write_one_hot,
 )
+from catalog.images import ImageLimits, ImageSizeError
 from catalog.schema import SCHEMA_FILE, Schema, SchemaError, infer_schema
 
 __all__ = [
-    "CATALOG_FILE", "SCHEMA_FILE", "Catalog", "CatalogError", "CatalogWriter", "Item", "RowIssue",
-    "Schema", "SchemaError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "infer_schema",
-    "load_catalog", "write_catalog", "write_one_hot",
+    "CATALOG_FILE", "SCHEMA_FILE", "Catalog", "CatalogError", "CatalogWriter", "ImageLimits", "ImageSizeError",
+    "Item", "RowIssue", "Schema", "SchemaError", "UnsafePathError", "atomic_path", "atomic_write_bytes",
+    "atomic_write_text", "infer_schema", "load_catalog", "open_inside", "read_inside", "write_catalog",
+    "write_one_hot",
 ]
