@@ -9,6 +9,7 @@ import argparse
 import csv
 import json
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -79,16 +80,21 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> None:
+    """Embed first (no lock: may take long), then open the live generation, add, commit, all under the lock."""
     from indexing.engines import EngineConfig
     from indexing.store import IndexStore
 
     encoder = _encoder_for_index(args.index, args.encoder, args.device)
-    store = IndexStore.open(args.index, encoder)
     catalog = _load_catalog(args, args.catalog)
-    res = store.add(catalog, engine=args.engine,
-                    engine_cfg=EngineConfig(batch_size=args.batch_size, num_workers=args.workers,
-                                            ray_address=args.ray_address))
-    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items")
+    engine_cfg = EngineConfig(batch_size=args.batch_size, num_workers=args.workers, ray_address=args.ray_address)
+    vectors = IndexStore.open(args.index, encoder).embed_catalog(catalog, engine=args.engine, engine_cfg=engine_cfg)
+    with IndexStore.open_for_update(args.index, encoder, timeout_s=args.lock_timeout) as store:
+        res = store.add_vectors(catalog, vectors)
+        store.save()
+        gen = store.manifest["generation"]
+    shutil.rmtree(args.index / ".work-add" / catalog.checksum(), ignore_errors=True)
+    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items "
+          f"(generation {gen})")
 
 
 def cmd_remove(args: argparse.Namespace) -> None:
@@ -99,9 +105,9 @@ def cmd_remove(args: argparse.Namespace) -> None:
         ids += [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
     if not ids:
         raise SystemExit("remove: give --ids ID [ID ...] or --ids-file FILE")
-    store = IndexStore.open(args.index)
-    n = store.remove(ids, missing_ok=args.missing_ok)
-    print(f"{args.index}: removed {n}, now {store.count} items")
+    with IndexStore.open_for_update(args.index, timeout_s=args.lock_timeout) as store:
+        n = store.remove(ids, missing_ok=args.missing_ok)
+    print(f"{args.index}: removed {n}, now {store.count} items (generation {store.manifest['generation']})")
 
 
 def parse_filters(specs: list[str] | None) -> dict[str, list[str]]:
@@ -219,10 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     engine(p)
     p.set_defaults(func=cmd_build)
 
+    def lock_timeout(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--lock-timeout", type=float, default=600.0,
+                       help="seconds to wait while another writer (build, add, remove, a server) holds the index")
+
     p = sub.add_parser("add", help="embed another catalog's items into an index (same ids are replaced)")
     p.add_argument("--index", type=Path, required=True)
     _add_catalog_args(p)
     p.add_argument("--encoder", help="encoder folder (default: the one the index manifest names)")
+    lock_timeout(p)
     runtime(p)
     engine(p)
     p.set_defaults(func=cmd_add)
@@ -232,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", nargs="+")
     p.add_argument("--ids-file", help="file with one id per line")
     p.add_argument("--missing-ok", action="store_true", help="ignore ids that are not in the index")
+    lock_timeout(p)
     p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("search", help="search the index with an image")
@@ -286,13 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from indexing.backbones import BackboneError
     from indexing.encoder import EncoderError
+    from indexing.lock import IndexLockTimeout
     from indexing.store import FilterError, IndexStoreError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (CatalogError, SchemaError, EncoderError, BackboneError, IndexStoreError, FilterError, FileNotFoundError) as exc:
+    except (CatalogError, SchemaError, EncoderError, BackboneError, IndexStoreError, FilterError, FileNotFoundError,
+            IndexLockTimeout) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

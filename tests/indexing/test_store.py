@@ -36,7 +36,8 @@ def test_build_writes_complete_folder(flat_index, small_encoder):
     assert m["index"]["kind"] == "flat"  # auto: < 50k vectors
     assert m["encoder"]["checksum"] == small_encoder.checksum and m["encoder"]["id"] == small_encoder.encoder_id
     assert m["catalog_checksum"] and m["created"] and m["schema"]["color"] == ["red", "blue", "green", "black"]
-    assert sorted(p.name for p in flat_index.iterdir()) == ["index-000001.faiss", "manifest.json", "meta-000001.sqlite"]
+    assert sorted(p.name for p in flat_index.iterdir()) == [".lock", "index-000001.faiss", "manifest.json",
+                                                            "meta-000001.sqlite"]
 
 
 def test_self_retrieval_every_item_ranks_first(flat_index, small_encoder, small_catalog):
