@@ -27,12 +27,15 @@ from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
 from proto.fashion.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from retrieval.config import ServerConfig
 from retrieval.service import (
+    Aborted,
     AttributeEdit,
+    FailedPrecondition,
     InvalidArgument,
     ModelFailure,
     Modification,
     NotFound,
     Pipeline,
+    RetrievalError,
     SearchQuery,
     ToModel,
     store_size,
@@ -42,6 +45,24 @@ from retrieval.service import (
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name
 ADMIN_METHODS = ("AddItems", "RemoveItems", "Reload")
+STATUS_OF = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Aborted: grpc.StatusCode.ABORTED,
+    ModelFailure: grpc.StatusCode.INTERNAL,
+}
+MAX_STATUS_MESSAGE = 2000  # characters; a status message travels in a header (8 KiB by default)
+
+
+def status_message(exc: Exception) -> str:
+    """The error's message, cut so that it always fits in the status header.
+
+    Messages cap the client values they repeat (:func:`retrieval.service.shown`); this is the
+    net under that: a longer message would turn the error into RESOURCE_EXHAUSTED.
+    """
+    text = str(exc)
+    return text if len(text) <= MAX_STATUS_MESSAGE else text[: MAX_STATUS_MESSAGE - 20] + "... (cut)"
 
 
 # --- proto <-> pipeline ----------------------------------------------------------------------
@@ -166,12 +187,8 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is still loading the index and models")
         try:
             return await fn(self.pipeline)
-        except InvalidArgument as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        except ModelFailure as exc:
-            await context.abort(grpc.StatusCode.INTERNAL, str(exc))
+        except RetrievalError as exc:
+            await context.abort(STATUS_OF.get(type(exc), grpc.StatusCode.INTERNAL), status_message(exc))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception:
