@@ -14,8 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from catalog import CatalogError, Schema, SchemaError, infer_schema, load_catalog
-from indexing.data import default_workers
+from catalog import Schema, infer_schema, load_catalog
 
 
 def _add_catalog_args(p: argparse.ArgumentParser, flag: str = "--catalog") -> None:
@@ -79,6 +78,10 @@ def cmd_build(args: argparse.Namespace) -> None:
           f"encoder {m['encoder']['id']}")
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def cmd_add(args: argparse.Namespace) -> None:
     """Embed first (no lock: may take long), then open the live generation, add, commit, all under the lock."""
     from indexing.engines import EngineConfig
@@ -88,7 +91,7 @@ def cmd_add(args: argparse.Namespace) -> None:
     catalog = _load_catalog(args, args.catalog)
     engine_cfg = EngineConfig(batch_size=args.batch_size, num_workers=args.workers, ray_address=args.ray_address)
     vectors = IndexStore.open(args.index, encoder).embed_catalog(catalog, engine=args.engine, engine_cfg=engine_cfg)
-    with IndexStore.open_for_update(args.index, encoder, timeout_s=args.lock_timeout) as store:
+    with IndexStore.open_for_update(args.index, encoder, args.lock_timeout, _say) as store:
         res = store.add_vectors(catalog, vectors)
         store.save()
         gen = store.manifest["generation"]
@@ -105,7 +108,7 @@ def cmd_remove(args: argparse.Namespace) -> None:
         ids += [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
     if not ids:
         raise SystemExit("remove: give --ids ID [ID ...] or --ids-file FILE")
-    with IndexStore.open_for_update(args.index, timeout_s=args.lock_timeout) as store:
+    with IndexStore.open_for_update(args.index, timeout_s=args.lock_timeout, on_wait=_say) as store:
         n = store.remove(ids, missing_ok=args.missing_ok)
     print(f"{args.index}: removed {n}, now {store.count} items (generation {store.manifest['generation']})")
 
@@ -200,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     def runtime(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         p.add_argument("--batch-size", type=int, default=64)
-        p.add_argument("--workers", type=int, default=default_workers(),
+        p.add_argument("--workers", type=int, default=None,
                        help="DataLoader decode processes (default: CPUs - 1, at most 4)")
 
     def engine(p: argparse.ArgumentParser) -> None:
@@ -295,18 +298,36 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    from indexing.backbones import BackboneError
-    from indexing.encoder import EncoderError
-    from indexing.lock import IndexLockTimeout
-    from indexing.store import FilterError, IndexStoreError
+# Errors whose message is the whole story for a CLI user (printed, exit 2), by module. Only
+# modules already imported are looked at: an error class of a module that was never imported
+# cannot have been raised, and ``remove`` need not import torch just to name EncoderError.
+USER_ERRORS = {
+    "catalog.format": ("CatalogError",), "catalog.schema": ("SchemaError",),
+    "indexing.encoder": ("EncoderError",), "indexing.backbones": ("BackboneError",),
+    "indexing.store": ("IndexStoreError", "FilterError"), "indexing.lock": ("IndexLockTimeout",),
+}
 
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [FileNotFoundError]
+    for module, names in USER_ERRORS.items():
+        if module in sys.modules:
+            found += [getattr(sys.modules[module], n) for n in names]
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "workers" in args and args.workers is None:
+        from indexing.data import default_workers  # imports torch: only for the commands that embed
+
+        args.workers = default_workers()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (CatalogError, SchemaError, EncoderError, BackboneError, IndexStoreError, FilterError, FileNotFoundError,
-            IndexLockTimeout) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -46,7 +46,7 @@ def folder_lock(
     """Hold the exclusive write lock of ``folder`` (created if missing) for the ``with`` block.
 
     Waits up to ``timeout_s`` seconds (None: for ever) when another process holds it, saying
-    so once through ``log.warning`` and ``on_wait``; then raises :class:`IndexLockTimeout`.
+    so once through ``on_wait`` (default: ``log.warning``); then raises :class:`IndexLockTimeout`.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,13 +57,11 @@ def folder_lock(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             message = f"waiting for the write lock on {folder} (held by {_holder(fd)})"
-            log.warning(message)
-            if on_wait is not None:
-                on_wait(message)
+            (on_wait or log.warning)(message)
             start, pause = time.monotonic(), 0.01
             while True:
                 time.sleep(pause)
-                pause = min(pause * 2, 0.25)
+                pause = min(pause * 2, 0.05)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break

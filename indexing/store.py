@@ -38,7 +38,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,18 +231,19 @@ class IndexStore:
 
     @classmethod
     @contextlib.contextmanager
-    def open_for_update(cls, index_dir: str | Path, encoder=None,
-                        timeout_s: float | None = DEFAULT_TIMEOUT_S) -> Iterator[IndexStore]:
+    def open_for_update(cls, index_dir: str | Path, encoder=None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                        on_wait: Callable[[str], None] | None = None) -> Iterator[IndexStore]:
         """Hold the folder's write lock, open its live generation and yield the store.
 
         Every :meth:`save` (and ``add``/``remove``, which save) inside the block commits under
         that lock, so no other writer can commit in between: read, change and commit are one
         step, and two writers (this CLI and a server, say) queue instead of losing an update.
-        Keep the block short: embed new items before it (:meth:`embed_catalog`).
+        Keep the block short: embed new items before it (:meth:`embed_catalog`). ``on_wait`` is
+        told once when another writer holds the lock (default: a log warning).
         """
         folder = Path(index_dir)
         read_manifest(folder)  # a clear error for a missing or unfinished folder, before locking it
-        with folder_lock(folder, timeout_s):
+        with folder_lock(folder, timeout_s, on_wait):
             store = cls.open(folder, encoder)
             store._holds_write_lock = True
             try:
