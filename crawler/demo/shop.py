@@ -86,9 +86,9 @@ class ShopConfig:
     fault_seed: int = 0
     crawl_delay: float | None = None  # adds a Crawl-delay line to robots.txt
     # A hostile page: every product lists these absolute picture URLs (other hosts) as extra model
-    # photos, directly or, with ``foreign_via_redirect``, as shop URLs that redirect to them.
+    # photos, and then shop URLs (``/bilder/weiter/N.jpg``) that redirect to ``redirect_images``.
     foreign_images: tuple[str, ...] = ()
-    foreign_via_redirect: bool = False
+    redirect_images: tuple[str, ...] = ()
 
 
 def slugify(text: str) -> str:
@@ -364,8 +364,8 @@ class _Handler(BaseHTTPRequestHandler):
                 ctype = "image/png" if kind == "produkt" else "image/jpeg"
                 return self._send(200, data, ctype, {"Cache-Control": "max-age=86400"})
         m = re.fullmatch(r"/bilder/weiter/(\d+)\.jpg", path)
-        if m and int(m.group(1)) < len(shop.config.foreign_images):
-            target = shop.config.foreign_images[int(m.group(1))]
+        if m and int(m.group(1)) < len(shop.config.redirect_images):
+            target = shop.config.redirect_images[int(m.group(1))]
             return self._send(302, b"", "text/plain", {"Location": target})
         if path in ("/warenkorb", "/suche") or path.startswith(("/konto/", "/damen/outlet")):
             return self._html(_page("Bereich", "<h1>Dieser Bereich ist nicht für Crawler</h1>"))
@@ -520,10 +520,8 @@ class DemoShop:
         pid = quote(it.id, safe="")
         img = f"/bilder/produkt/{pid}.png"
         models = [f"/bilder/model/{pid}/{i + 1}.jpg" for i in range(len(it.model_img_paths))]
-        if self.config.foreign_via_redirect:
-            models += [f"/bilder/weiter/{i}.jpg" for i in range(len(self.config.foreign_images))]
-        else:
-            models += list(self.config.foreign_images)
+        models += list(self.config.foreign_images)
+        models += [f"/bilder/weiter/{i}.jpg" for i in range(len(self.config.redirect_images))]
         rows = []
         for tag in it.attributes:
             key, sep, value = tag.partition(":")
