@@ -13,13 +13,16 @@ image down *before* padding it, so its memory never exceeds the input's plus the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 WHITE = (255, 255, 255)
 HIGH_DEPTH_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+WORKING_SIDE = 1024  # longest side a decoded query is kept at: 4x the encoder's input, above every GAN's
 
 
 class ImageSizeError(ValueError):
@@ -75,19 +78,23 @@ def to_8bit(im: Image.Image) -> Image.Image:
         return im
     arr = np.asarray(im)
     if im.mode.startswith("I;16"):
-        out = arr.astype(np.uint16) >> 8
+        return Image.fromarray((arr >> 8).astype(np.uint8), "L")
+    arr = arr.astype(np.float32)  # float32, not 64: a 16-megapixel image stays at 64 MB per copy
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if im.mode == "F" and lo >= 0 and hi <= 1:
+        arr *= 255.0
+    elif lo >= 0 and hi <= 255:
+        pass
+    elif im.mode == "I" and lo >= 0 and hi <= 65535:
+        arr /= 257.0
+    elif hi > lo:
+        arr -= lo
+        arr *= 255.0 / (hi - lo)
     else:
-        arr = arr.astype(np.float64)
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        if im.mode == "F" and lo >= 0 and hi <= 1:
-            out = arr * 255.0
-        elif lo >= 0 and hi <= 255:
-            out = arr
-        elif im.mode == "I" and lo >= 0 and hi <= 65535:
-            out = arr / 257.0
-        else:
-            out = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "L")
+        arr[:] = 0
+    np.rint(arr, out=arr)
+    np.clip(arr, 0, 255, out=arr)
+    return Image.fromarray(arr.astype(np.uint8), "L")
 
 
 def flatten_on_white(im: Image.Image, fill: tuple[int, int, int] = WHITE) -> Image.Image:
@@ -144,3 +151,42 @@ def square_on_white(
     canvas = Image.new("RGB", (size, size), fill)
     canvas.paste(im, ((size - nw) // 2, (size - nh) // 2))
     return canvas
+
+
+def shrink(im: Image.Image, max_side: int, resample: int = Image.BICUBIC) -> Image.Image:
+    """``im`` scaled so its longest side is ``max_side``, never more elongated than it was.
+
+    The short side is rounded up, so a 10:1 image stays within a 10:1 limit (rounding to the
+    nearest pixel can make 8190x819 into 1024x102, which is over it).
+    """
+    w, h = im.size
+    scale = max_side / max(w, h)
+    if scale >= 1:
+        return im
+    size = (max_side, max(1, math.ceil(h * scale - 1e-9))) if w >= h else (max(1, math.ceil(w * scale - 1e-9)), max_side)
+    return im.resize(size, resample, reducing_gap=2.0)
+
+
+def open_bounded(fp: str | BinaryIO, limits: ImageLimits = DEFAULT_LIMITS, max_side: int = WORKING_SIDE) -> Image.Image:
+    """Decode an image for the models: checked, scaled down early, upright, 8-bit RGB on white.
+
+    The size is checked from the header first (:class:`ImageSizeError`), JPEGs are decoded at
+    a reduced scale straight away (``draft``), and anything still longer than ``max_side`` is
+    shrunk before the colour conversions, so a 16-megapixel query costs one decoded buffer,
+    not the five full-size copies (EXIF rotation, RGBA compositing, RGB) it would otherwise.
+    Every model works far below ``max_side`` (the encoder at 224 px, the GANs at 64-256 px).
+    Decoding errors are Pillow's (``OSError``, ``ValueError``, ...).
+    """
+    im = Image.open(fp)
+    limits.check(*im.size)
+    if im.format == "JPEG" and max(im.size) > max_side:
+        im.draft(im.mode, (max_side, max_side))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
+    im.load()
+    if max(im.size) > max_side:
+        im = to_8bit(im)
+        if im.mode in ("1", "P"):  # palette and bilevel images would be resized by nearest neighbour
+            im = im.convert("RGBA" if "transparency" in im.info else ("L" if im.mode == "1" else "RGB"))
+        im = shrink(im, max_side)
+    if im.getexif().get(0x0112, 1) != 1:
+        im = ImageOps.exif_transpose(im)
+    return flatten_on_white(im)

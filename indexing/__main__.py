@@ -44,19 +44,9 @@ def _load_catalog(args: argparse.Namespace, root: Path):
 
 def _encoder_for_index(index_dir: Path, override: str | None, device: str):
     """The encoder an index was built with: ``--encoder`` if given, else the one the manifest names."""
-    from indexing.encoder import BUILTIN, Encoder, EncoderConfig
-    from indexing.store import read_manifest
+    from indexing.store import encoder_for_index
 
-    if override:
-        return Encoder.load(override, device)
-    manifest = read_manifest(index_dir)
-    enc = manifest["encoder"]
-    source = enc.get("source") or BUILTIN
-    if source == BUILTIN:
-        return Encoder.builtin(EncoderConfig.from_dict(enc["config"]), device=device)
-    if not Path(source).is_dir():
-        raise SystemExit(f"the index's encoder folder {source} is gone; pass --encoder PATH")
-    return Encoder.load(source, device)
+    return encoder_for_index(index_dir, override, device)
 
 
 def cmd_build(args: argparse.Namespace) -> None:

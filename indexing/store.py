@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 FORMAT = 1
 FILTER_FIELDS = ("brand",)  # item columns usable as filters besides the schema groups
+DAMAGED = "the folder is damaged: restore it from a backup or rebuild the index"
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS items (
@@ -203,12 +204,12 @@ class IndexStore:
         for key, name in names.items():
             path = folder / name
             if not path.is_file():
-                raise InconsistentIndexError(f"{folder}: manifest names {name}, which is missing; the folder is damaged")
+                raise InconsistentIndexError(f"{folder}: {MANIFEST} names {name}, which is missing; {DAMAGED}")
             want = (manifest.get("sizes") or {}).get(key)
             if want is not None and path.stat().st_size != want:
                 raise InconsistentIndexError(
                     f"{folder}: {name} is {path.stat().st_size} bytes but {MANIFEST} (generation "
-                    f"{manifest.get('generation')}) says {want}; the folder is damaged, rebuild it")
+                    f"{manifest.get('generation')}) says {want}; {DAMAGED}")
         index_path, meta_path = folder / names["index"], folder / names["meta"]
         try:
             index = faiss.read_index(str(index_path), flags)
@@ -619,8 +620,7 @@ def check_consistency(folder: Path, manifest: Mapping, index: faiss.Index, db: s
         problems.append(f"{files['index']} holds {index.ntotal} vectors, {MANIFEST} says {manifest['vectors']}")
     if problems:
         raise InconsistentIndexError(
-            f"{folder} is inconsistent, refusing to load it: {'; '.join(problems)}. "
-            "Restore the folder from a backup or rebuild the index")
+            f"{folder} is inconsistent, refusing to load it: {'; '.join(problems)}; {DAMAGED}")
 
 
 # --- manifest helpers ----------------------------------------------------------------------------------
@@ -654,6 +654,23 @@ def check_encoder(manifest: dict, encoder, folder: Path) -> None:
             f"from {want.get('source', '?')}), but encoder {encoder.encoder_id} (checksum {encoder.checksum[:12]}, "
             f"dim {encoder.dim}) was given; use that encoder or rebuild the index"
         )
+
+
+def encoder_for_index(index_dir: str | Path, override: str | Path | None = None, device: str = "auto"):
+    """The encoder to search an index with: ``override`` if given, else the one its manifest names
+    (the built-in one with the manifest's config, e.g. its input size, or the encoder folder)."""
+    from indexing.encoder import BUILTIN, Encoder, EncoderConfig
+
+    if override:
+        return Encoder.load(override, device)
+    enc = read_manifest(Path(index_dir))["encoder"]
+    source = enc.get("source") or BUILTIN
+    if source == BUILTIN:
+        return Encoder.builtin(EncoderConfig.from_dict(enc["config"]), device=device)
+    if not Path(source).is_dir():
+        raise IndexStoreError(f"the encoder folder {source} that {index_dir} was built with is gone; "
+                              "pass the encoder explicitly (--encoder PATH)")
+    return Encoder.load(source, device)
 
 
 def new_manifest(encoder, spec: IndexSpec, catalog: Catalog, extra: dict | None = None) -> dict:

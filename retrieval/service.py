@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from catalog import Schema, UnsafePathError, open_inside
-from catalog.images import ImageLimits, flatten_on_white
+from catalog.images import DEFAULT_LIMITS, ImageLimits, ImageSizeError, flatten_on_white, open_bounded
 from retrieval.batching import KeyedBatcher, MicroBatcher
 from retrieval.config import ServerConfig
 
@@ -145,21 +145,18 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     Pixel count, longest side and aspect ratio are checked from the header before any pixel
     is decoded (:class:`catalog.images.ImageLimits`), so a small file that would expand to
     gigabytes (a bomb), or a 100000x1 strip that padding to a square would blow up, is refused
-    at no cost. High bit depths (16-bit grey) are scaled to 8 bits, transparency goes on white.
+    at no cost. What passes is decoded by :func:`catalog.images.open_bounded`: scaled down to
+    the working size before any conversion, high bit depths (16-bit grey) to 8 bits,
+    transparency on white.
     """
     if not data:
         raise InvalidArgument("query image is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            problem = limits.problem(*im.size)
-            if problem is not None:
-                raise InvalidArgument(f"query image is {problem}")
-            im = ImageOps.exif_transpose(im)
-            return to_rgb(im)
-    except InvalidArgument:
-        raise
+            return open_bounded(io.BytesIO(data), limits)
+    except ImageSizeError as exc:
+        raise InvalidArgument(f"query {exc}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidArgument(f"query image is too large to decode safely: {exc}") from None
     except UnidentifiedImageError:
@@ -287,15 +284,6 @@ def read_item_image(row: dict[str, Any]) -> bytes:
         return fh.read()
 
 
-def index_encoder_source(index_dir: str | Path) -> str | None:
-    """The encoder an index was built with, as recorded in its manifest (None: built-in)."""
-    from indexing.encoder import BUILTIN
-    from indexing.store import read_manifest
-
-    source = read_manifest(Path(index_dir))["encoder"].get("source")
-    return None if not source or source == BUILTIN else str(source)
-
-
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -346,15 +334,14 @@ class Pipeline:
         import torch
 
         from generators.inference import load_editor
-        from indexing.encoder import Encoder
-        from indexing.store import IndexStore
+        from indexing.store import IndexStore, encoder_for_index
 
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         device = resolve_device(config.device)
         t0 = time.perf_counter()
         # the index's own encoder unless one is configured (the store refuses a mismatch)
-        encoder = Encoder.load(config.encoder or index_encoder_source(config.index_dir), device)
+        encoder = encoder_for_index(config.index_dir, config.encoder, device)
         store = IndexStore.open(config.index_dir, encoder=encoder)
         editors = [LoadedEditor.from_editor(Path(p).name, load_editor(p, device)) for p in config.generators]
         log.info(
@@ -481,9 +468,8 @@ class Pipeline:
         row = self._read_item(store, item_id)
         data = self._item_image_bytes(item_id, row)
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                return to_rgb(im), dict(row.get("labels") or {})
-        except (OSError, ValueError) as exc:
+            return open_bounded(io.BytesIO(data), DEFAULT_LIMITS), dict(row.get("labels") or {})
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
             log.error("image of item %s unreadable: %s", shown(item_id, 200), exc)
             raise NotFound(f"the image of item {shown(item_id)} is not available on the server") from None
 

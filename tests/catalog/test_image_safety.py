@@ -170,3 +170,56 @@ def test_open_inside_refuses_a_link_swapped_in_after_resolving(folder, monkeypat
     monkeypatch.setattr(Path, "resolve", resolve_then_swap)
     with pytest.raises(UnsafePathError, match="changed while being opened"), open_inside(folder, "images/a.jpg"):
         pass
+
+
+def _encoded(im: Image.Image, fmt: str, **kw) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "fmt", "size"),
+    [
+        (lambda: Image.new("RGB", (3000, 2000), (200, 30, 30)), "JPEG", (1024, 683)),  # decoded at 1/2 scale, then shrunk
+        (lambda: Image.new("RGBA", (2000, 3000), (200, 30, 30, 255)), "PNG", (683, 1024)),
+        (lambda: Image.frombytes("I;16", (2048, 1024), np.full((1024, 2048), 51400, "<u2").tobytes()), "PNG",
+         (1024, 512)),
+        (lambda: Image.new("P", (2048, 2048), 3), "GIF", (1024, 1024)),
+        (lambda: Image.new("RGB", (300, 200), (200, 30, 30)), "PNG", (300, 200)),  # small: untouched
+    ],
+)
+def test_open_bounded_shrinks_before_converting(make, fmt, size):
+    import io
+
+    from catalog.images import open_bounded
+
+    out = open_bounded(io.BytesIO(_encoded(make(), fmt)))
+    assert out.size == size and out.mode == "RGB"
+    if fmt == "PNG" and size == (1024, 512):
+        assert out.getpixel((10, 10)) == (200, 200, 200)  # 51400 >> 8: 16-bit grey keeps its tone
+
+
+def test_open_bounded_turns_exif_rotated_photos_upright_and_checks_the_header():
+    import io
+
+    from catalog.images import open_bounded
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    data = _encoded(Image.new("RGB", (2400, 1200), (10, 10, 200)), "JPEG", exif=exif.tobytes())
+    assert open_bounded(io.BytesIO(data)).size == (512, 1024)
+    with pytest.raises(ImageSizeError, match="100000x1"):
+        open_bounded(io.BytesIO(_encoded(Image.new("1", (100_000, 1)), "PNG")))
+
+
+@pytest.mark.parametrize("size", [(8190, 819), (819, 8190), (6320, 632), (1025, 1), (3001, 300)])
+def test_shrinking_never_makes_an_image_more_elongated(size):
+    from catalog.images import shrink
+
+    out = shrink(Image.new("L", size), 1024)
+    assert max(out.size) == 1024
+    assert max(out.size) / min(out.size) <= max(size) / min(size) + 1e-9
+    square_on_white(out, 64, limits=ImageLimits(max_aspect=max(size) / min(size)))  # still within its limit
