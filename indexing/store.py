@@ -597,15 +597,29 @@ def write_metadata(db: sqlite3.Connection, path: Path) -> None:
             dst.close()
 
 
+VECTOR_ROWS = ("items", "tombstones")  # the metadata tables whose rows each own one FAISS vector
+
+
+def vector_rows(db: sqlite3.Connection) -> dict[str, int]:
+    """Rows per table that owns FAISS vectors: every vector belongs to exactly one of them.
+
+    Today that is one vector per live item, plus the HNSW tombstones (HNSW cannot delete: a
+    removed item's vector stays in the graph until a rebuild). A layout with several vectors
+    per item (one per photo view) adds its table here.
+    """
+    return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in VECTOR_ROWS}
+
+
 def check_consistency(folder: Path, manifest: Mapping, index: faiss.Index, db: sqlite3.Connection) -> None:
     """Refuse a generation whose FAISS file, metadata and manifest disagree (names the files).
 
-    Every FAISS vector belongs to one metadata row that owns a vector: a live item, or an HNSW
-    tombstone (HNSW cannot delete, removed items stay in the graph until a rebuild).
+    Checked: the metadata's own generation against the manifest's; the manifest's item
+    ``count`` against the metadata's items; the FAISS vector count against the rows that own
+    vectors (:func:`vector_rows`) and against the manifest's ``vectors``.
     """
     files = manifest["files"]
-    items = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-    tombstones = db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
+    rows = vector_rows(db)
+    items, owners = rows["items"], sum(rows.values())
     row = db.execute("SELECT value FROM kv WHERE key='generation'").fetchone()
     problems = []
     if row is not None and int(row[0]) != int(manifest.get("generation", 0)):
@@ -613,9 +627,9 @@ def check_consistency(folder: Path, manifest: Mapping, index: faiss.Index, db: s
                         f"{manifest.get('generation')}")
     if items != manifest["count"]:
         problems.append(f"{files['meta']} holds {items} items, {MANIFEST} says {manifest['count']}")
-    if index.ntotal != items + tombstones:
-        problems.append(f"{files['index']} holds {index.ntotal} vectors, {files['meta']} has {items} items"
-                        + (f" + {tombstones} tombstones" if tombstones else ""))
+    if index.ntotal != owners:
+        shown = " + ".join(f"{n} {t}" for t, n in rows.items() if n or t == "items")
+        problems.append(f"{files['index']} holds {index.ntotal} vectors, {files['meta']} has {shown}")
     if "vectors" in manifest and index.ntotal != manifest["vectors"]:
         problems.append(f"{files['index']} holds {index.ntotal} vectors, {MANIFEST} says {manifest['vectors']}")
     if problems:
