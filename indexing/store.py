@@ -41,6 +41,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -56,6 +57,9 @@ from indexing.faiss_index import (
     search_parameters,
 )
 from indexing.lock import DEFAULT_TIMEOUT_S, folder_lock
+
+if TYPE_CHECKING:  # the encoder imports torch; a store is opened without it (CLI remove, readers)
+    from indexing.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -670,7 +674,7 @@ def check_encoder(manifest: dict, encoder, folder: Path) -> None:
         )
 
 
-def encoder_for_index(index_dir: str | Path, override: str | Path | None = None, device: str = "auto"):
+def encoder_for_index(index_dir: str | Path, override: str | Path | None = None, device: str = "auto") -> Encoder:
     """The encoder to search an index with: ``override`` if given, else the one its manifest names
     (the built-in one with the manifest's config, e.g. its input size, or the encoder folder)."""
     from indexing.encoder import BUILTIN, Encoder, EncoderConfig
