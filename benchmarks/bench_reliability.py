@@ -18,7 +18,8 @@
 3. **A commit under the folder lock**: ``open_for_update`` + remove one item + save, on a
    10,000-item flat index (p50 over 20 commits).
 
-Writes ``benchmarks/results/bench_reliability.json`` with the machine described.
+Writes ``benchmarks/results/bench_reliability.json`` with the machine described and, per section,
+the load average while it ran; ``--sections hashing,commit`` re-measures some and keeps the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -210,19 +212,36 @@ def bench_commit(work: Path) -> dict:
             "commit_p50_ms": round(statistics.median(times), 1), "open_with_checks_p50_ms": round(statistics.median(opens), 1)}
 
 
+SECTIONS = ("memory", "hashing", "commit")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=24)
     ap.add_argument("--hash-images", type=int, default=2000)
     ap.add_argument("--images", type=Path, help="folder of images to hash (default: the myntra-a sample)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="comma-separated subset to (re)measure; the others are kept from the last result file")
     ap.add_argument("--work", type=Path)
     args = ap.parse_args(argv)
+    wanted = [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = sorted(set(wanted) - set(SECTIONS))
+    if unknown:
+        ap.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    path = RESULTS / "bench_reliability.json"
+    result = json.loads(path.read_text()) if path.is_file() and set(wanted) != set(SECTIONS) else {}
+    result["machine"] = describe_machine()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        result = {"machine": describe_machine(), "memory": bench_memory(work, args.products),
-                  "hashing": bench_hashing(work, args.hash_images, args.images), "commit": bench_commit(work)}
-        result["machine_after"] = {"load_average": describe_machine()["load_average"]}
+        run = {"memory": lambda: bench_memory(work, args.products),
+               "hashing": lambda: bench_hashing(work, args.hash_images, args.images),
+               "commit": lambda: bench_commit(work)}
+        for name in wanted:  # each section says how busy the machine was while it ran
+            start = [round(x, 2) for x in os.getloadavg()]
+            section = run[name]()
+            result[name] = {**section, "load_average": {"start": start, "end": [round(x, 2) for x in os.getloadavg()]}}
+    result.pop("machine_after", None)
     write_result("bench_reliability", result)
     return 0
 

@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 WHITE = (255, 255, 255)
 HIGH_DEPTH_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+# EXIF orientation -> the transposition that shows the photo upright (as ImageOps.exif_transpose)
+EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                  5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                  8: Image.Transpose.ROTATE_90}
 WORKING_SIDE = 1024  # longest side a decoded query is kept at: 4x the encoder's input, above every GAN's
 
 
@@ -179,6 +183,7 @@ def open_bounded(fp: str | BinaryIO, limits: ImageLimits = DEFAULT_LIMITS, max_s
     """
     im = Image.open(fp)
     limits.check(*im.size)
+    orientation = im.getexif().get(0x0112, 1)  # read now: a resized copy may not carry it (TIFF)
     if im.format == "JPEG" and max(im.size) > max_side:
         im.draft(im.mode, (max_side, max_side))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
     im.load()
@@ -187,6 +192,6 @@ def open_bounded(fp: str | BinaryIO, limits: ImageLimits = DEFAULT_LIMITS, max_s
         if im.mode in ("1", "P"):  # palette and bilevel images would be resized by nearest neighbour
             im = im.convert("RGBA" if "transparency" in im.info else ("L" if im.mode == "1" else "RGB"))
         im = shrink(im, max_side)
-    if im.getexif().get(0x0112, 1) != 1:
-        im = ImageOps.exif_transpose(im)
+    if orientation in EXIF_TRANSPOSE:
+        im = im.transpose(EXIF_TRANSPOSE[orientation])
     return flatten_on_white(im)

@@ -223,3 +223,23 @@ def test_shrinking_never_makes_an_image_more_elongated(size):
     assert max(out.size) == 1024
     assert max(out.size) / min(out.size) <= max(size) / min(size) + 1e-9
     square_on_white(out, 64, limits=ImageLimits(max_aspect=max(size) / min(size)))  # still within its limit
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_open_bounded_applies_every_exif_orientation_like_pillow(orientation):
+    import io
+
+    from PIL import ImageOps
+
+    from catalog.images import open_bounded
+
+    base = Image.new("RGB", (1600, 1200), (255, 255, 255))
+    base.paste((200, 0, 0), (0, 0, 400, 300))  # a red corner marks which way is up
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encoded(base, "JPEG", exif=exif.tobytes(), quality=95)
+    want = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    got = open_bounded(io.BytesIO(data))
+    assert got.size == tuple(round(x * 1024 / 1600) for x in want.size)
+    small = np.asarray(want.resize(got.size)).astype(int)
+    assert np.abs(np.asarray(got).astype(int) - small).mean() < 8  # same picture, same way up
