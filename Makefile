@@ -9,8 +9,9 @@ STAMP       := $(VENV)/.installed
 CHROMIUM    := /usr/bin/chromium
 POSE_MODELS := models/pose/pose_landmark_full.tflite models/pose/pose_detection.tflite models/pose/face_detection_short_range.tflite
 DEMO_DIR    ?= demo_out
+HTTP_PORT   ?= 8080
 
-.PHONY: all install chromium pose-models proto demo test lint format bench clean
+.PHONY: all install chromium pose-models proto demo demo-web test lint format bench clean
 
 all: install
 
@@ -31,7 +32,7 @@ chromium:
 # files from it (Apache-2.0) and run them with ai-edge-litert, never installing mediapipe.
 pose-models: $(POSE_MODELS)
 $(POSE_MODELS) &: | $(STAMP)
-	$(PY) -m generators.pose_models fetch --out models/pose
+	$(PY) -m generators.pairs.pose_models fetch --out models/pose
 
 proto: $(STAMP)
 	$(PY) -m proto.build
@@ -40,6 +41,10 @@ install: $(STAMP) chromium pose-models proto
 
 demo: install
 	$(PY) -m retrieval.demo --out $(DEMO_DIR)
+
+# the same demo catalog, index and generators behind the web page: http://127.0.0.1:$(HTTP_PORT)/ until Ctrl-C
+demo-web: install
+	$(PY) -m retrieval.demo_web --out $(DEMO_DIR) --http-port $(HTTP_PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

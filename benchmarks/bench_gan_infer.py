@@ -28,8 +28,8 @@ from benchmarks.bench_gan_common import machine, write_result
 def make_checkpoint(size: int, out: Path) -> Path:
     from catalog import Schema
     from generators.checkpoint import save_checkpoint
+    from generators.models.stargan import build_stargan_nets
     from generators.options import defaults_for
-    from generators.stargan import build_stargan_nets
 
     cfg = defaults_for("stargan")
     cfg.train.image_size = size

@@ -60,7 +60,7 @@ def bench_myntra(limit: int | None) -> dict:
     from PIL import Image
     from tqdm import tqdm
 
-    from generators.pose import PoseEstimator
+    from generators.pairs.pose import PoseEstimator
 
     with open(MYNTRA / "catalog.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

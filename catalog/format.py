@@ -6,7 +6,9 @@ List-valued columns (``model_img_urls``, ``model_img_paths``, ``attributes``) ho
 arrays. Readers also accept ``;`` separated files (the thesis's CSVs are).
 
 Loading never crashes on a bad row and never drops one silently: each bad row is recorded
-as a :class:`RowIssue` with its line number and reason, and skipped.
+as a :class:`RowIssue` with its line number and reason, and skipped. Which schema a catalog
+without ``schema.json`` gets, and when a command refuses a large loss, is decided in one place:
+:mod:`catalog.loading`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from catalog.atomic import atomic_write_text
 from catalog.images import DEFAULT_LIMITS, ImageLimits
 from catalog.schema import Schema
+
+if TYPE_CHECKING:
+    from catalog.loading import LoadOptions
 
 CATALOG_FILE = "catalog.csv"
 
@@ -99,13 +104,15 @@ class Item:
 
 @dataclass(frozen=True)
 class RowIssue:
-    """Why a row was skipped. ``line`` is the 1-based line number in ``catalog.csv``."""
+    """Why a row was skipped. ``line`` is the 1-based line number in ``catalog.csv``;
+    ``value`` is the offending cell for a value outside the schema."""
 
     line: int
     reason: str
     detail: str
     id: str = ""
     field: str = ""
+    value: str = ""
 
     def __str__(self) -> str:
         where = f"line {self.line}"
@@ -118,7 +125,11 @@ class RowIssue:
 
 @dataclass
 class Catalog:
-    """A loaded catalog: the rows that passed, the schema, and what was skipped and why."""
+    """A loaded catalog: the rows that passed, the schema, and what was skipped and why.
+
+    ``schema_source`` says where the schema came from (``--schema``, ``schema.json``, the
+    thesis vocabulary, inferred from which columns), for summaries and index manifests.
+    """
 
     root: Path
     schema: Schema
@@ -126,6 +137,7 @@ class Catalog:
     issues: list[RowIssue] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     blanked: list[RowIssue] = field(default_factory=list)
+    schema_source: str = "given by the caller"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -145,6 +157,23 @@ class Catalog:
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(Counter(i.reason for i in self.issues).most_common())
 
+    @property
+    def total_rows(self) -> int:
+        """Data rows read: each one was either kept or skipped (with exactly one issue)."""
+        return len(self.items) + len(self.issues)
+
+    def counts_line(self) -> str:
+        """The kept / skipped / total part of every batch command's summary line."""
+        line = f"kept {len(self.items):,} / skipped {len(self.issues):,} / total {self.total_rows:,} rows"
+        if self.blanked:
+            line += f" ({len(self.blanked):,} cells outside the schema kept as unknown)"
+        return line
+
+    def provenance(self) -> dict:
+        """What an index manifest or a run config records about the catalog it used."""
+        return {"root": str(Path(self.root).resolve()), "checksum": self.checksum(), "items": len(self.items),
+                "skipped": len(self.issues), "total_rows": self.total_rows, "schema_source": self.schema_source}
+
     def value_counts(self) -> dict[str, dict[str, int]]:
         out = {}
         for g in self.schema.names:
@@ -155,6 +184,8 @@ class Catalog:
     def summary(self) -> str:
         lines = [
             f"catalog {self.root}",
+            f"  schema: {self.schema_source}",
+            f"  rows total:   {self.total_rows}",
             f"  rows kept:    {len(self.items)}",
             f"  rows skipped: {len(self.issues)}",
         ]
@@ -292,34 +323,50 @@ def load_catalog(
     schema: Schema | None = None,
     check_images: bool = True,
     strict: bool = False,
-    unknown_values: str = "skip",
+    unknown_values: str | None = None,
+    options: LoadOptions | None = None,
     image_limits: ImageLimits = DEFAULT_LIMITS,
 ) -> Catalog:
     """Load a catalog folder, skipping and reporting bad rows.
 
-    ``schema`` defaults to the folder's ``schema.json``, else the thesis vocabulary.
+    Without ``schema``, the schema is chosen by :func:`catalog.loading.choose_schema` with
+    ``options`` (default: :class:`catalog.loading.LoadOptions()`): ``--schema``/``--infer-schema``
+    if given, else the folder's ``schema.json``, else the thesis vocabulary if the catalog
+    fits it, else a schema inferred from its attribute columns. This function never refuses a
+    loss; commands go through :func:`catalog.loading.open_catalog`, which does.
     ``check_images`` opens every image header (catches truncated or non-image files);
     switch it off for speed when the images were just written by this project.
     ``strict`` raises :class:`CatalogError` listing every issue instead of skipping.
-    ``unknown_values`` decides what a value outside the schema does: ``"skip"`` (default)
-    skips the row as bad; ``"unknown"`` keeps the row with that cell unknown, which suits a
-    schema inferred with a minimum count, where rare values are dropped on purpose. Either
-    way each such cell is reported (as an issue, or in ``Catalog.blanked``).
+    ``unknown_values`` decides what a value outside the schema does: ``"skip"`` skips the row
+    as bad; ``"unknown"`` keeps the row with that cell unknown, which suits a schema inferred
+    with a minimum count, where rare values are dropped on purpose. Default: ``options``'s,
+    else ``"unknown"`` for an inferred schema and ``"skip"`` otherwise. Either way each such
+    cell is reported (as an issue, or in ``Catalog.blanked``).
     ``image_limits`` (with ``check_images``): an image whose header declares a size outside
     them (too many pixels, too long a side, a strip-like aspect ratio) is a bad row too, so
     no later step pads or decodes it.
     """
-    if unknown_values not in ("skip", "unknown"):
+    if unknown_values is None and options is not None:
+        unknown_values = options.unknown_values
+    if unknown_values not in (None, "skip", "unknown"):
         raise ValueError(f"unknown_values must be 'skip' or 'unknown', got {unknown_values!r}")
     root = Path(root)
     csv_path = root / CATALOG_FILE
     if not csv_path.is_file():
         raise CatalogError(f"{root}: no {CATALOG_FILE} in the catalog folder")
-    schema = schema or Schema.for_catalog(root)
     header, rows = read_rows(csv_path)
     for required in ("id", "img_path"):
         if required not in header:
             raise CatalogError(f"{csv_path}: header has no {required!r} column (header: {header})")
+    source = "given by the caller"
+    if schema is None:
+        from catalog.loading import LoadOptions, choose_schema  # catalog.loading imports this module
+
+        choice = choose_schema(root, header, rows, options or LoadOptions())
+        schema, source = choice.schema, choice.source
+        if unknown_values is None:
+            unknown_values = "unknown" if choice.inferred else "skip"
+    unknown_values = unknown_values or "skip"
     known = set(BASE_COLUMNS) | {"model_img_paths"} | set(schema.names)
     extra_cols = [c for c in header if c not in known]
 
@@ -337,7 +384,7 @@ def load_catalog(
             for g in schema.names:
                 v = (row.get(g) or "").strip()
                 if v and v not in schema.groups[g]:
-                    blanked.append(RowIssue(line, VALUE_OUTSIDE_SCHEMA, f"{v!r} treated as unknown", rid, g))
+                    blanked.append(RowIssue(line, VALUE_OUTSIDE_SCHEMA, f"{v!r} treated as unknown", rid, g, v))
                     row[g] = ""
         issue = _check_row(root, row, line, schema, seen, check_images, image_limits)
         if issue:
@@ -345,7 +392,8 @@ def load_catalog(
             continue
         seen[rid] = line
         items.append(_row_to_item(row, schema, extra_cols))
-    cat = Catalog(root=root, schema=schema, items=items, issues=issues, columns=header, blanked=blanked)
+    cat = Catalog(root=root, schema=schema, items=items, issues=issues, columns=header, blanked=blanked,
+                  schema_source=source)
     if strict and issues:
         listing = "\n".join(f"  {i}" for i in issues[:50])
         more = f"\n  ... and {len(issues) - 50} more" if len(issues) > 50 else ""
@@ -371,9 +419,7 @@ def _check_row(
     for g in schema.names:
         v = (row.get(g) or "").strip()
         if v and v not in schema.groups[g]:
-            return RowIssue(
-                line, VALUE_OUTSIDE_SCHEMA, f"{v!r} not in {list(schema.groups[g])}", rid, g
-            )
+            return RowIssue(line, VALUE_OUTSIDE_SCHEMA, f"{v!r} not in {list(schema.groups[g])}", rid, g, v)
     paths = [("img_path", row["img_path"].strip())]
     if row.get("model_img_paths"):
         paths += [("model_img_paths", p) for p in _parse_list(row["model_img_paths"])]

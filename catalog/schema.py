@@ -2,7 +2,8 @@
 
 The schema is data (``schema.json``), not code, so a catalog from another shop with another
 vocabulary (e.g. ``myntra-a``) works without code changes. Without a ``schema.json`` the
-thesis vocabulary applies.
+thesis vocabulary applies only to a catalog that fits it; otherwise the schema is inferred
+from the catalog's values (the rule is in :mod:`catalog.loading`).
 """
 
 from __future__ import annotations
@@ -85,7 +86,11 @@ class Schema:
 
     @classmethod
     def for_catalog(cls, root: str | Path) -> Schema:
-        """The catalog's own ``schema.json`` if it has one, else the thesis default."""
+        """The catalog's own ``schema.json`` if it has one, else the thesis default.
+
+        For catalogs this project renders (which always carry a ``schema.json``). Loading a
+        catalog applies the fuller rule of :mod:`catalog.loading` instead.
+        """
         path = Path(root) / SCHEMA_FILE
         return cls.load(path) if path.exists() else cls.default()
 

@@ -1,9 +1,9 @@
 """GANs that modify a shopper's query photo before the search.
 
-- StarGAN (:mod:`generators.stargan`): one model edits every attribute group of a catalog's
+- StarGAN (:mod:`generators.models.stargan`): one model edits every attribute group of a catalog's
   schema (colour, length, sleeve length, fit, pattern, neckline, ...), several at once.
-- pix2pix (:mod:`generators.pix2pix`): product photo -> photo of a person wearing it, on pairs.
-- CycleGAN (:mod:`generators.cyclegan`): unpaired domains (pattern add/remove, product -> model).
+- pix2pix (:mod:`generators.models.pix2pix`): product photo -> photo of a person wearing it, on pairs.
+- CycleGAN (:mod:`generators.models.cyclegan`): unpaired domains (pattern add/remove, product -> model).
 
 Train with ``python -m generators.train``; serve with :func:`generators.inference.load_editor`.
 Imports stay lazy so that ``import generators`` costs nothing.

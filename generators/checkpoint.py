@@ -143,9 +143,9 @@ class CheckpointManager:
 def export_inference(src: str | Path, dst: str | Path, fp16: bool = False) -> Path:
     """Only the networks inference needs (+ config, schema, meta): small, safe to ship."""
     ckpt = load_checkpoint(src)
-    from generators.inference import INFERENCE_NETS
+    from generators.models import solver_class
 
-    wanted = INFERENCE_NETS[ckpt["model"]]
+    wanted = solver_class(ckpt["model"]).inference_nets
     nets = {}
     for name in wanted:
         sd = ckpt["nets"][name]

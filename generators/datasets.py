@@ -447,6 +447,12 @@ class BatchStream:
             out[k] = v
         return out
 
+    def all_images(self, name: str) -> torch.Tensor:
+        """Every image of field ``name`` as uint8 ``[N, 3, S, S]`` (from the cache when there is one)."""
+        if self.cached is not None:
+            return self.cached[name]
+        return torch.stack([load_image_uint8(p, self.data.image_size) for p in self.data.fields[name]])
+
     def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
         """The first ``n`` rows, unflipped: the same sample-grid inputs for the whole run."""
         n = min(n, len(self.data))

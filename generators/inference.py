@@ -1,22 +1,24 @@
 """The inference API the retrieval service calls: load any checkpoint, edit images.
 
-    editor = load_editor("generators/demo_checkpoints/stargan_demo64.pt", device="auto")
-    editor.capabilities()   # {"model": "stargan", "edit": {"groups": {...}}, "to_model": False, ...}
+    editor = load_editor("generators/demo_checkpoints/maskedit_demo.pt", device="auto")  # or a run folder
+    editor.capabilities()   # {"model": "maskedit", "edit": {"groups": {...}}, "to_model": False, ...}
     out = editor.edit(images, {"color": "blue", "sleeve_length": "short"})
     worn = load_editor("generators/demo_checkpoints/pix2pix_demo64.pt").to_model(images)
 
-Images are a ``list[PIL.Image]`` (any size and mode; padded to a square on white and resized
-to the model's resolution) or a float tensor ``[B, 3, H, W]`` in ``[-1, 1]``. The result has
-the same type, at the model's resolution. Work is batched, in eval mode, without gradients.
+Images are a ``list[PIL.Image]`` (any size and mode) or a float tensor ``[B, 3, H, W]`` in
+``[-1, 1]``; the result has the same type. Full-resolution models (maskedit) return each
+image at its own size: a photo is padded to a square on white, edited, and cropped back.
+The other models work at their training resolution and return images of that size. Work is
+batched, in eval mode, without gradients.
 
-StarGAN needs each input's own labels for the groups an edit does not name (they must stay as
-they are). The checkpoint's discriminator classifier reads them from the image, so only the
-image is needed; callers that know the labels (a catalog item) may pass ``source_labels``.
+The model-specific part lives in each model's module (:mod:`generators.models`); this module
+checks requests, converts images and batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +27,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from catalog import Schema
+from catalog.images import flatten_on_white, pad_to_square
 from generators.checkpoint import load_checkpoint
-from generators.datasets import (
-    float_to_uint8,
-    group_sizes,
-    one_hot,
-    pil_to_uint8,
-    to_square_rgb,
-    uint8_to_float,
-)
+from generators.datasets import float_to_uint8, pil_to_uint8, to_square_rgb, uint8_to_float
+from generators.models import REGISTRY, UnknownModel, inference_class
 from generators.options import Config
 
-INFERENCE_NETS: dict[str, tuple[str, ...]] = {
-    "stargan": ("G", "D"),
-    "pix2pix": ("G",),
-    "cyclegan": ("G_A", "G_B"),
-}
-
 ImagesIn = Sequence[Image.Image] | Image.Image | torch.Tensor
+MAX_SIDE = 1024  # full-resolution models: larger photos are scaled down to this side first
 
 
 class EditError(ValueError):
@@ -60,25 +52,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _build_nets(model: str, cfg: Config, schema: Schema) -> dict[str, torch.nn.Module]:
-    if model == "stargan":
-        from generators.stargan import build_stargan_nets
+@dataclass
+class _Batch:
+    """Images as model input, and how to give them back in the caller's form."""
 
-        g, d = build_stargan_nets(cfg, schema)
-        return {"G": g, "D": d}
-    if model == "pix2pix":
-        from generators.pix2pix import build_pix2pix_generator
-
-        return {"G": build_pix2pix_generator(cfg)}
-    if model == "cyclegan":
-        from generators.cyclegan import build_cyclegan_generator
-
-        return {"G_A": build_cyclegan_generator(cfg), "G_B": build_cyclegan_generator(cfg)}
-    raise EditError(f"checkpoint model {model!r} is not one of {', '.join(INFERENCE_NETS)}")
+    x: list[torch.Tensor]  # one [1, 3, S, S] per image (full resolution) or one [B, 3, S, S] tensor
+    kind: str  # "tensor", "list" or "single"
+    sizes: list[tuple[int, int]]  # original (w, h) per PIL image, to crop the padding off again
+    device: torch.device | None = None
 
 
 class Editor:
-    """A loaded generator (+ StarGAN's classifier) ready to edit batches of images."""
+    """A loaded generator ready to edit batches of images."""
 
     def __init__(self, ckpt: Mapping[str, Any], device: torch.device, batch_size: int = 16, source: str = "") -> None:
         self.model: str = ckpt["model"]
@@ -90,58 +75,30 @@ class Editor:
         self.image_size = self.cfg.train.image_size
         self.device = device
         self.batch_size = batch_size
-        self.nets = _build_nets(self.model, self.cfg, self.schema)
-        for name, net in self.nets.items():
-            if name not in ckpt["nets"]:
-                raise EditError(f"{source}: checkpoint lacks network {name!r}")
-            net.load_state_dict(ckpt["nets"][name])  # fp16 weights are cast to fp32 here
-            net.to(device).eval()
-            net.requires_grad_(False)
-        self.sizes = group_sizes(self.schema)
+        try:
+            self.impl = inference_class(self.model)(ckpt, self.cfg, self.schema, device)
+        except KeyError as exc:
+            raise EditError(f"{source}: checkpoint lacks network {exc.args[0]!r}") from None
+        except RuntimeError as exc:
+            raise EditError(f"{source}: weights do not fit the {self.model} model: {str(exc)[:300]}") from None
+        self.full_resolution = bool(getattr(self.impl, "full_resolution", False))
 
     # --- what it can do ------------------------------------------------------------------------
-    def _cycle_edits(self) -> list[tuple[dict[str, str], str]]:
-        """CycleGAN: (the labels an edit must ask for, the generator that does it)."""
-        a, b = self.meta.get("domain_a", {}), self.meta.get("domain_b", {})
-        out = []
-        if a.get("kind") == b.get("kind") == "product":
-            if b.get("where"):
-                out.append((dict(b["where"]), "G_A"))
-            if a.get("where"):
-                out.append((dict(a["where"]), "G_B"))
-        return out
-
-    def _to_model_net(self) -> str | None:
-        if self.model == "pix2pix":
-            return "G"
-        if self.model == "cyclegan":
-            a, b = self.meta.get("domain_a", {}), self.meta.get("domain_b", {})
-            if a.get("kind") == "product" and b.get("kind") == "model":
-                return "G_A"
-            if a.get("kind") == "model" and b.get("kind") == "product":
-                return "G_B"
-        return None
+    def _translations(self) -> dict[str, str]:
+        fn = getattr(self.impl, "translations", None)
+        return fn() if fn else {}
 
     def capabilities(self) -> dict[str, Any]:
-        edit: dict[str, Any] | None = None
-        if self.model == "stargan":
-            edit = {"groups": {g: list(v) for g, v in self.schema.groups.items()}, "multi_group": True,
-                    "unnamed_groups": "kept (read from the image by the classifier)"}
-        elif self.model == "cyclegan" and self._cycle_edits():
-            groups: dict[str, list[str]] = {}
-            for where, _ in self._cycle_edits():
-                for g, v in where.items():
-                    groups.setdefault(g, []).append(v)
-            edit = {"groups": groups, "multi_group": False,
-                    "edits": [where for where, _ in self._cycle_edits()]}
+        edit = self.impl.capabilities() if hasattr(self.impl, "capabilities") else None
+        tr = self._translations()
         return {
             "model": self.model, "checkpoint": self.source, "step": self.step,
-            "image_size": self.image_size, "device": str(self.device),
-            "edit": edit, "to_model": self._to_model_net() is not None,
+            "image_size": self.image_size, "full_resolution": self.full_resolution, "device": str(self.device),
+            "edit": edit, "to_model": "to_model" in tr, "to_product": "to_product" in tr,
         }
 
     # --- input / output --------------------------------------------------------------------------
-    def _to_tensor(self, images: ImagesIn) -> tuple[torch.Tensor, str, torch.device | None]:
+    def _to_batch(self, images: ImagesIn) -> _Batch:
         if isinstance(images, torch.Tensor):
             x = images
             if x.dim() != 4 or x.size(1) != 3:
@@ -150,123 +107,181 @@ class Editor:
                 raise EditError(f"images tensor must be float in [-1, 1]; got dtype {x.dtype}")
             if x.numel() and (float(x.min()) < -1.01 or float(x.max()) > 1.01):
                 raise EditError(f"images tensor values must be in [-1, 1]; got [{float(x.min()):.3f}, {float(x.max()):.3f}]")
-            src_device = x.device
+            src = x.device
             x = x.to(self.device, torch.float32)
-            if x.shape[-2:] != (self.image_size, self.image_size):
+            if not self.full_resolution and x.shape[-2:] != (self.image_size, self.image_size):
                 x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                                   align_corners=False, antialias=True).clamp_(-1, 1)
-            return x, "tensor", src_device
+            return _Batch([x], "tensor", [], src)
         single = isinstance(images, Image.Image)
         seq = [images] if single else list(images)
         for i, im in enumerate(seq):
             if not isinstance(im, Image.Image):
                 raise EditError(f"images[{i}] is a {type(im).__name__}; expected PIL.Image or a float tensor")
-        if not seq:
-            return torch.empty(0, 3, self.image_size, self.image_size, device=self.device), "list", None
-        batch = torch.stack([pil_to_uint8(to_square_rgb(im, self.image_size)) for im in seq]).to(self.device)
-        return uint8_to_float(batch), "single" if single else "list", None
+        kind = "single" if single else "list"
+        if not self.full_resolution:
+            if not seq:
+                return _Batch([torch.empty(0, 3, self.image_size, self.image_size, device=self.device)], kind, [])
+            batch = torch.stack([pil_to_uint8(to_square_rgb(im, self.image_size)) for im in seq]).to(self.device)
+            return _Batch([uint8_to_float(batch)], kind, [])
+        xs, sizes = [], []
+        for im in seq:
+            im = flatten_on_white(im)
+            if max(im.size) > MAX_SIDE:
+                scale = MAX_SIDE / max(im.size)
+                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC)
+            sizes.append(im.size)
+            sq = pad_to_square(im)
+            if sq.width < self.image_size:  # tiny photos: work at least at the training size
+                sq = sq.resize((self.image_size, self.image_size), Image.BICUBIC)
+            xs.append(uint8_to_float(pil_to_uint8(sq)[None].to(self.device)))
+        return _Batch(xs, kind, sizes)
 
-    @staticmethod
-    def _from_tensor(y: torch.Tensor, kind: str, src_device: torch.device | None):
-        if kind == "tensor":
-            return y.to(src_device)
-        arr = float_to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
-        out = [Image.fromarray(a) for a in arr]
-        return out[0] if kind == "single" else out
+    def _from_batch(self, ys: list[torch.Tensor], batch: _Batch):
+        if batch.kind == "tensor":
+            return torch.cat(ys).to(batch.device) if ys else batch.x[0].to(batch.device)
+        out: list[Image.Image] = []
+        for y in ys:
+            arr = float_to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
+            out += [Image.fromarray(a) for a in arr]
+        if self.full_resolution and batch.sizes:
+            out = [_crop_back(im, size) for im, size in zip(out, batch.sizes, strict=True)]
+        return out[0] if batch.kind == "single" else out
 
-    def _run(self, net: str, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+    def _run(self, fn, batch: _Batch, *per_image: Sequence[Any]) -> list[torch.Tensor]:
+        """``fn(x_chunk, *chunks)`` over the batch: chunks of ``batch_size``, or one image at a time
+        at full resolution (photos of different sizes do not stack)."""
         outs = []
         with torch.inference_mode():
-            for i in range(0, x.size(0), self.batch_size):
-                args = [t[i:i + self.batch_size] for t in extra]
-                outs.append(self.nets[net](x[i:i + self.batch_size], *args).float())
-        return torch.cat(outs) if outs else x
+            if len(batch.x) == 1 and batch.kind == "tensor" or not self.full_resolution:
+                x = batch.x[0]
+                for i in range(0, x.size(0), self.batch_size):
+                    args = [a[i:i + self.batch_size] if a is not None else None for a in per_image]
+                    outs.append(fn(x[i:i + self.batch_size], *args).float())
+                return outs
+            # group equal sizes, so a catalog of 256 px photos still runs in batches
+            order: dict[tuple[int, ...], list[int]] = {}
+            for i, t in enumerate(batch.x):
+                order.setdefault(tuple(t.shape), []).append(i)
+            results: list[torch.Tensor | None] = [None] * len(batch.x)
+            for idx in order.values():
+                for a in range(0, len(idx), self.batch_size):
+                    part = idx[a:a + self.batch_size]
+                    x = torch.cat([batch.x[i] for i in part])
+                    args = [a_[part] if a_ is not None else None for a_ in per_image]
+                    y = fn(x, *args).float()
+                    for k, i in enumerate(part):
+                        results[i] = y[k:k + 1]
+            return [r for r in results if r is not None]
 
-    # --- StarGAN ---------------------------------------------------------------------------------
-    def _check_changes(self, changes: Mapping[str, str]) -> None:
+    # --- edits -------------------------------------------------------------------------------------
+    def _check_changes(self, changes: Mapping[str, str], edit: dict) -> None:
+        groups = edit["groups"]
         if not isinstance(changes, Mapping) or not changes:
-            raise EditError("edit needs at least one {group: value}; "
-                            f"groups: {', '.join(self.capabilities()['edit']['groups'])}")
-        groups = self.capabilities()["edit"]["groups"]
+            raise EditError(f"edit needs at least one {{group: value}}; groups: {', '.join(groups)}")
         for g, v in changes.items():
             if g not in groups:
                 raise EditError(f"unknown attribute group {g!r} for this {self.model} checkpoint; "
                                 f"it edits: {', '.join(groups)}")
             if v not in groups[g]:
                 raise EditError(f"value {v!r} is not allowed for group {g!r}; allowed: {', '.join(groups[g])}")
+        fixed = edit.get("edits")
+        if fixed and dict(changes) not in fixed:
+            raise EditError(f"this {self.model} checkpoint does exactly these edits: {fixed}; got {dict(changes)}")
+
+    def _label_tensor(self, source_labels: Sequence[Mapping[str, str | None]], n: int) -> torch.Tensor:
+        if len(source_labels) != n:
+            raise EditError(f"source_labels has {len(source_labels)} entries for {n} images")
+        out = torch.full((n, len(self.schema.names)), -1, dtype=torch.long)
+        for i, known in enumerate(source_labels):
+            for g, v in (known or {}).items():
+                if v is None or g not in self.schema.groups:
+                    continue
+                if v not in self.schema.groups[g]:
+                    raise EditError(f"source_labels[{i}][{g!r}] = {v!r} is not allowed; "
+                                    f"allowed: {', '.join(self.schema.groups[g])}")
+                out[i, self.schema.names.index(g)] = self.schema.index(g, v)
+        return out
+
+    def edit(self, images: ImagesIn, changes: Mapping[str, str],
+             source_labels: Sequence[Mapping[str, str | None]] | None = None, strength: float = 1.0):
+        """Change the named groups to the given values; every other group stays as it is.
+
+        ``strength`` in ``[0, 1]`` scales the change (0 returns the input). ``source_labels``
+        (the known labels of catalog items) help editors that need the input's labels (StarGAN);
+        maskedit ignores them.
+        """
+        caps = self.capabilities()
+        if caps["edit"] is None:
+            what = "it only translates product <-> model photos" if caps["to_model"] or caps["to_product"] else "it supports no edits"
+            raise EditError(f"this {self.model} checkpoint edits no attributes; {what}")
+        self._check_changes(changes, caps["edit"])
+        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
+            raise EditError(f"strength must be a number in [0, 1]; got {strength!r}")
+        batch = self._to_batch(images)
+        n = sum(t.size(0) for t in batch.x)
+        if n == 0:
+            return self._from_batch([], batch)
+        labels = self._label_tensor(source_labels, n) if source_labels is not None else None
+        # per-image label rows must follow the image order of _run: it receives them by index
+        ch = dict(changes)
+        if labels is None:
+            ys = self._run(lambda x: self.impl.edit(x, ch, strength=float(strength)), batch)
+        else:
+            ys = self._run(lambda x, lab: self.impl.edit(x, ch, source_labels=lab, strength=float(strength)),
+                           batch, labels)
+        return self._from_batch(ys, batch)
 
     def predict_labels(self, images: ImagesIn) -> list[dict[str, str]]:
-        """StarGAN only: each image's value per group, as the checkpoint's classifier reads it."""
-        if self.model != "stargan":
-            raise EditError(f"predict_labels needs a stargan checkpoint; this one is {self.model}")
-        x, _, _ = self._to_tensor(images)
-        idx = self._predict_idx(x)
+        """Each image's value per group, as the checkpoint's own classifier reads it."""
+        if not hasattr(self.impl, "predict_labels"):
+            raise EditError(f"predict_labels needs an attribute editor; this checkpoint is {self.model}")
+        batch = self._to_batch(images)
+        if not self.full_resolution:
+            idx = torch.cat(self._run(lambda x: self.impl.predict_labels(x).float(), batch)).long() \
+                if batch.x[0].size(0) else torch.empty(0, len(self.schema.names), dtype=torch.long)
+        else:
+            idx = torch.cat([self.impl.predict_labels(x) for x in batch.x]) if batch.x else \
+                torch.empty(0, len(self.schema.names), dtype=torch.long)
         names = self.schema.names
         return [{g: self.schema.groups[g][int(k)] for g, k in zip(names, row, strict=True)} for row in idx]
 
-    def _predict_idx(self, x: torch.Tensor) -> torch.Tensor:
-        from generators.stargan import predict_labels
-
-        logits = []
-        with torch.inference_mode():
-            for i in range(0, x.size(0), self.batch_size):
-                logits.append(self.nets["D"].classify(x[i:i + self.batch_size]).float())
-        if not logits:
-            return torch.empty(0, len(self.sizes), dtype=torch.long)
-        return predict_labels(torch.cat(logits), self.sizes).cpu()
-
-    def edit(
-        self, images: ImagesIn, changes: Mapping[str, str],
-        source_labels: Sequence[Mapping[str, str | None]] | None = None,
-    ):
-        """Change the named groups to the given values; all other groups stay as they are."""
-        caps = self.capabilities()
-        if caps["edit"] is None:
-            what = "it only supports to_model (product -> model photo)" if caps["to_model"] else "it supports no edits"
-            raise EditError(f"this {self.model} checkpoint edits no attributes; {what}")
-        self._check_changes(changes)
-        x, kind, src_device = self._to_tensor(images)
-        if x.size(0) == 0:
-            return self._from_tensor(x, kind, src_device)
-        if self.model == "cyclegan":
-            for where, net in self._cycle_edits():
-                if dict(changes) == where:
-                    return self._from_tensor(self._run(net, x), kind, src_device)
-            raise EditError(f"this cyclegan checkpoint does exactly these edits: "
-                            f"{[w for w, _ in self._cycle_edits()]}; got {dict(changes)}")
-        labels = self._predict_idx(x)
-        if source_labels is not None:
-            if len(source_labels) != x.size(0):
-                raise EditError(f"source_labels has {len(source_labels)} entries for {x.size(0)} images")
-            for i, known in enumerate(source_labels):
-                for g, v in (known or {}).items():
-                    if v is None or g not in self.schema.groups:
-                        continue
-                    if v not in self.schema.groups[g]:
-                        raise EditError(f"source_labels[{i}][{g!r}] = {v!r} is not allowed; "
-                                        f"allowed: {', '.join(self.schema.groups[g])}")
-                    labels[i, self.schema.names.index(g)] = self.schema.index(g, v)
-        for g, v in changes.items():
-            labels[:, self.schema.names.index(g)] = self.schema.index(g, v)
-        c = one_hot(labels, self.sizes).to(self.device)
-        return self._from_tensor(self._run("G", x, c), kind, src_device)
+    def _translate(self, images: ImagesIn, direction: str, what: str):
+        tr = self._translations()
+        if direction not in tr:
+            raise EditError(f"this {self.model} checkpoint cannot do {direction} ({what}); "
+                            f"it does: {', '.join(tr) or 'attribute edits only'}")
+        batch = self._to_batch(images)
+        if sum(t.size(0) for t in batch.x) == 0:
+            return self._from_batch([], batch)
+        return self._from_batch(self._run(lambda x: self.impl.translate(tr[direction], x), batch), batch)
 
     def to_model(self, images: ImagesIn):
-        """Product photo -> photo of a person wearing it (pix2pix, or a product<->model CycleGAN)."""
-        net = self._to_model_net()
-        if net is None:
-            raise EditError(f"this {self.model} checkpoint cannot do to_model (product -> model photo); "
-                            "load a pix2pix checkpoint or a CycleGAN trained on product <-> model domains")
-        x, kind, src_device = self._to_tensor(images)
-        if x.size(0) == 0:
-            return self._from_tensor(x, kind, src_device)
-        return self._from_tensor(self._run(net, x), kind, src_device)
+        """Product photo -> photo of a person wearing it."""
+        return self._translate(images, "to_model", "product -> model photo")
+
+    def to_product(self, images: ImagesIn):
+        """Photo of a person wearing a garment -> product photo on white."""
+        return self._translate(images, "to_product", "model -> product photo")
+
+
+def _crop_back(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Undo :func:`pad_to_square` (and any resize of the square) for an image of ``size``."""
+    w, h = size
+    side = max(w, h)
+    if im.size != (side, side):
+        im = im.resize((side, side), Image.BICUBIC)
+    left, top = (side - w) // 2, (side - h) // 2
+    return im.crop((left, top, left + w, top + h)) if (w, h) != (side, side) else im
 
 
 def load_editor(checkpoint_path: str | Path, device: str | torch.device = "auto", batch_size: int = 16) -> Editor:
-    """Any checkpoint of this project (training or inference-only, fp32 or fp16) -> Editor."""
+    """Any checkpoint of this project or a run folder (its latest checkpoint) -> Editor."""
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu")
-    if ckpt["model"] not in INFERENCE_NETS:
-        raise EditError(f"{checkpoint_path}: model {ckpt['model']!r} is not one of {', '.join(INFERENCE_NETS)}")
-    return Editor(ckpt, dev, batch_size=batch_size, source=str(checkpoint_path))
+    if ckpt["model"] not in REGISTRY:
+        raise EditError(f"{checkpoint_path}: model {ckpt['model']!r} is not one of {', '.join(REGISTRY)}")
+    try:
+        return Editor(ckpt, dev, batch_size=batch_size, source=str(checkpoint_path))
+    except UnknownModel as exc:
+        raise EditError(f"{checkpoint_path}: {exc}") from None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODELS = ("stargan", "pix2pix", "cyclegan")
+MODELS = ("maskedit", "stargan", "pix2pix", "cyclegan")
 
 
 class ConfigError(ValueError):
@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 class TrainOptions:
     """Shared by every model: how long, how big, how often to log and checkpoint."""
 
-    model: str = "stargan"
+    model: str = "maskedit"
     image_size: int = 128
     batch_size: int = 16  # StarGAN official; pix2pix/CycleGAN official use 1 (see defaults_for)
     steps: int = 200_000  # StarGAN official num_iters
@@ -44,10 +44,19 @@ class TrainOptions:
     keep_checkpoints: int = 3
     n_samples: int = 8  # rows of the sample grid
     groups: list[str] | None = None  # StarGAN: schema groups to learn (None: all)
-    # Schema: this schema.json, else the catalog's own, else (with groups) inferred from the
-    # catalog's values, else the thesis default.
+    # How the catalog is loaded (catalog.loading, the rule every command shares): this
+    # schema.json, else a schema inferred from these columns, else the catalog's own, else the
+    # thesis vocabulary if the catalog fits it, else one inferred from its attribute columns.
     schema: str | None = None
+    infer_schema: list[str] | None = None
+    min_count: int = 5
+    max_skipped: float = 0.05
+    unknown_values: str | None = None
     max_items: int | None = None  # use only the first N catalog items (smoke runs)
+    # Share of catalog items held out of training by a hash of their id (the same split as
+    # ``indexing train-encoder --holdout``), so an evaluation can use products never trained on.
+    holdout: float = 0.0
+    time_budget_min: float = 0.0  # stop after this many minutes of training (0: no limit)
     pairs: str | None = None  # pix2pix (and CycleGAN model domain): pairs file
     domain_a: str = "product:pattern=unicolors"  # CycleGAN domains, see datasets.parse_domain
     domain_b: str = "product:pattern=stripes"
@@ -95,6 +104,44 @@ class StarGANOptions:
 
 
 @dataclass
+class MaskEditOptions:
+    """The masked-residual editor (:mod:`generators.models.maskedit`)."""
+
+    pred_size: int = 32  # the U-Net's working size; its maps are applied at the photo's own size
+    conv_dim: int = 16  # channels of the U-Net's first level, doubled per level up to max_dim
+    max_dim: int = 128
+    levels: int = 2  # halvings: 32 px -> 8 px at the bottom
+    res_blocks: int = 1
+    upsample: str = "guided"  # guided (edges from the full-resolution photo) or bilinear
+    mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
+    flow: bool = True  # warp the photo by a predicted displacement field before recolouring (shape edits)
+    templates: bool = True  # a learned map per target value added to the U-Net's maps (shape edits)
+    d_width: int = 64  # channels of each projected-discriminator head
+    anchor_group: str = "category"  # not edited by default; targets are values seen with it
+    judge_groups: list[str] | None = None  # groups the frozen heads read (None: the whole schema)
+    judge_steps: int = 300  # AdamW steps fitting the frozen heads before GAN training
+    translate: bool = True  # DiffAugment translation before the judges
+    max_edit_groups: int = 2  # a training edit names 1 group, or this many with multi_edit_prob
+    multi_edit_prob: float = 0.25
+    warmup: float = 0.1  # share of the steps over which every loss but the judges' ramps up from 0
+    cycle_share: float = 0.5  # share of each batch edited back (cycle loss); 0 switches it off
+    identity_share: float = 0.25  # share asked for the values it has (identity loss)
+    lambda_feat: float = 10.0  # MSE to the feature-interpolation target (prototype difference)
+    proto_min: int = 5  # photos a per-anchor prototype needs; else the global one is used
+    lambda_adv: float = 0.5
+    lambda_cls: float = 1.0
+    lambda_keep: float = 0.5
+    lambda_cyc: float = 5.0
+    lambda_id: float = 5.0
+    lambda_mask: float = 0.05  # L1 on the mask outside the garment
+    lambda_tv: float = 0.1
+    g_lr: float = 5e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.99
+
+
+@dataclass
 class Pix2PixOptions:
     ngf: int = 64
     ndf: int = 64
@@ -130,6 +177,7 @@ class CycleGANOptions:
 class Config:
     train: TrainOptions = field(default_factory=TrainOptions)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
+    maskedit: MaskEditOptions = field(default_factory=MaskEditOptions)
     stargan: StarGANOptions = field(default_factory=StarGANOptions)
     pix2pix: Pix2PixOptions = field(default_factory=Pix2PixOptions)
     cyclegan: CycleGANOptions = field(default_factory=CycleGANOptions)
@@ -139,7 +187,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        cfg = defaults_for(data.get("train", {}).get("model", "stargan"))
+        cfg = defaults_for(data.get("train", {}).get("model", "stargan"))  # old checkpoints: StarGAN
         apply_overrides(cfg, data)
         return cfg
 
@@ -147,7 +195,11 @@ class Config:
         t = self.train
         if t.model not in MODELS:
             raise ConfigError(f"train.model must be one of {', '.join(MODELS)}; got {t.model!r}")
-        if t.image_size < 32 or t.image_size > 1024 or 2 ** round(math.log2(t.image_size)) != t.image_size:
+        if t.model == "maskedit":  # the judges' trunk needs only a multiple of its total stride
+            if t.image_size < 32 or t.image_size > 1024 or t.image_size % 32:
+                raise ConfigError(f"train.image_size must be a multiple of 32 from 32 to 1024 (96/128/256 usual); "
+                                  f"got {t.image_size}")
+        elif t.image_size < 32 or t.image_size > 1024 or 2 ** round(math.log2(t.image_size)) != t.image_size:
             raise ConfigError(f"train.image_size must be a power of two from 32 to 1024 (64/128/256 usual); got {t.image_size}")
         for name in ("batch_size", "steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(t, name) < 1:
@@ -156,6 +208,17 @@ class Config:
             raise ConfigError(f"train.decay_start must be in [0, 1]; got {t.decay_start}")
         if self.speed.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"speed.amp must be auto, bf16 or off; got {self.speed.amp!r}")
+        if not 0.0 <= t.holdout < 1.0:
+            raise ConfigError(f"train.holdout must be in [0, 1); got {t.holdout}")
+        m = self.maskedit
+        if t.model == "maskedit":
+            if m.upsample not in ("guided", "bilinear"):
+                raise ConfigError(f"maskedit.upsample must be guided or bilinear; got {m.upsample!r}")
+            if m.pred_size > t.image_size or m.pred_size % 2 ** m.levels:
+                raise ConfigError(f"maskedit.pred_size must be <= train.image_size ({t.image_size}) and divisible by "
+                                  f"2**levels ({2 ** m.levels}); got {m.pred_size}")
+            if m.max_edit_groups < 1:
+                raise ConfigError(f"maskedit.max_edit_groups must be >= 1; got {m.max_edit_groups}")
         if self.stargan.n_critic < 1:
             raise ConfigError(f"stargan.n_critic must be >= 1; got {self.stargan.n_critic}")
         if t.model == "pix2pix" and self.pix2pix.gan_mode not in ("vanilla", "lsgan"):
@@ -170,6 +233,10 @@ def defaults_for(model: str) -> Config:
         raise ConfigError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
     cfg = Config()
     cfg.train.model = model
+    if model == "maskedit":
+        cfg.train.steps = 4000
+        cfg.train.sample_every = 500
+        cfg.train.checkpoint_every = 500
     if model in ("pix2pix", "cyclegan"):
         cfg.train.image_size = 256
         cfg.train.batch_size = 1

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from catalog import Catalog, Schema, atomic_write_bytes, atomic_write_text, load_catalog
+from catalog import Catalog, Schema, add_catalog_options, atomic_write_bytes, atomic_write_text
 from generators.checkpoint import CheckpointManager, load_checkpoint, rng_state, set_rng_state
 from generators.datasets import (
     BatchStream,
@@ -39,6 +39,8 @@ from generators.datasets import (
     read_pairs,
     unpaired_data,
 )
+from generators.models import REGISTRY, solver_class
+from generators.models.base import Solver
 from generators.options import (
     MODELS,
     Config,
@@ -48,7 +50,6 @@ from generators.options import (
     load_config_file,
     parse_set,
 )
-from generators.solver import Solver
 
 
 class TrainError(ValueError):
@@ -65,53 +66,57 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_solver(cfg: Config, schema: Schema, device: torch.device, meta: dict | None = None) -> Solver:
-    from generators.cyclegan import CycleGANSolver
-    from generators.pix2pix import Pix2PixSolver
-    from generators.stargan import StarGANSolver
-
-    cls = {"stargan": StarGANSolver, "pix2pix": Pix2PixSolver, "cyclegan": CycleGANSolver}[cfg.train.model]
-    return cls(cfg, schema, device, meta)
+    return solver_class(cfg.train.model)(cfg, schema, device, meta)
 
 
-def load_training_catalog(cfg: Config, catalog_dir: str | Path) -> Catalog:
-    """The catalog with the schema the run trains on.
+def load_training_catalog(cfg: Config, catalog_dir: str | Path, progress: bool = False) -> Catalog:
+    """The catalog by the rule every command shares (:mod:`catalog.loading`).
 
-    A catalog without ``schema.json`` (e.g. the real ``myntra-a`` sample) gets its schema for
-    ``train.groups`` inferred from its own values, so no label is dropped as out of schema.
+    A catalog without ``schema.json`` (a real shop's, like ``myntra-a``) gets a schema inferred
+    from its own columns unless it fits the thesis vocabulary; a large loss of rows stops the
+    run with the reasons and the flag that accepts it.
     """
-    from catalog import SCHEMA_FILE, infer_schema
-    from catalog.format import CATALOG_FILE, read_rows
+    from catalog import LoadOptions, open_catalog
+    from catalog.format import CATALOG_FILE
 
     root = Path(catalog_dir)
     if not (root / CATALOG_FILE).is_file():
         raise TrainError(f"--catalog {root}: no {CATALOG_FILE} there")
-    if cfg.train.schema:
-        schema = Schema.load(cfg.train.schema)
-    elif (root / SCHEMA_FILE).is_file() or not cfg.train.groups:
-        schema = Schema.for_catalog(root)
-    else:
-        header, rows = read_rows(root / CATALOG_FILE)
-        missing = [g for g in cfg.train.groups if g not in header]
-        if missing:
-            raise TrainError(f"--groups: {missing} are not columns of {root / CATALOG_FILE}")
-        schema, _ = infer_schema((dict(zip(header, r, strict=False)) for _, r in rows), cfg.train.groups)
-    return load_catalog(root, schema=schema)
+    t = cfg.train
+    options = LoadOptions(schema_file=Path(t.schema) if t.schema else None, infer_groups=tuple(t.infer_schema or ()),
+                          min_count=t.min_count, max_skipped=t.max_skipped, unknown_values=t.unknown_values)
+    cat = open_catalog(root, options)
+    if progress:
+        print(f"catalog {root}: {cat.counts_line()}", file=sys.stderr)
+    return cat
 
 
 def trained_schema(cfg: Config, cat: Catalog) -> Schema:
-    groups = cfg.train.groups
-    if not groups:
-        return cat.schema
+    """The schema the model learns: the model decides (maskedit: its judges read every group)."""
+    own = getattr(solver_class(cfg.train.model), "training_schema", None)
     try:
-        return cat.schema.subset(groups)
+        if own is not None:
+            return own(cfg, cat.schema)
+        return cat.schema.subset(cfg.train.groups) if cfg.train.groups else cat.schema
     except ValueError as exc:
         raise TrainError(f"train.groups: {exc}") from exc
+
+
+def training_items(cat: Catalog, holdout: float, seed: int = 0) -> tuple[list, list]:
+    """(items trained on, items held out) by a hash of the id: the split train-encoder uses too."""
+    from catalog.split import holdout_mask
+
+    test = holdout_mask([it.id for it in cat.items], holdout, seed)
+    return ([it for it, t in zip(cat.items, test, strict=True) if not t],
+            [it for it, t in zip(cat.items, test, strict=True) if t])
 
 
 def build_data(cfg: Config, cat: Catalog, schema: Schema) -> tuple[TrainData, dict[str, Any]]:
     """Training data for the model and the metadata inference needs (e.g. CycleGAN domains)."""
     t = cfg.train
-    if t.model == "stargan":
+    if t.holdout > 0:
+        cat.items, held = training_items(cat, t.holdout)
+    if t.model in ("stargan", "maskedit"):
         return attribute_data(cat, schema, t.image_size, t.max_items), {}
     pairs = read_pairs(t.pairs, cat.root) if t.pairs else None
     if t.model == "pix2pix":
@@ -233,7 +238,7 @@ def _train(
     np.random.seed(t.seed)
     torch.manual_seed(t.seed)
 
-    cat = load_training_catalog(cfg, catalog_dir)
+    cat = load_training_catalog(cfg, catalog_dir, progress)
     schema = trained_schema(cfg, cat)
     if state is not None and state["schema"] != schema.to_dict():
         raise TrainError(f"--resume: the catalog's schema differs from the run's ({run_dir / 'schema.json'})")
@@ -245,6 +250,9 @@ def _train(
     )
     solver = make_solver(cfg, schema, device, meta)
     start = 0
+    if state is None and hasattr(solver, "prepare"):
+        # e.g. maskedit fits its frozen judges on the training photos before the first step
+        solver.prepare(stream.all_images("image"), data.labels, progress=progress)
     if state is not None:
         solver.load_state_dict(state)
         stream.load_state_dict(state["data"])
@@ -256,6 +264,7 @@ def _train(
         schema.save(run_dir / "schema.json")
         atomic_write_text(run_dir / "data.json", json.dumps({
             "catalog": str(Path(catalog_dir).resolve()), "catalog_checksum": cat.checksum(),
+            "loaded": cat.provenance(), "holdout": t.holdout,
             "fields": {k: len(v) for k, v in data.fields.items()}, "meta": meta,
         }, indent=2) + "\n")
     fixed = stream.fixed_batch(t.n_samples)
@@ -297,10 +306,15 @@ def _train(
                 logs.write(step, values)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()
                                  if k.startswith(("D/loss", "G/loss")) and v == v}, refresh=False)
-            if step % t.sample_every == 0 or step == t.steps:
+            out_of_time = bool(t.time_budget_min) and time.perf_counter() - t0 > 60 * t.time_budget_min
+            if step % t.sample_every == 0 or step == t.steps or out_of_time:
                 sample(step)
-            if step % t.checkpoint_every == 0 or step == end:
+            if step % t.checkpoint_every == 0 or step == end or out_of_time:
                 ckpts.save(step, payload(step))
+            if out_of_time:
+                print(f"\ntime budget of {t.time_budget_min} min reached at step {step}; "
+                      f"--resume continues exactly", file=sys.stderr)
+                break
     except KeyboardInterrupt:
         # Keep the work done so far; --resume continues from here exactly.
         if step > start and not in_step:
@@ -325,11 +339,18 @@ def _train(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from generators.recipes import describe
+
+    models = "\n".join(f"  {name:<11} {e.summary}" for name, e in REGISTRY.items())
     ap = argparse.ArgumentParser(
         prog="python -m generators.train",
-        description="Train StarGAN (attribute edits), pix2pix (product->model on pairs) or CycleGAN (unpaired).",
+        description="Train a generator: an attribute editor (maskedit, stargan), product->model (pix2pix) "
+                    "or unpaired translation (cyclegan).",
+        epilog=f"recipes (--recipe NAME; flags still override their fields):\n{describe()}\n\nmodels:\n{models}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--model", choices=MODELS, required=True)
+    ap.add_argument("--recipe", help="a named preset (model + settings), listed below")
+    ap.add_argument("--model", choices=MODELS, help="the model, when no --recipe names it")
     ap.add_argument("--catalog", required=True, help="catalog folder (catalog.csv, images/, schema.json)")
     ap.add_argument("--out", required=True, help="run folder: checkpoints, samples, logs")
     ap.add_argument("--config", help="JSON or YAML file overriding defaults by section, e.g. {\"stargan\": {\"g_conv_dim\": 32}}")
@@ -342,16 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoints/last.pt exactly")
+    ap.add_argument("--time-budget", type=float, metavar="MIN",
+                    help="stop (with a checkpoint) after this many minutes of training; the schedule still spans --steps")
     ap.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans --steps")
     ap.add_argument("--pairs", help="pairs file (pix2pix; CycleGAN model domain)")
-    ap.add_argument("--groups", help="StarGAN: comma-separated schema groups to learn (default: all)")
-    ap.add_argument("--schema", help="schema.json to use instead of the catalog's own")
+    ap.add_argument("--groups", help="attribute editors: comma-separated schema groups to edit (default: all; "
+                                     "maskedit: all but the anchor group, category)")
+    ap.add_argument("--holdout", type=float, help="share of items held out of training by a hash of the id "
+                                                  "(the split train-encoder uses), e.g. 0.3")
     ap.add_argument("--domain-a", help="CycleGAN domain A, e.g. product:pattern=unicolors or product")
     ap.add_argument("--domain-b", help="CycleGAN domain B, e.g. product:pattern=stripes or model")
     ap.add_argument("--max-items", type=int, help="use only the first N items")
     ap.add_argument("--log-every", type=int)
     ap.add_argument("--sample-every", type=int)
     ap.add_argument("--checkpoint-every", type=int)
+    add_catalog_options(ap)
     ap.add_argument("--no-speed", action="store_true", help="switch the speed work off (official code's behaviour)")
     ap.add_argument("--no-tensorboard", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -360,8 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     from generators.options import SpeedOptions
+    from generators.recipes import RecipeError, find
 
+    recipe = None
+    if args.recipe:
+        try:
+            recipe = find(args.recipe, args.model)
+        except RecipeError as exc:
+            raise ConfigError(str(exc)) from None
+        args.model = recipe.model
+    if not args.model:
+        raise ConfigError("give --recipe NAME or --model NAME (see --help)")
     cfg = defaults_for(args.model)
+    if recipe is not None:
+        apply_overrides(cfg, recipe.overrides, source=f"recipe {args.recipe}")
     if args.no_speed:
         cfg.speed = SpeedOptions.off()
     if args.config:
@@ -373,10 +411,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     apply_overrides(cfg, parse_set(args.set), source="--set")
     flags = {
         "image_size": args.image_size, "steps": args.steps, "batch_size": args.batch_size,
-        "device": args.device, "threads": args.threads, "seed": args.seed, "pairs": args.pairs, "schema": args.schema,
+        "device": args.device, "threads": args.threads, "seed": args.seed, "pairs": args.pairs,
+        "schema": str(args.schema) if args.schema else None,
+        "infer_schema": [g.strip() for g in args.infer_schema.split(",") if g.strip()] if args.infer_schema else None,
+        "min_count": args.min_count, "max_skipped": args.max_skipped, "unknown_values": args.unknown_values,
         "groups": args.groups.split(",") if args.groups else None, "domain_a": args.domain_a,
         "domain_b": args.domain_b, "max_items": args.max_items, "log_every": args.log_every,
-        "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
+        "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every, "holdout": args.holdout,
+        "time_budget_min": args.time_budget,
     }
     for k, v in flags.items():
         if v is not None:

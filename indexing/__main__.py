@@ -6,7 +6,6 @@ Thin layer over :mod:`indexing.build`, :mod:`indexing.store` and :mod:`indexing.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import shutil
@@ -14,29 +13,27 @@ import sys
 import tempfile
 from pathlib import Path
 
-from catalog import Schema, infer_schema, load_catalog
+from catalog import (
+    Catalog,
+    Schema,
+    add_catalog_options,
+    atomic_write_text,
+    open_catalog,
+    options_from_args,
+)
 
 
-def _add_catalog_args(p: argparse.ArgumentParser, flag: str = "--catalog") -> None:
-    p.add_argument(flag, type=Path, required=True, help="catalog folder (catalog.csv + images)")
-    p.add_argument("--schema", type=Path, help="schema.json to validate the catalog with (default: the catalog's own)")
-    p.add_argument("--infer-schema", metavar="GROUPS",
-                   help="comma-separated columns to infer a schema from (for catalogs without schema.json)")
-    p.add_argument("--min-count", type=int, default=5, help="with --infer-schema: drop values seen fewer times")
+def _add_catalog_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--catalog", type=Path, required=required, help="catalog folder (catalog.csv + images)")
+    add_catalog_options(p)
 
 
-def _load_catalog(args: argparse.Namespace, root: Path):
-    schema = None
-    if args.schema:
-        schema = Schema.load(args.schema)
-    elif args.infer_schema:
-        with open(root / "catalog.csv", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-        schema, _ = infer_schema(rows, [g.strip() for g in args.infer_schema.split(",") if g.strip()], args.min_count)
-    cat = load_catalog(root, schema=schema)
+def _load_catalog(args: argparse.Namespace, root: Path, default_schema: Schema | None = None) -> Catalog:
+    """The catalog by the shared rule (catalog.loading); a loss over --max-skipped raises CatalogError."""
+    cat = open_catalog(root, options_from_args(args, default_schema))
+    print(f"catalog {root}: {cat.counts_line()}; schema: {cat.schema_source}", file=sys.stderr)
     if cat.issues:
-        print(f"catalog {root}: {len(cat.items)} items, {len(cat.issues)} rows skipped: {cat.skipped_by_reason()}",
-              file=sys.stderr)
+        print(f"  rows skipped: {cat.skipped_by_reason()}", file=sys.stderr)
         for issue in cat.issues[:5]:
             print(f"  {issue}", file=sys.stderr)
     return cat
@@ -63,7 +60,7 @@ def cmd_build(args: argparse.Namespace) -> None:
                       target_recall=args.target_recall, ondisk=args.ondisk, keep_shards=args.keep_shards)
     store = build(catalog, args.out, encoder, cfg)
     m = store.manifest
-    print(f"built {args.out}: {m['count']} items, {m['index']['kind']} {m['index']['params']} "
+    print(f"built {args.out}: {m['count']} items; {catalog.counts_line()}; {m['index']['kind']} {m['index']['params']} "
           f"search {m['index']['search']} (recall@10 {m['index']['tuning'].get('recall_at_10')}), "
           f"encoder {m['encoder']['id']}")
 
@@ -78,16 +75,19 @@ def cmd_add(args: argparse.Namespace) -> None:
     from indexing.store import IndexStore
 
     encoder = _encoder_for_index(args.index, args.encoder, args.device)
-    catalog = _load_catalog(args, args.catalog)
+    current = IndexStore.open(args.index, encoder)  # read only: for the schema and the embedding
+    # a catalog without schema.json keeps the index's vocabulary when it fits it
+    catalog = _load_catalog(args, args.catalog, default_schema=current.schema)
     engine_cfg = EngineConfig(batch_size=args.batch_size, num_workers=args.workers, ray_address=args.ray_address)
-    vectors = IndexStore.open(args.index, encoder).embed_catalog(catalog, engine=args.engine, engine_cfg=engine_cfg)
+    vectors = current.embed_catalog(catalog, engine=args.engine, engine_cfg=engine_cfg)
+    del current
     with IndexStore.open_for_update(args.index, encoder, args.lock_timeout, _say) as store:
         res = store.add_vectors(catalog, vectors)
         store.save()
         gen = store.manifest["generation"]
     shutil.rmtree(args.index / ".work-add" / catalog.checksum(), ignore_errors=True)
-    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items "
-          f"(generation {gen})")
+    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items; "
+          f"{catalog.counts_line()} (generation {gen})")
 
 
 def cmd_remove(args: argparse.Namespace) -> None:
@@ -156,8 +156,12 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
                       batch_size=args.batch_size, num_workers=args.workers, flip_augment=not args.no_flip,
                       name=args.name)
     encoder, report = train_encoder(catalog, args.out, cfg)
+    # the schema the heads were trained with, and where it came from (the run's record)
+    atomic_write_text(Path(args.out) / "train_catalog.json", json.dumps(
+        {**catalog.provenance(), "schema": catalog.schema.to_dict()}, indent=2, ensure_ascii=False) + "\n")
     print(f"saved {args.out}: {encoder.encoder_id}, dim {encoder.dim}; trained on {report['train_items']} items "
-          f"({report['heldout_items']} held out) in {report['cache_s'] + report['train_s']:.0f}s")
+          f"({report['heldout_items']} held out) in {report['cache_s'] + report['train_s']:.0f}s; "
+          f"catalog {catalog.counts_line()}")
 
 
 def cmd_export_encoder(args: argparse.Namespace) -> None:
@@ -279,10 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gem-p", type=float, default=3.0)
     p.add_argument("--pca", type=int, help="project to this dim with PCA fitted on --catalog")
     p.add_argument("--no-whiten", action="store_true")
-    p.add_argument("--catalog", type=Path)
-    p.add_argument("--schema", type=Path)
-    p.add_argument("--infer-schema")
-    p.add_argument("--min-count", type=int, default=5)
+    _add_catalog_args(p, required=False)
     runtime(p)
     p.set_defaults(func=cmd_export_encoder)
     return ap

@@ -115,8 +115,7 @@ def _build_ondisk(catalog: Catalog, out: Path, encoder: Encoder, spec, vectors: 
         manifest = new_manifest(encoder, spec, catalog, {"ondisk": True})
         manifest.update(generation=gen, files=files, count=len(ids), vectors=int(index.ntotal), updated=utc_now(),
                         sizes={k: (out / name).stat().st_size for k, name in files.items()},
-                        catalogs=[{"root": str(Path(catalog.root).resolve()), "checksum": catalog.checksum(),
-                                   "items": len(ids), "added": utc_now()}])
+                        catalogs=[{**catalog.provenance(), "added": utc_now()}])
         write_manifest(out, manifest)  # the commit point
         remove_other_generations(out, set(files.values()))
     return IndexStore.open(out, encoder)

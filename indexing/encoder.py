@@ -1,4 +1,10 @@
-"""The image encoder: trunk -> GeM/average pooling -> optional projection -> L2 normalisation.
+"""The image encoder: trunk -> pooling -> optional projection -> L2 normalisation.
+
+Pooling is GeM or average over the last stage (the original design), or, for the trained
+encoders, garment-weighted GeM over several stages plus a LAB colour histogram of the garment
+(:mod:`indexing.pooling`): early stages carry colour and texture, late ones shape, and the
+histogram carries colour explicitly, which ImageNet features were trained to ignore. A learned
+head (linear or a small MLP) maps all of it to the embedding.
 
 An encoder is a versioned artefact folder (``encoder.json`` + ``weights.pt``). Its checksum
 is a hash of the configuration and of every weight tensor, so two folders with the same
@@ -24,6 +30,7 @@ from torch import nn
 from catalog import atomic_write_text
 from catalog.images import square_on_white
 from indexing.backbones import DEFAULT_BACKBONE, BackboneError, build_backbone, lite0_weights_path
+from indexing.pooling import colour_histogram, foreground_weights, multi_stage
 
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "weights.pt"
@@ -48,6 +55,11 @@ class EncoderConfig:
     name: str = ""
     kind: str = "pretrained"  # pretrained | pca | finetuned
     info: dict = field(default_factory=dict)  # provenance: training data, metrics (not hashed)
+    pool_stages: list[int] | None = None  # trunk stages pooled and concatenated (None: the last only)
+    foreground: bool = False  # weight pooling towards the garment (pixels unlike the background)
+    colour_bins: list[int] | None = None  # L, a, b bins of a garment colour histogram appended (None: none)
+    colour_size: int = 64  # the histogram is taken on this downscaled copy
+    head_hidden: int = 0  # 0: a linear projection; > 0: an MLP with this hidden width
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -64,7 +76,14 @@ class EncoderConfig:
         d = self.to_dict()
         d.pop("info")
         d.pop("name")
+        # fields added later hash only when set, so folders and indexes made before them still match
+        for key, default in _LATER_FIELDS.items():
+            if d.get(key) == default:
+                d.pop(key, None)
         return d
+
+
+_LATER_FIELDS = {"pool_stages": None, "foreground": False, "colour_bins": None, "colour_size": 64, "head_hidden": 0}
 
 
 class Preprocess:
@@ -121,11 +140,22 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         self.trunk, info = build_backbone(config.backbone, weights, config.image_size)
-        self.feat_dim = info.out_channels
         self.pool: nn.Module = GeM(config.gem_p) if config.pooling == "gem" else AvgPool()
         if config.pooling not in ("gem", "avg"):
             raise EncoderError(f"pooling must be 'gem' or 'avg', got {config.pooling!r}")
-        self.proj: nn.Linear | None = nn.Linear(self.feat_dim, config.proj_dim) if config.proj_dim else None
+        n_stages = len(self.trunk.stages)
+        for s in config.pool_stages or []:
+            if not 0 <= s < n_stages:
+                raise EncoderError(f"pool_stages: stage {s} does not exist; {config.backbone} has stages 0..{n_stages - 1}")
+        if config.colour_bins is not None and (len(config.colour_bins) != 3 or min(config.colour_bins) < 1):
+            raise EncoderError(f"colour_bins must be three positive bin counts (L, a, b), got {config.colour_bins}")
+        self.feat_dim = self._feature_dim(info.out_channels)
+        self.proj: nn.Module | None = None
+        if config.proj_dim and config.head_hidden:
+            self.proj = nn.Sequential(nn.Linear(self.feat_dim, config.head_hidden), nn.GELU(),
+                                      nn.Linear(config.head_hidden, config.proj_dim))
+        elif config.proj_dim:
+            self.proj = nn.Linear(self.feat_dim, config.proj_dim)
         self._preprocess = Preprocess(config.image_size, config.mean, config.std)
         self.device = torch.device("cpu")
         self.checksum = ""
@@ -148,6 +178,20 @@ class Encoder(nn.Module):
             h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return h.hexdigest()
 
+    def _feature_dim(self, last_channels: int) -> int:
+        """Size of the vector before the head: pooled stages (+ the colour histogram)."""
+        if self.config.pool_stages is None:
+            dim = last_channels
+        else:
+            with torch.no_grad():
+                h, dim = torch.zeros(1, 3, 64, 64), 0
+                for i in range(max(self.config.pool_stages) + 1):
+                    h = self.trunk.stages[i](h)
+                    if i in self.config.pool_stages:
+                        dim += h.shape[1]
+        bins = self.config.colour_bins
+        return dim + (bins[0] * bins[1] * bins[2] if bins else 0)
+
     # --- embedding ----------------------------------------------------------------------------
     def preprocess(self, img: Image.Image) -> torch.Tensor:
         """One PIL image -> normalised ``Tensor[3, S, S]`` (the input :meth:`embed_tensor` expects)."""
@@ -157,8 +201,23 @@ class Encoder(nn.Module):
         return self._preprocess
 
     def pooled(self, x: torch.Tensor, start_stage: int = 0) -> torch.Tensor:
-        """Pooled trunk features; ``start_stage`` > 0 means ``x`` is a cached stage output."""
-        return self.pool(self.trunk(x, start_stage))
+        """The vector before the head. ``start_stage`` > 0 (last-stage pooling only) means ``x``
+        is a cached stage output."""
+        c = self.config
+        if c.pool_stages is None:
+            z = self.pool(self.trunk(x, start_stage))
+        else:
+            if start_stage:
+                raise EncoderError("multi-stage pooling needs the image, not a cached stage output")
+            x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
+            weights = foreground_weights(x01) if c.foreground else None
+            p = self.pool.p if c.pooling == "gem" else 1.0
+            z = torch.cat([F.normalize(v, dim=1) for v in multi_stage(self.trunk, x, tuple(c.pool_stages), weights, p)],
+                          dim=1)
+        if c.colour_bins:
+            x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
+            z = torch.cat([z, colour_histogram(x01, tuple(c.colour_bins), c.colour_size)], dim=1)
+        return z
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         z = pooled

@@ -450,9 +450,7 @@ class IndexStore:
             self.db.execute("INSERT OR REPLACE INTO kv VALUES ('next_int_id', ?)", (str(start + len(int_ids)),))
             self.db.commit()
             self.manifest["schema"] = merge_schema(self.manifest.get("schema", {}), catalog.schema.groups)
-            self.manifest.setdefault("catalogs", []).append(
-                {"root": str(Path(catalog.root).resolve()), "checksum": catalog.checksum(),
-                 "items": len(catalog.items), "added": utc_now()})
+            self.manifest.setdefault("catalogs", []).append({**catalog.provenance(), "added": utc_now()})
             self._reload_caches()
             self.manifest["count"] = self.count
             self._maybe_gpu()

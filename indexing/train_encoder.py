@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from catalog import Catalog, atomic_write_text
+from catalog.split import holdout_split
 from indexing.data import ImageListDataset, make_loader
 from indexing.encoder import Encoder, EncoderConfig
 
@@ -61,17 +62,6 @@ class TrainConfig:
     name: str = ""
     flip_augment: bool = True  # cache horizontally flipped copies too (2x caching cost)
     extra: dict = field(default_factory=dict)
-
-
-def holdout_split(ids: list[str], fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic split by a hash of each id, so it does not change when rows are reordered."""
-    import hashlib
-
-    if fraction <= 0:
-        return np.arange(len(ids)), np.zeros(0, np.int64)
-    h = np.array([int(hashlib.sha1(f"{seed}:{i}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF for i in ids])
-    test = h < fraction
-    return np.flatnonzero(~test), np.flatnonzero(test)
 
 
 def label_matrix(catalog: Catalog, groups: list[str]) -> np.ndarray:

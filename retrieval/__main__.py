@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m retrieval serve --index runs/index --generators ckpt/stargan.pt ckpt/pix2pix.pt
+    python -m retrieval serve --index runs/index --generators ckpt/stargan.pt ckpt/pix2pix.pt [--http-port 8080]
     python -m retrieval search --server localhost:50051 --image q.jpg --edit color=blue \\
         --edit sleeve_length=short -k 10 --save-modified modified.png
 """
@@ -21,7 +21,7 @@ MiB = 1024 * 1024
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the gRPC server")
+    p = sub.add_parser("serve", help="run the gRPC server (and, with --http-port, the HTTP API and web page)")
     p.add_argument("--config", help="TOML or JSON file with ServerConfig keys; flags override it")
     p.add_argument("--index", dest="index_dir", help="index folder (built by python -m indexing)")
     p.add_argument("--generators", nargs="+", metavar="CKPT", help="generator checkpoints to load")
@@ -29,6 +29,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 or [::] for all)")
     p.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
+    p.add_argument("--http-port", type=int,
+                   help="also serve the HTTP/JSON API, the web page and /metrics on this port (0: a free one)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--admin-token-file", help=f"file holding the admin bearer token (or set ${ADMIN_TOKEN_ENV})")
@@ -48,8 +50,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     cfg = load_config(args.config) if args.config else ServerConfig()
-    for key in ("index_dir", "generators", "encoder", "device", "host", "port", "tls_cert", "tls_key",
-                "max_image_pixels", "max_image_side", "max_aspect_ratio", "grace_s", "drain_delay_s", "torch_threads"):
+    for key in ("index_dir", "generators", "encoder", "device", "host", "port", "http_port", "tls_cert", "tls_key",
+                "max_image_pixels", "max_image_side", "max_aspect_ratio", "grace_s", "drain_delay_s",
+                "torch_threads"):
         value = getattr(args, key)
         if value is not None:
             setattr(cfg, key, value)
@@ -164,6 +167,8 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--admin-token-file")
     p.add_argument("--catalog", required=True, help="catalog folder on the server")
     p.add_argument("--id", dest="ids", action="append", default=[], help="only these ids (repeatable)")
+    p.add_argument("--max-skipped", type=float, default=None, metavar="FRACTION",
+                   help="largest share of the catalog's rows that may be skipped (server default 0.05)")
     p.set_defaults(func=cmd_admin, admin="add")
     p = sub.add_parser("remove-items", help="admin: remove items from the index")
     _add_client_args(p)
@@ -202,13 +207,17 @@ def cmd_admin(args: argparse.Namespace) -> int:
             if args.admin == "reload":
                 resp = client.reload(args.index or None)
             elif args.admin == "add":
-                resp = client.add_items(args.catalog, args.ids)
+                resp = client.add_items(args.catalog, args.ids, args.max_skipped)
             else:
                 resp = client.remove_items(args.ids)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2))
+    if args.admin == "add":
+        kept = resp.added + resp.replaced
+        print(f"kept {kept:,} / skipped {len(resp.skipped):,} / total {kept + len(resp.skipped):,} rows; "
+              f"index now {resp.index_size:,} items", file=sys.stderr)
     return 0
 
 

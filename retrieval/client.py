@@ -128,8 +128,12 @@ class RetrievalClient:
     def list_attributes(self) -> pb.ListAttributesResponse:
         return self.stub.ListAttributes(pb.ListAttributesRequest(), timeout=self.timeout)
 
-    def add_items(self, catalog_dir: str | Path, ids: Sequence[str] = ()) -> pb.AddItemsResponse:
+    def add_items(self, catalog_dir: str | Path, ids: Sequence[str] = (),
+                  max_skipped: float | None = None) -> pb.AddItemsResponse:
+        """``max_skipped``: the largest share of skipped rows the server accepts (None: its default, 0.05)."""
         req = pb.AddItemsRequest(catalog_dir=str(catalog_dir), ids=list(ids))
+        if max_skipped is not None:
+            req.max_skipped = max_skipped
         return self.stub.AddItems(req, timeout=self.timeout, metadata=self._admin_metadata())
 
     def remove_items(self, ids: Sequence[str]) -> pb.RemoveItemsResponse:

@@ -10,7 +10,8 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-MYNTRA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "myntra-a"
+# ../shared/data/myntra-a next to the checkout; $MYNTRA_A_DIR points a worktree elsewhere at it
+MYNTRA_DIR = Path(os.environ.get("MYNTRA_A_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "myntra-a")
 
 
 @pytest.fixture(scope="session")

@@ -190,8 +190,11 @@ def test_cli_validate_strict_exit_codes(tmp_path):
     assert "rows kept:    2" in ok.stdout
     with open(tmp_path / "catalog.csv", "a") as fh:
         fh.write("zz,images/nope.jpg" + "," * 14 + "\n")
-    lenient = _cli("validate", str(tmp_path))
-    assert lenient.returncode == 0 and "missing image: 1" in lenient.stdout
+    too_many = _cli("validate", str(tmp_path))  # 1 of 3 rows is over the default 5 %
+    assert too_many.returncode == 1 and "missing image: 1" in too_many.stdout
+    assert "--max-skipped 0.34" in too_many.stderr
+    lenient = _cli("validate", str(tmp_path), "--max-skipped", "0.34")
+    assert lenient.returncode == 0 and "kept 2 / skipped 1 / total 3 rows" in lenient.stdout
     strict = _cli("validate", str(tmp_path), "--strict")
     assert strict.returncode == 1 and "line 4" in strict.stdout
 
@@ -221,8 +224,13 @@ def test_myntra_sample_loads_with_inferred_schema(myntra_dir, tmp_path):
     # only rare values (under min_count) and duplicate photos may be skipped
     assert set(reasons) <= {fmt.VALUE_OUTSIDE_SCHEMA, fmt.DUPLICATE_ID}
     assert len(cat.issues) < 0.05 * len(rows)
-    default = load_catalog(myntra_dir, check_images=False)
-    assert len(default.items) < len(cat.items)  # the thesis vocabulary does not fit this shop
+    thesis = load_catalog(myntra_dir, schema=Schema.default(), check_images=False)
+    assert len(thesis.items) < 0.1 * len(rows)  # the thesis vocabulary does not fit this shop...
+    default = load_catalog(myntra_dir, check_images=False)  # ...so without schema.json it is not used
+    assert len(default.items) == len(rows) and not default.issues
+    assert default.schema.names == ["category", "color", "pattern"]  # the thesis-named columns it has
+    assert "tshirts" in default.schema.values("category") and "inferred" in default.schema_source
+    assert "gender" in default.items[0].extra  # other columns stay extras unless named in --infer-schema
 
 
 def test_values_outside_schema_can_be_kept_as_unknown(tmp_path):

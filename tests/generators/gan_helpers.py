@@ -23,6 +23,8 @@ TINY_CONFIG = {
     "stargan": {"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1, "n_critic": 2},
     "pix2pix": {"ngf": 8, "ndf": 8},
     "cyclegan": {"ngf": 8, "ndf": 8, "n_blocks": 1, "pool_size": 4},
+    "maskedit": {"pred_size": 16, "conv_dim": 8, "max_dim": 16, "levels": 2, "res_blocks": 1, "d_width": 8,
+                 "judge_steps": 5},
     "train": {"log_every": 1, "sample_every": 2, "checkpoint_every": 2, "n_samples": 3},
 }
 

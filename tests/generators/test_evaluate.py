@@ -12,7 +12,7 @@ from PIL import Image
 
 from catalog import load_catalog
 from generators import evaluate as E
-from generators.classifier import AttributeClassifier, ClassifierConfig, load_or_fit
+from generators.evaluate.classifier import AttributeClassifier, ClassifierConfig, load_or_fit
 
 SIZE = 32  # the GAN working size used throughout (smallest the trainer allows; fast on CPU)
 
@@ -112,7 +112,9 @@ def test_edit_metrics_against_identity_and_oracle_editors(classifier, demo_catal
     clf, _ = classifier
     cat = load_catalog(demo_catalog_dir, check_images=False)
     by_image: dict[int, str] = {}
-    real_open = E._open
+    from generators.evaluate import edits as edits_module
+
+    real_open = edits_module.open_rgb
 
     def tracking_open(path: Path):  # remember which product each input image is
         im = real_open(path)
@@ -121,7 +123,7 @@ def test_edit_metrics_against_identity_and_oracle_editors(classifier, demo_catal
                 by_image[id(im)] = it.id
         return im
 
-    monkeypatch.setattr(E, "_open", tracking_open)
+    monkeypatch.setattr(edits_module, "open_rgb", tracking_open)
     groups = {g: list(cat.schema.groups[g]) for g in ("color", "pattern")}
     cfg = E.EvalConfig(items=3, variant_of=True)
     editor = _FakeEditor(demo_catalog_dir, by_image, oracle, tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from generators.networks import (
+from generators.models.networks import (
     NLayerDiscriminator,
     ResnetGenerator,
     StarDiscriminator,
@@ -14,7 +14,7 @@ from generators.networks import (
     patch_receptive_field,
     star_d_repeat_num,
 )
-from generators.stargan import classification_loss, predict_labels
+from generators.models.stargan import classification_loss, predict_labels
 
 
 def test_stargan_generator_matches_official_size() -> None:

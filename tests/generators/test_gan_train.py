@@ -18,6 +18,7 @@ from generators.train import main as train_main
 # One thread: tiny nets gain nothing from two, and a shared CPU makes two threads wait on each other.
 COMMON = ["--image-size", "32", "--batch-size", "4", "--quiet", "--no-tensorboard", "--threads", "1"]
 MODEL_ARGS = {
+    "maskedit": [],
     "stargan": [],
     "pix2pix": ["--pairs", "PAIRS"],
     "cyclegan": ["--domain-a", "product:pattern=unicolors", "--domain-b", "product:pattern=stripes"],
@@ -40,7 +41,7 @@ def _train(model: str, catalog: Path, out: Path, config: Path, *extra: str) -> i
                        *COMMON, *margs, *extra])
 
 
-@pytest.mark.parametrize("model", ["stargan", "pix2pix", "cyclegan"])
+@pytest.mark.parametrize("model", ["maskedit", "stargan", "pix2pix", "cyclegan"])
 def test_two_steps_write_run_folder(model: str, tiny: Path, tiny_config: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert _train(model, tiny, run, tiny_config, "--steps", "2") == 0
@@ -56,7 +57,7 @@ def test_two_steps_write_run_folder(model: str, tiny: Path, tiny_config: Path, t
     assert ck["optims"] and ck["scheds"]
     assert (run / "samples" / "step_00000002.png").is_file()
     cols = json.loads((run / "samples" / "columns.json").read_text())
-    if model == "stargan":  # inputs, then one column per (group, value)
+    if model in ("stargan", "maskedit"):  # inputs, then one column per (group, value)
         assert cols[0] == "input" and len(cols) == 1 + 3 + 2 + 2
     from PIL import Image
 
@@ -65,7 +66,7 @@ def test_two_steps_write_run_folder(model: str, tiny: Path, tiny_config: Path, t
         assert im.size == (len(cols) * 34 + 2, rows * 34 + 2)
 
 
-@pytest.mark.parametrize("model", ["stargan", "pix2pix", "cyclegan"])
+@pytest.mark.parametrize("model", ["maskedit", "stargan", "pix2pix", "cyclegan"])
 def test_resume_equals_uninterrupted(model: str, tiny: Path, tiny_config: Path, tmp_path: Path) -> None:
     full, split = tmp_path / "full", tmp_path / "split"
     assert _train(model, tiny, full, tiny_config, "--steps", "6") == 0
@@ -141,20 +142,32 @@ def test_config_overrides_are_checked() -> None:
     with pytest.raises(ConfigError, match="sections are"):
         apply_overrides(cfg, {"stargn": {}})
     cfg.train.image_size = 100
-    with pytest.raises(ConfigError, match="power of two"):
+    with pytest.raises(ConfigError, match="multiple of 32"):
         cfg.validate()
 
 
-def test_groups_of_a_catalog_without_schema_are_inferred(tiny: Path, tiny_config: Path, tmp_path: Path) -> None:
+def test_a_catalog_without_schema_is_loaded_by_the_shared_rule(tiny: Path, tiny_config: Path, tmp_path: Path) -> None:
+    """No schema.json and a foreign vocabulary (like myntra-a): the schema is inferred, nothing lost."""
+    import csv
     import shutil
 
     bare = tmp_path / "bare"
     shutil.copytree(tiny, bare)
-    (bare / "schema.json").unlink()  # like myntra-a: no schema.json, vocabulary not the thesis one
+    (bare / "schema.json").unlink()
+    with open(bare / "catalog.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:  # not the thesis vocabulary any more
+        r["color"] = {"blue": "navy_blue", "red": "maroon"}.get(r["color"], r["color"])
+    with open(bare / "catalog.csv", "w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
     run = tmp_path / "run"
-    assert _train("stargan", bare, run, tiny_config, "--steps", "1", "--groups", "color,length") == 0
+    assert _train("stargan", bare, run, tiny_config, "--steps", "1", "--groups", "color,length", "--min-count", "1") == 0
     ck = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert ck["schema"] == {"groups": {"color": ["blue", "green", "red"], "length": ["long", "short"]}}
+    assert ck["schema"]["groups"]["color"] == sorted({r["color"] for r in rows})
+    data = json.loads((run / "data.json").read_text())
+    assert data["loaded"]["skipped"] == 0 and data["loaded"]["items"] == len(rows)
 
 
 def test_pairs_file_errors_name_the_line(tiny: Path, tmp_path: Path) -> None:

@@ -89,12 +89,12 @@ def test_pose_cache_resumes_without_rerunning_the_models(pose_run, demo_catalog_
     # a kill mid-write leaves a partial line: it is ignored and the rest is reused
     cache.write_text("\n".join(lines) + "\n" + lines[0][: len(lines[0]) // 2])
 
-    import generators.pose
+    import generators.pairs.pose
 
     def boom(*a, **k):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(generators.pose, "PoseEstimator", boom)
+    monkeypatch.setattr(generators.pairs.pose, "PoseEstimator", boom)
     again = P.select_pairs(demo_catalog_dir, "pose", MODELS_DIR, cache_path=cache, progress=False)
     assert again.pairs == res.pairs
 
@@ -139,6 +139,11 @@ def test_cli_errors_name_the_problem(demo_catalog_dir: Path, tmp_path: Path, cap
     # --eval on a catalog without ground truth
     with pytest.raises(FileNotFoundError, match="ground truth"):
         P.load_ground_truth(bare)
+    # a catalog that would lose more than --max-skipped of its rows (1 of 3 images gone)
+    (bare / items[0].img_path).unlink()
+    assert P.main(["--catalog", str(bare), "--method", "kmeans", "--out", str(tmp_path / "p.csv"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 rows (33.3%) would be skipped" in err and "--max-skipped 0.34" in err
 
 
 def test_pairs_file_round_trip_and_bad_rows(tmp_path: Path) -> None:
@@ -158,7 +163,7 @@ def test_pairs_file_round_trip_and_bad_rows(tmp_path: Path) -> None:
 def test_detector_finds_people_in_real_worn_photos_and_not_on_watches(myntra_dir: Path) -> None:
     from PIL import Image
 
-    from generators.pose import PoseEstimator
+    from generators.pairs.pose import PoseEstimator
 
     with open(myntra_dir / "catalog.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generators import pose_models as pm
+from generators.pairs import pose_models as pm
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO / "models" / "pose"
@@ -31,7 +31,7 @@ def _tflite_bytes(tag: bytes) -> bytes:
 def test_model_paths_missing_names_the_fetch_command(tmp_path: Path) -> None:
     with pytest.raises(pm.PoseModelsMissing) as exc:
         pm.model_paths(tmp_path / "nowhere")
-    assert "python -m generators.pose_models fetch" in str(exc.value)
+    assert "python -m generators.pairs.pose_models fetch" in str(exc.value)
 
 
 def test_fetch_with_missing_wheel_file_fails_clearly(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_cli_exit_code_and_message(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_ssd_anchors_match_the_detector_output() -> None:
-    from generators.pose import ssd_anchors
+    from generators.pairs.pose import ssd_anchors
 
     a = ssd_anchors()
     assert a.shape == (2254, 2)
@@ -99,7 +99,7 @@ def test_ssd_anchors_match_the_detector_output() -> None:
 
 @pytest.mark.parametrize("rotation", [0.0, 0.4, -1.2, math.pi])
 def test_roi_crop_and_projection_are_inverse(rotation: float) -> None:
-    from generators.pose import Roi
+    from generators.pairs.pose import Roi
 
     img = np.full((200, 160, 3), 255, np.uint8)
     img[118:122, 58:62] = 0  # a dot centred at (60, 120)
@@ -112,7 +112,7 @@ def test_roi_crop_and_projection_are_inverse(rotation: float) -> None:
 
 
 def test_mediapipe_alignment_puts_the_head_up() -> None:
-    from generators.pose import PoseEstimator
+    from generators.pairs.pose import PoseEstimator
 
     upright = PoseEstimator.roi_from_points(np.array([100.0, 150.0]), np.array([100.0, 50.0]), "t")
     assert abs(upright.rotation) < 1e-9 and upright.size == pytest.approx(2 * 100 * 1.25)
@@ -126,7 +126,7 @@ def test_mediapipe_alignment_puts_the_head_up() -> None:
 @pytest.mark.skipif(not (MODELS_DIR / "pose_landmark_full.tflite").is_file(),
                     reason="pose models not installed (run `make pose-models`)")
 def test_installed_models_verify_and_a_blank_photo_has_no_person() -> None:
-    from generators.pose import PoseEstimator
+    from generators.pairs.pose import PoseEstimator
 
     assert set(pm.verify(MODELS_DIR)) == {s.name for s in pm.MODELS}
     est = PoseEstimator(MODELS_DIR)

@@ -71,3 +71,62 @@ def test_cli_bad_catalog_and_schema_errors(tmp_path, capsys):
     assert "no catalog.csv" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["build", "--catalog", str(tmp_path), "--out", str(tmp_path / "o"), "--index", "annoy"])
+
+
+# --- bring your own catalog: one loading rule for build, add and train-encoder ----------------------------
+def _own_catalog(root, n: int = 30, broken: int = 0, category: str | None = None, prefix: str = "s"):
+    """A shop catalog in its own vocabulary, without schema.json; the first ``broken`` rows name missing images."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["id,img_path,category,color,gender"]
+    for i in range(n):
+        rel = f"images/missing{i}.jpg" if i < broken else f"images/{i}.jpg"
+        if i >= broken:
+            Image.new("RGB", (48, 48), ((90 * i) % 256, 60, 200 - 5 * i)).save(root / rel, "JPEG")
+        lines.append(f"{prefix}{i},{rel},{category or ('tshirts', 'shirts', 'jeans')[i % 3]},"
+                     f"{('navy_blue', 'grey')[i % 2]},men")
+    (root / "catalog.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_cli_build_indexes_a_foreign_vocabulary_whole(tmp_path, capsys):
+    idx = tmp_path / "idx"
+    cat = _own_catalog(tmp_path / "shop")
+    assert main(["build", "--catalog", str(cat), "--out", str(idx), "--image-size", "64", "--index", "flat",
+                 "--workers", "0", "--device", "cpu"]) == 0
+    out = capsys.readouterr()
+    assert "30 items; kept 30 / skipped 0 / total 30 rows;" in out.out
+    assert "schema: inferred from category, color" in out.err
+    m = IndexStore.open(idx).manifest
+    assert m["count"] == 30
+    assert m["schema"] == {"category": ["jeans", "shirts", "tshirts"], "color": ["grey", "navy_blue"]}
+    assert m["catalogs"][0]["schema_source"].startswith("inferred from category, color")
+    assert (m["catalogs"][0]["skipped"], m["catalogs"][0]["total_rows"]) == (0, 30)
+
+    # three more items of the same shop: too few to infer from, but they fit the index's schema
+    more = _own_catalog(tmp_path / "more", n=3, category="tshirts", prefix="new")
+    assert main(["add", "--index", str(idx), "--catalog", str(more), "--workers", "0", "--device", "cpu"]) == 0
+    out = capsys.readouterr()
+    assert "added 3, replaced 0, now 33 items; kept 3 / skipped 0 / total 3 rows" in out.out
+    assert "the index's schema" in out.err
+    assert main(["search", "--index", str(idx), "--image", str(more / "images" / "0.jpg"), "-k", "33",
+                 "--filter", "category=tshirts", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 10 + 3
+
+
+def test_cli_build_refuses_a_large_loss_and_accepts_it_when_told(tmp_path, capsys):
+    idx = tmp_path / "idx"
+    cat = _own_catalog(tmp_path / "shop", n=10, broken=3)
+    common = ["--out", str(idx), "--image-size", "64", "--index", "flat", "--workers", "0", "--device", "cpu"]
+    assert main(["build", "--catalog", str(cat), *common]) == 2
+    err = capsys.readouterr().err
+    assert "3 of 10 rows (30.0%) would be skipped" in err and "missing image: 3 rows" in err
+    assert "--max-skipped 0.3 " in err
+    assert not (idx / "manifest.json").exists()  # nothing was built
+    assert main(["train-encoder", "--catalog", str(cat), "--out", str(tmp_path / "enc")]) == 2
+    assert "3 of 10 rows" in capsys.readouterr().err
+
+    assert main(["build", "--catalog", str(cat), *common, "--max-skipped", "0.3"]) == 0
+    assert "7 items; kept 7 / skipped 3 / total 10 rows;" in capsys.readouterr().out
+    assert IndexStore.open(idx).manifest["catalogs"][0]["skipped"] == 3

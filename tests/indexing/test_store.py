@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -208,7 +209,7 @@ def test_ivfpq_refine_store_add_remove_filter_reload(tmp_path, catalog_factory):
            [[h.id for h in r] for r in store.search(x[:30], 10, {"category": "tops"})]
     assert np.allclose(reopened.reconstruct(ids[1]), x[1], atol=0.02)
     # replacing by id (remove + add inside add_vectors) keeps everything aligned
-    sub = SimpleNamespace(items=cat.items[:8], root=cat.root, schema=cat.schema, checksum=cat.checksum)
+    sub = dataclasses.replace(cat, items=cat.items[:8], issues=[])
     res = reopened.add_vectors(sub, x[:8])
     assert res == {"added": 2, "replaced": 6, "count": 302}
     assert [h[0].id for h in reopened.search(x[:8], 10)] == ids[:8]

@@ -11,7 +11,7 @@ the top to near the bottom of the photo and is narrow compared with a close-up (
 the centre crop) or a detail shot (which fills everything). The masks cannot tell a front
 view from a back view, which is the method's known ceiling.
 
-``pose`` — BlazePose landmarks (:mod:`generators.pose`) score each photo as "front, full
+``pose`` — BlazePose landmarks (:mod:`generators.pairs.pose`) score each photo as "front, full
 body": a person is present (landmark model's pose flag times a skeleton plausibility check),
 the feet (ankles, heels, toes) are visible and inside the photo, the nose is inside the
 photo, and a face detector (BlazeFace) finds a face on the head region. The last one is what
@@ -36,7 +36,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -46,7 +45,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from catalog import atomic_write_text, load_catalog
+from catalog import (
+    Catalog,
+    add_catalog_options,
+    atomic_write_text,
+    load_catalog,
+    open_catalog,
+    options_from_args,
+)
 
 METHODS = ("kmeans", "pose")
 LABELS = ("front_full", "back_full", "upper_close", "detail")
@@ -183,7 +189,7 @@ def pose_features(pose, image_size: tuple[int, int]) -> dict[str, float]:
     model mostly answers "front" for back views too, so the rules do not rely on it);
     ``landmark_face``: the landmark model's own face visibility (same caveat).
     """
-    from generators import pose as P
+    from generators.pairs import pose as P
 
     if pose is None:
         return {"person": 0.0, "presence": 0.0, "face": 0.0, "feet": 0.0, "head_in": 0.0, "facing": 0.0,
@@ -297,7 +303,7 @@ def pose_photo_features(
     from PIL import Image
     from tqdm import tqdm
 
-    from generators.pose import PoseEstimator
+    from generators.pairs.pose import PoseEstimator
 
     cache = cache or FeatureCache(None)
     est = None
@@ -345,7 +351,7 @@ class PairsResult:
 
 
 def select_pairs(
-    catalog_dir: str | Path,
+    catalog_dir: str | Path | Catalog,
     method: str,
     model_dir: str | Path = "models/pose",
     cache_path: Path | None = None,
@@ -356,7 +362,8 @@ def select_pairs(
 ) -> PairsResult:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    cat = load_catalog(catalog_dir, check_images=False)
+    # a loaded catalog (the CLI loads it by the shared rule, catalog.open_catalog) or a folder
+    cat = catalog_dir if isinstance(catalog_dir, Catalog) else load_catalog(catalog_dir, check_images=False)
     items = cat.items[:limit] if limit else cat.items
     rel_paths: list[str] = []
     groups: list[list[int]] = []
@@ -367,7 +374,7 @@ def select_pairs(
             rel_paths.append(rp)
         groups.append(idx)
     if not rel_paths:
-        raise ValueError(f"{catalog_dir}: no item has model photos (column model_img_paths is empty)")
+        raise ValueError(f"{cat.root}: no item has model photos (column model_img_paths is empty)")
     full_paths = [cat.root / rp for rp in rel_paths]
     t0 = time.perf_counter()
     labels: dict[str, str] = {}
@@ -514,13 +521,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="kmeans: random state")
     ap.add_argument("--limit", type=int, default=None, help="only the first N products (quick looks)")
     ap.add_argument("--quiet", action="store_true")
+    add_catalog_options(ap)
     args = ap.parse_args(argv)
     if args.out.suffix not in (".csv", ".jsonl"):
         ap.error(f"--out: extension must be .csv or .jsonl, got {args.out.name!r}")
     cache = args.cache or args.out.with_name(args.out.name + ".pose-cache.jsonl")
     try:
+        cat = open_catalog(args.catalog, options_from_args(args), check_images=False)
         res = select_pairs(
-            args.catalog, args.method, args.pose_models, cache if args.method == "pose" else None,
+            cat, args.method, args.pose_models, cache if args.method == "pose" else None,
             KMeansConfig(seed=args.seed), PoseRules(min_score=args.min_score), not args.quiet, args.limit,
         )
     except (FileNotFoundError, ValueError) as exc:
@@ -528,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     write_pairs(args.out, res.pairs)
     print(f"{len(res.pairs)} pairs from {res.info['products']} products ({res.n_photos} photos, "
-          f"{res.seconds:.1f} s) -> {args.out}")
+          f"{res.seconds:.1f} s) -> {args.out}; catalog {cat.counts_line()}")
     if args.eval:
         try:
             report = evaluate_pairs(res, args.catalog)
@@ -545,6 +554,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
-    sys.exit(main())

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from catalog import Schema
-from generators.networks import NLayerDiscriminator, UnetGenerator, init_weights
+from generators.models.base import GANLoss, Solver, set_requires_grad
+from generators.models.networks import NLayerDiscriminator, UnetGenerator, init_weights
 from generators.options import Config
-from generators.solver import GANLoss, Solver, set_requires_grad
 
 
 def build_pix2pix_generator(cfg: Config) -> UnetGenerator:
@@ -83,3 +83,27 @@ class Pix2PixSolver(Solver):
             fake = self.G(fixed["a"]).float()
         self.train(was_training)
         return torch.stack([fixed["a"], fake, fixed["b"]], dim=1), ["product", "generated model photo", "true model photo"]
+
+
+class Pix2PixInference:
+    """product photo -> model photo."""
+
+    full_resolution = False
+
+    def __init__(self, ckpt: dict, cfg: Config, schema: Schema, device: torch.device) -> None:
+        self.G = build_pix2pix_generator(cfg)
+        self.G.load_state_dict(ckpt["nets"]["G"])
+        self.G.to(device).eval().requires_grad_(False)
+        self.meta = dict(ckpt.get("meta") or {})
+
+    def capabilities(self) -> dict | None:
+        return None
+
+    def translations(self) -> dict[str, str]:
+        """Which direction this checkpoint translates: {"to_model": net name}."""
+        if self.meta.get("direction") == "model->product":
+            return {"to_product": "G"}
+        return {"to_model": "G"}
+
+    def translate(self, net: str, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x).float()

@@ -1,6 +1,6 @@
 """BlazePose (MediaPipe's pose detector + full landmark model) on single photos, without mediapipe.
 
-The two ``.tflite`` models come from :mod:`generators.pose_models` (an install step) and run
+The two ``.tflite`` models come from :mod:`generators.pairs.pose_models` (an install step) and run
 with ``ai-edge-litert``'s interpreter. This module re-implements the parts of MediaPipe's
 pose graph that sit around the models, for still images:
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from generators.pose_models import DEFAULT_DIR, model_paths
+from generators.pairs.pose_models import DEFAULT_DIR, model_paths
 
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256

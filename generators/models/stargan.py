@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from catalog import Schema
 from generators.datasets import group_sizes, one_hot
-from generators.networks import StarDiscriminator, StarGenerator
+from generators.models.base import Solver, set_requires_grad
+from generators.models.networks import StarDiscriminator, StarGenerator
 from generators.options import Config
-from generators.solver import Solver, set_requires_grad
 
 
 def build_stargan_nets(cfg: Config, schema: Schema) -> tuple[StarGenerator, StarDiscriminator]:
@@ -190,3 +190,39 @@ class StarGANSolver(Solver):
                 captions.append(f"{g}={v}")
         self.train(was_training)
         return torch.stack(cols, dim=1), captions
+
+
+class StarGANInference:
+    """StarGAN at inference: the full target label = the input's labels with the named groups set.
+
+    The input's own labels come from D's classifier head; a caller that knows them (a catalog
+    item) passes ``source_labels``, which take precedence.
+    """
+
+    full_resolution = False
+
+    def __init__(self, ckpt: dict, cfg: Config, schema: Schema, device: torch.device) -> None:
+        self.schema = schema
+        self.device = device
+        self.sizes = group_sizes(schema)
+        self.G, self.D = build_stargan_nets(cfg, schema)
+        for name, net in (("G", self.G), ("D", self.D)):
+            net.load_state_dict(ckpt["nets"][name])
+            net.to(device).eval().requires_grad_(False)
+
+    def capabilities(self) -> dict:
+        return {"groups": {g: list(v) for g, v in self.schema.groups.items()}, "multi_group": True,
+                "unnamed_groups": "kept (read from the image by the classifier)"}
+
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        return predict_labels(self.D.classify(x).float(), self.sizes).cpu()
+
+    def edit(self, x: torch.Tensor, changes: dict[str, str], source_labels: torch.Tensor | None = None,
+             strength: float = 1.0) -> torch.Tensor:
+        labels = self.predict_labels(x)
+        if source_labels is not None:
+            labels = torch.where(source_labels >= 0, source_labels, labels)
+        for g, v in changes.items():
+            labels[:, self.schema.names.index(g)] = self.schema.index(g, v)
+        out = self.G(x, one_hot(labels, self.sizes).to(self.device)).float()
+        return x + strength * (out - x) if strength != 1.0 else out

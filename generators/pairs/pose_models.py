@@ -5,13 +5,13 @@ files inside the ``mediapipe`` wheel (Apache-2.0). Installing mediapipe itself w
 numpy<2 and pull in jax, so instead this module downloads the wheel with
 ``pip download --no-deps`` into a temporary folder, extracts the three model files, checks
 them against pinned SHA-256 digests and moves them into ``models/pose/`` atomically. The
-models then run with ``ai-edge-litert``'s interpreter (see :mod:`generators.pose`).
+models then run with ``ai-edge-litert``'s interpreter (see :mod:`generators.pairs.pose`).
 
 This runs at install time only. Run-time code calls :func:`model_paths`, which never
 downloads: it raises :class:`PoseModelsMissing` naming the command to run instead.
 
-    python -m generators.pose_models fetch --out models/pose
-    python -m generators.pose_models verify --dir models/pose
+    python -m generators.pairs.pose_models fetch --out models/pose
+    python -m generators.pairs.pose_models verify --dir models/pose
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from catalog import atomic_write_bytes, atomic_write_text
 MEDIAPIPE_VERSION = "0.10.21"
 DEFAULT_DIR = Path("models/pose")
 MANIFEST = "manifest.json"
-FETCH_COMMAND = "python -m generators.pose_models fetch --out models/pose   (or: make pose-models)"
+FETCH_COMMAND = "python -m generators.pairs.pose_models fetch --out models/pose   (or: make pose-models)"
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def verify(model_dir: str | Path = DEFAULT_DIR) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m generators.pose_models", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m generators.pairs.pose_models", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="download the mediapipe wheel and extract the pose and face models")
     f.add_argument("--out", type=Path, default=DEFAULT_DIR)

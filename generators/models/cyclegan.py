@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from catalog import Schema
-from generators.networks import NLayerDiscriminator, ResnetGenerator, init_weights
+from generators.models.base import GANLoss, Solver, set_requires_grad
+from generators.models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
 from generators.options import Config
-from generators.solver import GANLoss, Solver, set_requires_grad
 
 
 def build_cyclegan_generator(cfg: Config) -> ResnetGenerator:
@@ -144,3 +144,58 @@ class CycleGANSolver(Solver):
     def load_extra_state(self, state: dict) -> None:
         self.pool_a.load(state.get("pool_a"), self.device)
         self.pool_b.load(state.get("pool_b"), self.device)
+
+
+class CycleGANInference:
+    """Two generators between two domains: fixed attribute edits, or product <-> model."""
+
+    full_resolution = False
+
+    def __init__(self, ckpt: dict, cfg: Config, schema: Schema, device: torch.device) -> None:
+        self.meta = dict(ckpt.get("meta") or {})
+        self.nets = {}
+        for name in ("G_A", "G_B"):
+            net = build_cyclegan_generator(cfg)
+            net.load_state_dict(ckpt["nets"][name])
+            self.nets[name] = net.to(device).eval().requires_grad_(False)
+
+    def fixed_edits(self) -> list[tuple[dict[str, str], str]]:
+        """(the labels an edit must ask for, the generator that does it)."""
+        a, b = self.meta.get("domain_a", {}), self.meta.get("domain_b", {})
+        out = []
+        if a.get("kind") == b.get("kind") == "product":
+            if b.get("where"):
+                out.append((dict(b["where"]), "G_A"))
+            if a.get("where"):
+                out.append((dict(a["where"]), "G_B"))
+        return out
+
+    def capabilities(self) -> dict | None:
+        edits = self.fixed_edits()
+        if not edits:
+            return None
+        groups: dict[str, list[str]] = {}
+        for where, _ in edits:
+            for g, v in where.items():
+                groups.setdefault(g, []).append(v)
+        return {"groups": groups, "multi_group": False, "edits": [where for where, _ in edits]}
+
+    def translations(self) -> dict[str, str]:
+        a, b = self.meta.get("domain_a", {}).get("kind"), self.meta.get("domain_b", {}).get("kind")
+        if (a, b) == ("product", "model"):
+            return {"to_model": "G_A", "to_product": "G_B"}
+        if (a, b) == ("model", "product"):
+            return {"to_model": "G_B", "to_product": "G_A"}
+        return {}
+
+    def edit(self, x: torch.Tensor, changes: dict[str, str], source_labels: torch.Tensor | None = None,
+             strength: float = 1.0) -> torch.Tensor:
+        for where, net in self.fixed_edits():
+            if dict(changes) == where:
+                out = self.nets[net](x).float()
+                return x + strength * (out - x) if strength != 1.0 else out
+        raise ValueError(f"this cyclegan checkpoint does exactly these edits: {[w for w, _ in self.fixed_edits()]}; "
+                         f"got {dict(changes)}")
+
+    def translate(self, net: str, x: torch.Tensor) -> torch.Tensor:
+        return self.nets[net](x).float()

@@ -1,0 +1,190 @@
+"""Evaluate a trained generator: does the edit do what was asked, and does it keep the rest?
+
+    python -m generators.evaluate --run RUN_DIR|CHECKPOINT --catalog DIR [--variant-of] --out JSON
+
+For an attribute editor (StarGAN), every evaluated product gets, for each editable group whose
+value is known, one edit to a different value (drawn with a fixed seed). Reported:
+
+- **edit success**: share of edits that the independent attribute classifier
+  (:mod:`generators.evaluate.classifier`, trained on the catalog's real photos, held-out accuracy in the
+  report) reads as the target value, overall and per group; next to it the classifier's
+  accuracy on the unedited inputs, the ceiling that success can be read against;
+- **kept**: share of the *other* groups that the classifier reads the same before and after;
+- **preservation**: L1 and SSIM of the edited image to its input, and with ``--variant-of``
+  (demo catalogs only) to the renderer's true re-rendering of the product with the changed
+  attribute (``crawler.demo.render.render_variant``), plus the input-to-truth distance as a
+  reference (an editor that returns its input unchanged scores exactly that);
+- **Fréchet distance** between real product photos and edited images in the project
+  encoder's feature space (``indexing.encoder.Encoder``; the built-in EfficientNet-Lite0
+  unless ``--encoder`` names a trained one).
+
+For a product→model translator (pix2pix, CycleGAN with ``to_model``): L1 and SSIM of the
+generated model photo to the true front full-body model photo of products the run did not
+train on (truth from ``ground_truth.json``, else from ``--pairs``), and the Fréchet distance
+between real and generated model photos.
+
+All images are compared at the generator's working size (64/128/256 px), in [0, 1].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from catalog import Catalog, atomic_write_text, load_catalog
+from generators.evaluate.classifier import ClassifierConfig, load_or_fit
+from generators.evaluate.common import GROUND_TRUTH_FILE, EvalConfig, EvaluationError
+from generators.evaluate.edits import editable_groups, evaluate_edits, image_size_of
+from generators.evaluate.metrics import FeatureSpace, frechet_distance, l1, ssim, to_float_tensor
+from generators.evaluate.translation import evaluate_to_model
+
+__all__ = ["GROUND_TRUTH_FILE", "EvalConfig", "EvaluationError", "FeatureSpace", "evaluate", "evaluate_edits",
+           "evaluate_to_model", "frechet_distance", "l1", "main", "ssim", "to_float_tensor"]
+
+
+def _run_config(run: Path) -> dict | None:
+    for p in ([run / "config.json"] if run.is_dir() else [run.parent / "config.json", run.parent.parent / "config.json"]):
+        if p.is_file():
+            try:
+                return json.loads(p.read_text())
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def search_editors(editor, catalog: Catalog, cfg: EvalConfig, holdout: float) -> dict:
+    """The editor under test and, when it edits colour, the non-learned LAB colour shift next to it."""
+    from catalog.split import holdout_mask
+    from generators.evaluate.baselines import LabColourShift
+
+    editors = {editor.capabilities().get("model", "editor"): editor}
+    groups = (editor.capabilities().get("edit") or {}).get("groups") or {}
+    if cfg.baseline and "color" in groups and "color" in catalog.schema.groups:
+        held = holdout_mask([it.id for it in catalog.items], holdout)
+        train_items = [it for it, h in zip(catalog.items, held, strict=True) if not h]
+        editors[LabColourShift.name] = LabColourShift.fit(catalog, train_items)
+    return editors
+
+
+def edited_search_report(editor, catalog: Catalog, cfg: EvalConfig, progress: bool = False):
+    """success@10 of edited queries next to the unedited query and the truth (or the oracle filter)."""
+    from generators.evaluate.search import SearchEvalConfig, edited_search
+    from indexing.encoder import Encoder
+
+    holdout = cfg.holdout
+    if holdout is None:
+        holdout = getattr(getattr(editor, "cfg", None), "train", None) and editor.cfg.train.holdout or 0.3
+    encoder = Encoder.load(cfg.encoder, device=cfg.device)
+    scfg = SearchEvalConfig(queries_per_group=cfg.queries_per_group, holdout=holdout, seed=cfg.seed,
+                            batch_size=cfg.batch_size, groups=cfg.groups)
+    result = edited_search(search_editors(editor, catalog, cfg, holdout), catalog, encoder, scfg, progress=progress)
+    trained = getattr(getattr(editor, "cfg", None), "train", None)
+    if trained is not None and not trained.holdout:
+        result.report["note"] = "the run held out no products (train.holdout = 0): queries may have been trained on"
+    return result
+
+
+def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = None, progress: bool = False) -> dict:
+    """Evaluate the checkpoint ``run`` (a checkpoint file or a run folder) on ``catalog_dir``."""
+    from generators.inference import load_editor
+
+    cfg = cfg or EvalConfig()
+    run = Path(run)
+    if not run.exists():
+        raise EvaluationError(f"--run {run}: no such checkpoint or run folder")
+    catalog = load_catalog(catalog_dir, check_images=False)
+    if cfg.variant_of and not (catalog.root / GROUND_TRUTH_FILE).is_file():
+        raise EvaluationError(f"--variant-of needs a demo catalog rendered by crawler.demo ({catalog.root} has no {GROUND_TRUTH_FILE})")
+    t0 = time.perf_counter()
+    editor = load_editor(run, device=cfg.device)
+    caps = editor.capabilities()
+    size = image_size_of(caps)
+    all_groups, fixed = editable_groups(caps, catalog)
+    groups = {g: v for g, v in all_groups.items() if g in catalog.schema.groups}
+    report: dict = {
+        "run": str(run),
+        "catalog": str(catalog.root),
+        "catalog_checksum": catalog.checksum(),
+        "image_size": size,
+        "capabilities": caps,
+        "config": asdict(cfg),
+    }
+    features = FeatureSpace(cfg.encoder, size, cfg.device)
+    report["feature_space"] = features.name
+    if groups and cfg.search:
+        report["edited_search"] = edited_search_report(editor, catalog, cfg, progress).report
+    if groups and cfg.classifier_report:
+        clf_cfg = ClassifierConfig(resolution=size, seed=cfg.seed)
+        clf = load_or_fit(catalog, cfg.classifier_dir, clf_cfg, progress)
+        rep = {k: v for k, v in clf.report.items() if k != "heldout_ids"}
+        report["classifier"] = {"kind": "frozen EfficientNet-Lite0 (ImageNet) + per-group logistic heads",
+                                "resolution": size, **rep}
+        report["edits"] = evaluate_edits(editor, catalog, clf, groups, size, cfg, features, fixed,
+                                         pass_labels=caps.get("model") == "stargan")
+    if caps.get("to_model"):
+        run_cfg = editor.cfg.to_dict() if hasattr(editor, "cfg") else _run_config(run)
+        report["to_model"] = evaluate_to_model(editor, catalog, size, cfg, features, run_cfg)
+    if "edits" not in report and "to_model" not in report:
+        raise EvaluationError(f"{run}: the editor can neither edit this catalog's groups nor translate to model photos "
+                              f"(capabilities: {caps})")
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m generators.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="a checkpoint file or a run folder")
+    ap.add_argument("--catalog", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="JSON report to write")
+    ap.add_argument("--variant-of", action="store_true", help="demo catalogs: compare with the true re-rendering")
+    ap.add_argument("--items", type=int, default=EvalConfig.items)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--encoder", default=None,
+                    help="encoder folder for the edited search and the Fréchet distance (default: built-in); "
+                         "use the index's encoder")
+    ap.add_argument("--classifier", default=None, help="classifier cache folder (default: OUT's folder/classifier_<size>)")
+    ap.add_argument("--pairs", default=None, help="to_model truth when the catalog has no ground_truth.json")
+    ap.add_argument("--queries", type=int, default=EvalConfig.queries_per_group,
+                    help="edited search: held-out queries per group")
+    ap.add_argument("--holdout", type=float, default=None,
+                    help="edited search: the hash split of held-out products (default: the run's train.holdout)")
+    ap.add_argument("--no-search", action="store_true", help="skip the edited-search report")
+    ap.add_argument("--groups", help="edited search: comma-separated groups (default: every editable one)")
+    ap.add_argument("--no-baseline", action="store_true", help="edited search without the LAB colour shift")
+    ap.add_argument("--no-classifier", action="store_true", help="skip the classifier-judged edit report")
+    args = ap.parse_args(argv)
+    cfg = EvalConfig(items=args.items, seed=args.seed, batch_size=args.batch_size, variant_of=args.variant_of,
+                     device=args.device, encoder=args.encoder, classifier_dir=args.classifier, pairs=args.pairs,
+                     search=not args.no_search, queries_per_group=args.queries, holdout=args.holdout,
+                     baseline=not args.no_baseline, classifier_report=not args.no_classifier,
+                     groups=args.groups.split(",") if args.groups else None)
+    if cfg.classifier_dir is None:
+        cfg.classifier_dir = str(args.out.parent / f".classifier_{args.out.stem}")
+    try:
+        report = evaluate(args.run, args.catalog, cfg, progress=True)
+    except (EvaluationError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
+    ed = report.get("edits", {})
+    tm = report.get("to_model", {})
+    es = report.get("edited_search")
+    if es:
+        k = es["k"]
+        for scope in ("headline", "overall"):
+            sc = es[scope]
+            row = "  ".join(f"{n} {v:.3f}" for n, v in sc[f"success@{k}"].items() if v is not None)
+            print(f"edited search, {scope} ({', '.join(sc['groups'])}): success@{k} {row}")
+    if ed:
+        print(f"edit success {ed['edit_success']:.3f}  kept {ed['kept_other_groups']}  "
+              f"L1 {ed['preservation']['l1_to_input']['mean']:.4f}  SSIM {ed['preservation']['ssim_to_input']['mean']:.4f}")
+    if tm:
+        print(f"to_model L1 {tm['l1_to_true_model_photo']['mean']:.4f}  SSIM {tm['ssim_to_true_model_photo']['mean']:.4f}")
+    print(f"report -> {args.out}")
+    return 0
