@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench_index_quality",
     "bench_index_ann",
     "bench_service",
+    "bench_reliability",
 ]
 
 

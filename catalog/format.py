@@ -17,13 +17,15 @@ import csv
 import io
 import json
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from catalog.atomic import atomic_write_text
+from catalog.images import DEFAULT_LIMITS, ImageLimits
 from catalog.schema import Schema
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ THESIS_ATTR_COLUMNS = ["category", "color", "length", "sleeve_length", "fit", "p
 # Reasons a row is skipped; stable strings so summaries and tests can count them.
 MISSING_IMAGE = "missing image"
 UNREADABLE_IMAGE = "unreadable image"
+BAD_IMAGE_SIZE = "image size outside limits"
 VALUE_OUTSIDE_SCHEMA = "value outside schema"
 DUPLICATE_ID = "duplicate id"
 PATH_ESCAPES = "path escapes catalog folder"
@@ -51,6 +54,10 @@ BAD_LIST = "bad list value"
 
 class CatalogError(ValueError):
     """A catalog that cannot be used at all (no CSV, no header, strict mode violations)."""
+
+
+class UnsafePathError(PermissionError):
+    """A catalog file path that leads outside the catalog folder, or to something not a plain file."""
 
 
 @dataclass
@@ -230,15 +237,64 @@ def _safe_relpath(root: Path, rel: str) -> Path | None:
     return full
 
 
-def _image_readable(path: Path) -> bool:
+def open_inside(root: str | Path, rel: str) -> BinaryIO:
+    """Open the catalog file ``rel`` for reading, refusing anything outside ``root``.
+
+    Checked when the file is opened, not when the catalog was loaded: a symlink placed in
+    the catalog folder later (pointing at ``/etc/...``) is refused. ``rel`` is resolved
+    (symlinks that stay inside ``root`` are fine), and the resolved path is then opened one
+    component at a time from ``root`` without following any link (``O_NOFOLLOW``), so a
+    link swapped in between the check and the open is refused too. FIFOs, devices and
+    folders are refused (``O_NONBLOCK`` keeps a FIFO from blocking the open). Raises
+    :class:`UnsafePathError` (a ``PermissionError``) or ``FileNotFoundError``.
+    """
+    root_real = Path(root).resolve(strict=True)
+    if not rel or os.path.isabs(rel):
+        raise UnsafePathError(f"{rel!r} is not a relative path inside the catalog folder {root}")
+    full = (root_real / rel).resolve(strict=True)
+    try:
+        parts = full.relative_to(root_real).parts
+    except ValueError:
+        raise UnsafePathError(f"{rel!r} leads outside the catalog folder {root} (to {full})") from None
+    if not parts:
+        raise UnsafePathError(f"{rel!r} is the catalog folder itself, not a file")
+    fd = os.open(root_real, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        try:
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            raise UnsafePathError(f"{rel!r} in {root} changed while being opened: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        raise UnsafePathError(f"{rel!r} in {root} is not a regular file")
+    return os.fdopen(file_fd, "rb")
+
+
+def read_inside(root: str | Path, rel: str) -> bytes:
+    """The bytes of catalog file ``rel`` (see :func:`open_inside`)."""
+    with open_inside(root, rel) as fh:
+        return fh.read()
+
+
+def _image_problem(path: Path, limits: ImageLimits) -> tuple[str, str] | None:
+    """(reason, detail) when the file is not a usable image, from its header; None when it is."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            problem = limits.problem(*im.size)
+            if problem is not None:
+                return BAD_IMAGE_SIZE, problem
             im.verify()
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as exc:  # PIL raises many types for bad data
+        return UNREADABLE_IMAGE, f"not a readable image ({type(exc).__name__}: {str(exc)[:120]})"
 
 
 def read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -269,6 +325,7 @@ def load_catalog(
     strict: bool = False,
     unknown_values: str | None = None,
     options: LoadOptions | None = None,
+    image_limits: ImageLimits = DEFAULT_LIMITS,
 ) -> Catalog:
     """Load a catalog folder, skipping and reporting bad rows.
 
@@ -285,6 +342,9 @@ def load_catalog(
     with a minimum count, where rare values are dropped on purpose. Default: ``options``'s,
     else ``"unknown"`` for an inferred schema and ``"skip"`` otherwise. Either way each such
     cell is reported (as an issue, or in ``Catalog.blanked``).
+    ``image_limits`` (with ``check_images``): an image whose header declares a size outside
+    them (too many pixels, too long a side, a strip-like aspect ratio) is a bad row too, so
+    no later step pads or decodes it.
     """
     if unknown_values is None and options is not None:
         unknown_values = options.unknown_values
@@ -326,7 +386,7 @@ def load_catalog(
                 if v and v not in schema.groups[g]:
                     blanked.append(RowIssue(line, VALUE_OUTSIDE_SCHEMA, f"{v!r} treated as unknown", rid, g, v))
                     row[g] = ""
-        issue = _check_row(root, row, line, schema, seen, check_images)
+        issue = _check_row(root, row, line, schema, seen, check_images, image_limits)
         if issue:
             issues.append(issue)
             continue
@@ -342,7 +402,8 @@ def load_catalog(
 
 
 def _check_row(
-    root: Path, row: dict[str, str], line: int, schema: Schema, seen: dict[str, int], check_images: bool
+    root: Path, row: dict[str, str], line: int, schema: Schema, seen: dict[str, int], check_images: bool,
+    image_limits: ImageLimits = DEFAULT_LIMITS,
 ) -> RowIssue | None:
     rid = row["id"].strip()
     if not rid:
@@ -370,8 +431,11 @@ def _check_row(
             return RowIssue(line, PATH_ESCAPES, repr(rel), rid, col)
         if not full.is_file():
             return RowIssue(line, MISSING_IMAGE, f"{rel} does not exist", rid, col)
-        if check_images and not _image_readable(full):
-            return RowIssue(line, UNREADABLE_IMAGE, f"{rel} is not a readable image", rid, col)
+        if check_images:
+            problem = _image_problem(full, image_limits)
+            if problem is not None:
+                reason, detail = problem
+                return RowIssue(line, reason, f"{rel}: {detail}", rid, col)
     return None
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.format import VALUE_OUTSIDE_SCHEMA, Catalog, CatalogError, load_catalog
+from catalog.images import DEFAULT_LIMITS, ImageLimits
 from catalog.schema import SCHEMA_FILE, Schema, SchemaError, infer_schema
 
 DEFAULT_MIN_COUNT = 5  # values seen fewer times do not become classes of an inferred schema
@@ -226,14 +227,17 @@ def _clip(text: str, n: int) -> str:
 
 
 # --- the one call a command makes ---------------------------------------------------------------------
-def open_catalog(root: str | Path, options: LoadOptions | None = None, check_images: bool = True) -> Catalog:
+def open_catalog(root: str | Path, options: LoadOptions | None = None, check_images: bool = True,
+                 image_limits: ImageLimits = DEFAULT_LIMITS) -> Catalog:
     """Load ``root`` for a command: the schema by rule 1, then the skipped-share check of rule 2.
 
+    ``image_limits``: rows whose image header declares a size outside them are skipped (and
+    count towards the loss), as in :func:`catalog.format.load_catalog`.
     Raises :class:`CatalogError` (a :class:`TooManySkippedError` for a large loss) or
     :class:`SchemaError`; the returned catalog's ``schema_source`` says which schema was used.
     """
     options = options or LoadOptions()
-    cat = load_catalog(root, check_images=check_images, options=options)
+    cat = load_catalog(root, check_images=check_images, options=options, image_limits=image_limits)
     check_skipped(cat, options.max_skipped)
     return cat
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin
 
 from crawler.politeness import RETRY_STATUSES, RetryableError, parse_retry_after
 from crawler.sites.base import BrowserHints
@@ -20,6 +21,7 @@ from crawler.sites.base import BrowserHints
 CHROMIUM = Path(os.environ.get("CRAWLER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SKIPPED_RESOURCES = frozenset({"image", "media", "font"})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class BrowserMissing(RuntimeError):
@@ -181,22 +183,40 @@ class Browser:
                 raise RetryableError(f"product page {url} did not render in time") from exc
         return await page.content()
 
-    async def download(self, url: str) -> bytes:
-        """Bytes at ``url`` through the browser context (same User-Agent and cookies)."""
+    async def download(
+        self, url: str, check_url: Callable[[str], None] | None = None, max_redirects: int = 5
+    ) -> bytes:
+        """Bytes at ``url`` through the browser context (same User-Agent and cookies).
+
+        Redirects are followed here, one hop at a time, so that ``check_url`` (which raises
+        to refuse a URL, e.g. :meth:`crawler.hosts.HostPolicy.check`) sees every hop: an
+        allowed host cannot bounce the crawler to a host it may not fetch from.
+        """
         from playwright.async_api import Error as PlaywrightError
 
-        try:
-            resp = await self.context.request.get(url, timeout=self.config.timeout_s * 1000, fail_on_status_code=False)
-        except PlaywrightError as exc:
-            raise RetryableError(f"download {url}: {exc.message.splitlines()[0]}") from exc
-        try:
-            if resp.status in RETRY_STATUSES or resp.status >= 500:
-                raise RetryableError(f"HTTP {resp.status} for {url}", parse_retry_after(resp.headers.get("retry-after")))
-            if resp.status >= 400:
-                raise PermanentError(f"HTTP {resp.status} for {url}")
-            return await resp.body()
-        finally:
-            await resp.dispose()
+        for _ in range(max_redirects + 1):
+            if check_url is not None:
+                check_url(url)
+            try:
+                resp = await self.context.request.get(url, timeout=self.config.timeout_s * 1000,
+                                                      fail_on_status_code=False, max_redirects=0)
+            except PlaywrightError as exc:
+                raise RetryableError(f"download {url}: {exc.message.splitlines()[0]}") from exc
+            try:
+                if resp.status in REDIRECT_STATUSES:
+                    location = resp.headers.get("location")
+                    if not location:
+                        raise PermanentError(f"HTTP {resp.status} without a Location for {url}")
+                    url = urljoin(url, location)
+                    continue
+                if resp.status in RETRY_STATUSES or resp.status >= 500:
+                    raise RetryableError(f"HTTP {resp.status} for {url}", parse_retry_after(resp.headers.get("retry-after")))
+                if resp.status >= 400:
+                    raise PermanentError(f"HTTP {resp.status} for {url}")
+                return await resp.body()
+            finally:
+                await resp.dispose()
+        raise PermanentError(f"more than {max_redirects} redirects, last to {url}")
 
     async def fetch_text(self, url: str) -> str | None:
         """robots.txt and the like: text on 200, None on 4xx (no file), retry on 429/5xx."""

@@ -8,7 +8,7 @@ How a crawl runs:
    listing page is one SQLite transaction, so the numbering is the same in every run.
 2. ``--concurrency`` workers take found products in that order: render the product page,
    parse it with the site adapter, download and normalise the photos (256x256 JPEG on
-   white), write the image files, then append the catalog row (fsynced), then mark the
+   white; only from the shop's host and its CDNs, see :mod:`crawler.hosts`), write the image files, then append the catalog row (fsynced), then mark the
    product done in SQLite.
 3. When nothing is left, ``catalog.csv`` is rewritten atomically in discovery order with
    duplicates (same product id or same product photo) removed, keeping the first found.
@@ -42,6 +42,7 @@ from catalog import (
 )
 from catalog.format import read_rows
 from crawler.browser import PermanentError
+from crawler.hosts import HostNotAllowed, default_policy
 from crawler.images import ImageConfig, ImageError, content_hash, normalize_image
 from crawler.normalize import Normalizer, split_tag
 from crawler.politeness import GaveUp, Politeness, RetryPolicy
@@ -80,6 +81,7 @@ class CrawlConfig:
     vocab_path: Path | None = None
     product_pattern: str | None = None  # generic site only
     image_size: int = 256
+    image_hosts: list[str] = field(default_factory=list)  # picture hosts allowed besides the shop's and its CDNs
     progress: bool = True
     seed: int | None = None  # jitter of retry delays (timing only, never the output)
 
@@ -97,6 +99,7 @@ class CrawlSummary:
     requests: int = 0
     retries: int = 0
     browser_requests_blocked: int = 0
+    images_refused: int = 0  # picture URLs on hosts the crawl may not fetch from (dropped or failed)
     unknown_tags: int = 0  # tag occurrences in kept rows that set no attribute
     unknown_tags_distinct: int = 0
     top_unknown_tags: list[tuple[str, int]] = field(default_factory=list)
@@ -110,7 +113,8 @@ class CrawlSummary:
             f"crawl of {self.out}: {'finished' if self.finished else 'NOT finished'}",
             f"  products in catalog: {self.products} ({self.written_this_run} written in this run, "
             f"{self.products_per_s:.2f} products/s over {self.elapsed_s:.1f} s)",
-            f"  failures: {self.failed}   duplicates dropped: {self.duplicates}   blocked by robots.txt: {self.robots_blocked}",
+            f"  failures: {self.failed}   duplicates dropped: {self.duplicates}   blocked by robots.txt: {self.robots_blocked}"
+            f"   pictures refused (host not allowed): {self.images_refused}",
             f"  listings: {self.listings_done} done, {self.listings_failed} failed;"
             f" requests: {self.requests}, retries: {self.retries}",
             "  labels filled: " + ", ".join(f"{g}={n}" for g, n in self.labels_filled.items()),
@@ -156,6 +160,8 @@ class Crawler:
                 for v in wanted:
                     self.schema.check_value(name, v)
         self.image_config = ImageConfig(size=config.image_size)
+        self.image_policy = default_policy(config.start_url or self.adapter.base_url, self.adapter.image_hosts,
+                                           config.image_hosts)
         self.summary = CrawlSummary(out=str(self.out))
         self._in_flight: set[int] = set()
         self._discovery_done = False
@@ -340,8 +346,13 @@ class Crawler:
         )
 
     async def _image(self, url: str) -> bytes:
-        data = await self.politeness.call(url, self.browser.download)
+        self.image_policy.check(url)  # before politeness: not even robots.txt is fetched from a refused host
+        data = await self.politeness.call(url, lambda u: self.browser.download(u, self.image_policy.check))
         return await asyncio.to_thread(normalize_image, data, self.image_config)
+
+    def _refused(self, url: str, exc: HostNotAllowed) -> None:
+        self.summary.images_refused += 1
+        self.state.record_failure(url, "image", 0, f"refused: {exc}")
 
     async def _product(self, page, task: ProductTask) -> str:  # noqa: ANN001
         hints = self.adapter.hints
@@ -354,14 +365,28 @@ class Crawler:
                 self.state.mark(task.seq, DUPLICATE, f"same product id as #{earlier}", raw.id)
                 return DUPLICATE
             # All photos of a product at once; the per-host rate limit still spaces the requests.
-            main, *model_data = await asyncio.gather(*(self._image(u) for u in [raw.image_url, *raw.model_image_urls]))
+            # A model photo on a refused host is left out; a refused product photo fails the product.
+            main, *model_results = await asyncio.gather(
+                *(self._image(u) for u in [raw.image_url, *raw.model_image_urls]), return_exceptions=True)
+            if isinstance(main, BaseException):
+                if isinstance(main, HostNotAllowed):
+                    self._refused(raw.image_url, main)
+                raise main
+            model_data: list[tuple[str, bytes]] = []
+            for u, res in zip(raw.model_image_urls, model_results, strict=True):
+                if isinstance(res, HostNotAllowed):
+                    self._refused(u, res)
+                elif isinstance(res, BaseException):
+                    raise res
+                else:
+                    model_data.append((u, res))
             h = content_hash(main)
             earlier = self.state.earlier_with("img_hash", h, task.seq)
             if earlier is not None:
                 self.state.mark(task.seq, DUPLICATE, f"same product photo as #{earlier}", raw.id)
                 return DUPLICATE
             models, model_urls, seen = [], [], {h}
-            for u, data in zip(raw.model_image_urls, model_data, strict=True):
+            for u, data in model_data:
                 if content_hash(data) not in seen:  # a gallery showing one photo twice
                     seen.add(content_hash(data))
                     models.append(data)
@@ -374,7 +399,7 @@ class Crawler:
             self.state.record_failure(task.url, "product", exc.attempts, str(exc))
             self.state.mark(task.seq, FAILED, str(exc))
             return FAILED
-        except (PermanentError, ParseError, ImageError) as exc:
+        except (PermanentError, ParseError, ImageError, HostNotAllowed) as exc:
             self.state.record_failure(task.url, "product", 1, f"{type(exc).__name__}: {exc}")
             self.state.mark(task.seq, FAILED, str(exc))
             return FAILED
@@ -533,6 +558,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schema", help="output schema.json (default: the thesis vocabulary)")
     p.add_argument("--vocab", help="tag vocabulary JSON (default: crawler/vocab/de.json)")
     p.add_argument("--product-pattern", help="generic site: regex a product page's URL path matches")
+    p.add_argument("--image-hosts", help="comma-separated picture hosts allowed besides the shop's own and the "
+                   "adapter's CDNs: host, host:port or *.domain")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -557,6 +584,7 @@ def config_from_args(args: argparse.Namespace) -> CrawlConfig:
         resume=args.resume, retry_failed=args.retry_failed, tries=args.tries, timeout_s=args.timeout,
         user_agent=args.user_agent, schema_path=Path(args.schema) if args.schema else None,
         vocab_path=Path(args.vocab) if args.vocab else None, product_pattern=args.product_pattern,
+        image_hosts=[h.strip() for h in (args.image_hosts or "").split(",") if h.strip()],
         progress=not args.no_progress,
     )
 

@@ -8,21 +8,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from catalog import (
     Catalog,
-    CatalogError,
     Schema,
-    SchemaError,
     add_catalog_options,
     atomic_write_text,
     open_catalog,
     options_from_args,
 )
-from indexing.data import default_workers
 
 
 def _add_catalog_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -43,19 +41,9 @@ def _load_catalog(args: argparse.Namespace, root: Path, default_schema: Schema |
 
 def _encoder_for_index(index_dir: Path, override: str | None, device: str):
     """The encoder an index was built with: ``--encoder`` if given, else the one the manifest names."""
-    from indexing.encoder import BUILTIN, Encoder, EncoderConfig
-    from indexing.store import read_manifest
+    from indexing.store import encoder_for_index
 
-    if override:
-        return Encoder.load(override, device)
-    manifest = read_manifest(index_dir)
-    enc = manifest["encoder"]
-    source = enc.get("source") or BUILTIN
-    if source == BUILTIN:
-        return Encoder.builtin(EncoderConfig.from_dict(enc["config"]), device=device)
-    if not Path(source).is_dir():
-        raise SystemExit(f"the index's encoder folder {source} is gone; pass --encoder PATH")
-    return Encoder.load(source, device)
+    return encoder_for_index(index_dir, override, device)
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -77,19 +65,29 @@ def cmd_build(args: argparse.Namespace) -> None:
           f"encoder {m['encoder']['id']}")
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def cmd_add(args: argparse.Namespace) -> None:
+    """Embed first (no lock: may take long), then open the live generation, add, commit, all under the lock."""
     from indexing.engines import EngineConfig
     from indexing.store import IndexStore
 
     encoder = _encoder_for_index(args.index, args.encoder, args.device)
-    store = IndexStore.open(args.index, encoder)
+    current = IndexStore.open(args.index, encoder)  # read only: for the schema and the embedding
     # a catalog without schema.json keeps the index's vocabulary when it fits it
-    catalog = _load_catalog(args, args.catalog, default_schema=store.schema)
-    res = store.add(catalog, engine=args.engine,
-                    engine_cfg=EngineConfig(batch_size=args.batch_size, num_workers=args.workers,
-                                            ray_address=args.ray_address))
+    catalog = _load_catalog(args, args.catalog, default_schema=current.schema)
+    engine_cfg = EngineConfig(batch_size=args.batch_size, num_workers=args.workers, ray_address=args.ray_address)
+    vectors = current.embed_catalog(catalog, engine=args.engine, engine_cfg=engine_cfg)
+    del current
+    with IndexStore.open_for_update(args.index, encoder, args.lock_timeout, _say) as store:
+        res = store.add_vectors(catalog, vectors)
+        store.save()
+        gen = store.manifest["generation"]
+    shutil.rmtree(args.index / ".work-add" / catalog.checksum(), ignore_errors=True)
     print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items; "
-          f"{catalog.counts_line()}")
+          f"{catalog.counts_line()} (generation {gen})")
 
 
 def cmd_remove(args: argparse.Namespace) -> None:
@@ -100,9 +98,9 @@ def cmd_remove(args: argparse.Namespace) -> None:
         ids += [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
     if not ids:
         raise SystemExit("remove: give --ids ID [ID ...] or --ids-file FILE")
-    store = IndexStore.open(args.index)
-    n = store.remove(ids, missing_ok=args.missing_ok)
-    print(f"{args.index}: removed {n}, now {store.count} items")
+    with IndexStore.open_for_update(args.index, timeout_s=args.lock_timeout, on_wait=_say) as store:
+        n = store.remove(ids, missing_ok=args.missing_ok)
+    print(f"{args.index}: removed {n}, now {store.count} items (generation {store.manifest['generation']})")
 
 
 def parse_filters(specs: list[str] | None) -> dict[str, list[str]]:
@@ -199,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     def runtime(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         p.add_argument("--batch-size", type=int, default=64)
-        p.add_argument("--workers", type=int, default=default_workers(),
+        p.add_argument("--workers", type=int, default=None,
                        help="DataLoader decode processes (default: CPUs - 1, at most 4)")
 
     def engine(p: argparse.ArgumentParser) -> None:
@@ -224,10 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     engine(p)
     p.set_defaults(func=cmd_build)
 
+    def lock_timeout(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--lock-timeout", type=float, default=600.0,
+                       help="seconds to wait while another writer (build, add, remove, a server) holds the index")
+
     p = sub.add_parser("add", help="embed another catalog's items into an index (same ids are replaced)")
     p.add_argument("--index", type=Path, required=True)
     _add_catalog_args(p)
     p.add_argument("--encoder", help="encoder folder (default: the one the index manifest names)")
+    lock_timeout(p)
     runtime(p)
     engine(p)
     p.set_defaults(func=cmd_add)
@@ -237,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", nargs="+")
     p.add_argument("--ids-file", help="file with one id per line")
     p.add_argument("--missing-ok", action="store_true", help="ignore ids that are not in the index")
+    lock_timeout(p)
     p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("search", help="search the index with an image")
@@ -285,16 +289,36 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    from indexing.backbones import BackboneError
-    from indexing.encoder import EncoderError
-    from indexing.store import FilterError, IndexStoreError
+# Errors whose message is the whole story for a CLI user (printed, exit 2), by module. Only
+# modules already imported are looked at: an error class of a module that was never imported
+# cannot have been raised, and ``remove`` need not import torch just to name EncoderError.
+USER_ERRORS = {
+    "catalog.format": ("CatalogError",), "catalog.schema": ("SchemaError",),
+    "indexing.encoder": ("EncoderError",), "indexing.backbones": ("BackboneError",),
+    "indexing.store": ("IndexStoreError", "FilterError"), "indexing.lock": ("IndexLockTimeout",),
+}
 
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [FileNotFoundError]
+    for module, names in USER_ERRORS.items():
+        if module in sys.modules:
+            found += [getattr(sys.modules[module], n) for n in names]
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "workers" in args and args.workers is None:
+        from indexing.data import default_workers  # imports torch: only for the commands that embed
+
+        args.workers = default_workers()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (CatalogError, SchemaError, EncoderError, BackboneError, IndexStoreError, FilterError, FileNotFoundError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

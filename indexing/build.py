@@ -1,9 +1,13 @@
 """Build an index folder from a catalog: embed (resumable shards) -> FAISS -> SQLite -> manifest.
 
-Work in progress lives in ``OUT/.work/`` (embedding shards). The manifest is written last,
-so until a build completes the folder refuses to load, and rerunning the same command
-reuses every finished shard. A rebuild over an existing index writes a new generation and
-only then replaces the manifest, so the old index stays loadable until the new one is whole.
+Work in progress lives in ``OUT/.work/`` (embedding shards, keyed by item id, image content
+and encoder). The manifest is written last, so until a build completes the folder refuses to
+load, and rerunning the same command reuses every finished shard whose images are unchanged.
+A rebuild over an existing index commits like any writer (:meth:`IndexStore.save`): under the
+folder's write lock, as a generation numbered above any the folder has shown, switched in by
+replacing the manifest, so the old index stays loadable until the new one is whole, whatever
+step the rebuild is killed at. A rebuild replaces the index with the catalog's items,
+including any ``add``/``remove`` committed while it ran.
 """
 
 from __future__ import annotations
@@ -86,40 +90,32 @@ def build(catalog: Catalog, out: str | Path, encoder: Encoder, cfg: BuildConfig 
 
 def _build_ondisk(catalog: Catalog, out: Path, encoder: Encoder, spec, vectors: np.ndarray, ids: np.ndarray,
                   cfg: BuildConfig) -> IndexStore:
+    """On-disk IVF: the lists are merged straight into the new generation's files, under the lock."""
+    from indexing.lock import folder_lock
     from indexing.ondisk import build_ondisk
-    from indexing.store import insert_items, read_manifest
+    from indexing.store import insert_items, next_generation, remove_other_generations, write_metadata
 
-    try:
-        gen = int(read_manifest(out).get("generation", 0)) + 1
-    except Exception:
-        gen = 1
     if cfg.engine == "ray":
         import ray
 
         if not ray.is_initialized():
             ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False)
-    files = {"index": f"index-{gen:06d}.faiss", "meta": f"meta-{gen:06d}.sqlite", "ivfdata": f"lists-{gen:06d}.ivfdata"}
-    index = build_ondisk(spec, vectors, ids, out / WORK_DIR / "blocks", out / files["index"], out / files["ivfdata"],
-                         use_ray=cfg.engine == "ray")
-    tune_search(index, spec, vectors, ids, cfg.target_recall, sample=cfg.tune_queries)
-    db = new_metadata_db()
-    insert_items(db, catalog, ids.tolist())
-    db.execute("INSERT INTO kv VALUES ('next_int_id', ?)", (str(len(ids)),))
-    db.commit()
-    import sqlite3
-
-    from catalog import atomic_path
-
-    with atomic_path(out / files["meta"]) as tmp:
-        tmp.unlink()
-        dst = sqlite3.connect(tmp)
-        db.backup(dst)
-        dst.close()
-    manifest = new_manifest(encoder, spec, catalog, {"ondisk": True})
-    manifest.update(generation=gen, files=files, count=len(ids), updated=utc_now(),
-                    catalogs=[{**catalog.provenance(), "added": utc_now()}])
-    write_manifest(out, manifest)
-    for p in [*out.glob("index-*.faiss"), *out.glob("meta-*.sqlite"), *out.glob("lists-*.ivfdata")]:
-        if p.name not in files.values():
-            p.unlink(missing_ok=True)
+    with folder_lock(out):
+        gen = next_generation(out)
+        files = {"index": f"index-{gen:06d}.faiss", "meta": f"meta-{gen:06d}.sqlite",
+                 "ivfdata": f"lists-{gen:06d}.ivfdata"}
+        index = build_ondisk(spec, vectors, ids, out / WORK_DIR / "blocks", out / files["index"],
+                             out / files["ivfdata"], use_ray=cfg.engine == "ray")
+        tune_search(index, spec, vectors, ids, cfg.target_recall, sample=cfg.tune_queries)
+        db = new_metadata_db()
+        insert_items(db, catalog, ids.tolist())
+        db.executemany("INSERT INTO kv VALUES (?, ?)", [("next_int_id", str(len(ids))), ("generation", str(gen))])
+        db.commit()
+        write_metadata(db, out / files["meta"])
+        manifest = new_manifest(encoder, spec, catalog, {"ondisk": True})
+        manifest.update(generation=gen, files=files, count=len(ids), vectors=int(index.ntotal), updated=utc_now(),
+                        sizes={k: (out / name).stat().st_size for k, name in files.items()},
+                        catalogs=[{**catalog.provenance(), "added": utc_now()}])
+        write_manifest(out, manifest)  # the commit point
+        remove_other_generations(out, set(files.values()))
     return IndexStore.open(out, encoder)

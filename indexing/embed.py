@@ -1,13 +1,16 @@
 """Sharded, resumable embedding of a list of images.
 
 Items are cut into fixed-size shards in catalog order. Each finished shard is written
-atomically as ``shard-NNNNN.npz`` holding its ids, its vectors and the encoder checksum.
-A rerun loads every shard whose ids and encoder still match and embeds only the rest, so a
-killed build resumes where it stopped and ends with exactly the vectors of an uninterrupted one.
+atomically as ``shard-NNNNN.npz`` holding its ids, a content hash of each item's image file,
+its vectors and the encoder checksum. A rerun loads every shard whose ids, image contents and
+encoder still match and embeds only the rest, so a killed build resumes where it stopped and
+ends with exactly the vectors of an uninterrupted one, and a product photo replaced under the
+same id and file name (``--keep-shards``, ``add`` of an updated catalog) is embedded again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import zipfile
 from collections.abc import Sequence
@@ -27,23 +30,33 @@ def shard_path(shard_dir: Path, k: int) -> Path:
     return shard_dir / f"shard-{k:05d}.npz"
 
 
-def _load_shard(path: Path, ids: Sequence[str], checksum: str) -> np.ndarray | None:
-    """The shard's vectors if it is complete and belongs to these ids and this encoder."""
+def content_digest(path: str | Path) -> str:
+    """Hash of a file's bytes (what the vector depends on); "" when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()[:32]
+    except OSError:
+        return ""
+
+
+def _load_shard(path: Path, ids: Sequence[str], digests: Sequence[str], checksum: str) -> np.ndarray | None:
+    """The shard's vectors if it is complete and belongs to these ids, image contents and encoder."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            if str(z["encoder"]) != checksum or list(z["ids"]) != list(ids):
+            if str(z["encoder"]) != checksum or list(z["ids"]) != list(ids) or list(z["digests"]) != list(digests):
                 return None
             vec = z["vectors"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None
+        return None  # unreadable, or written before shards held digests: embed again
     return vec if vec.shape[0] == len(ids) else None
 
 
-def _write_shard(path: Path, ids: Sequence[str], vectors: np.ndarray, checksum: str) -> None:
+def _write_shard(path: Path, ids: Sequence[str], digests: Sequence[str], vectors: np.ndarray, checksum: str) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, ids=np.asarray(ids, dtype=str), vectors=vectors.astype(np.float32), encoder=checksum)
+        np.savez(fh, ids=np.asarray(ids, dtype=str), digests=np.asarray(digests, dtype=str),
+                 vectors=vectors.astype(np.float32), encoder=checksum)
 
 
 def embed_paths(
@@ -56,16 +69,22 @@ def embed_paths(
     shard_size: int = 2048,
     progress: bool = True,
 ) -> np.ndarray:
-    """Vectors ``(len(ids), encoder.dim)`` for the images, reusing finished shards in ``shard_dir``."""
+    """Vectors ``(len(ids), encoder.dim)`` for the images, reusing finished shards in ``shard_dir``.
+
+    Every image file is hashed first (reading the files is cheap next to embedding them), so
+    a shard is reused only for the very bytes it was computed from.
+    """
     engine_cfg = engine_cfg or EngineConfig()
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     n = len(ids)
+    digests = [content_digest(p) for p in tqdm(paths, desc="hashing images", unit="img", disable=not progress,
+                                                dynamic_ncols=True, leave=False)]
     out = np.zeros((n, encoder.dim), np.float32)
     bounds = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
     todo: list[int] = []
     for k, (a, b) in enumerate(bounds):
-        vec = _load_shard(shard_path(shard_dir, k), ids[a:b], encoder.checksum)
+        vec = _load_shard(shard_path(shard_dir, k), ids[a:b], digests[a:b], encoder.checksum)
         if vec is None:
             todo.append(k)
         else:
@@ -92,7 +111,7 @@ def embed_paths(
                 remaining[int(k)] -= int(cnt)
                 if remaining[int(k)] == 0:
                     a, b = bounds[int(k)]
-                    _write_shard(shard_path(shard_dir, int(k)), ids[a:b], out[a:b], encoder.checksum)
+                    _write_shard(shard_path(shard_dir, int(k)), ids[a:b], digests[a:b], out[a:b], encoder.checksum)
     finally:
         bar.close()
     unfinished = [k for k, r in remaining.items() if r]

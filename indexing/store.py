@@ -1,14 +1,28 @@
 """IndexStore: a FAISS index, the catalog rows in SQLite, and a manifest, as one folder.
 
-Folder layout (generation ``G`` increases with every save)::
+Folder layout (generation ``G`` increases with every commit)::
 
-    manifest.json          written last; names the files of the current generation
+    manifest.json          the commit point: names the files of the live generation, their sizes
+                           and counts
     index-G.faiss          FAISS index holding int64 ids (add_with_ids)
-    meta-G.sqlite          catalog rows: items(int_id, id, ...), labels(grp, value, int_id)
+    meta-G.sqlite          catalog rows: items(int_id, id, ...), labels(grp, value, int_id),
+                           tombstones(int_id), kv(generation, next_int_id)
+    .lock                  the cross-process write lock (:mod:`indexing.lock`)
 
-Every file is written to a temp name and renamed, and ``manifest.json`` is replaced only after
-the files it names are complete, so a reader (or a killed writer) always sees one consistent
-generation. A folder without a manifest (a build that never finished) refuses to load.
+A commit (:meth:`IndexStore.save`, a build) takes the folder's write lock, picks a generation
+number above every generation the folder has ever shown (the manifest's and any file's, even
+a half-written one), writes that generation's files under their new names, and only then
+replaces ``manifest.json`` atomically. The live generation's files are never written to, so a
+writer killed at any step leaves the old generation loadable (or, for a first build, a
+folder that refuses to load); older generations and leftovers are deleted after the switch.
+A store opened from disk commits only if the folder is still at the generation it was opened
+at (else :class:`ConcurrentUpdateError`); :meth:`IndexStore.open_for_update` holds the lock
+from open to commit, which is how the CLI and the server change an index.
+
+Opening checks that the files agree before anything is served: each file's size against the
+manifest, the metadata's generation against the manifest's, the manifest's item count against
+the metadata rows, and the FAISS vector count against the rows that own a vector (live items
+plus HNSW tombstones). A mismatch refuses to load with a message naming the files.
 
 In memory the SQLite database is a private in-memory copy, so searches never touch the disk
 and a store object can be mutated (``add``/``remove``) and saved as a new generation while
@@ -17,14 +31,17 @@ the server keeps serving the previous object; the server swaps whole objects.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -39,12 +56,17 @@ from indexing.faiss_index import (
     remove_ids,
     search_parameters,
 )
+from indexing.lock import DEFAULT_TIMEOUT_S, folder_lock
+
+if TYPE_CHECKING:  # the encoder imports torch; a store is opened without it (CLI remove, readers)
+    from indexing.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = 1
 FILTER_FIELDS = ("brand",)  # item columns usable as filters besides the schema groups
+DAMAGED = "the folder is damaged: restore it from a backup or rebuild the index"
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS items (
@@ -69,6 +91,14 @@ class IndexStoreError(RuntimeError):
     """An index folder that cannot be used as asked (incomplete, read-only, unknown ids...)."""
 
 
+class InconsistentIndexError(IndexStoreError):
+    """The files of an index folder disagree (counts, sizes, generations); the message names them."""
+
+
+class ConcurrentUpdateError(IndexStoreError):
+    """Another writer committed to the folder after this store was opened from it."""
+
+
 class EncoderMismatchError(IndexStoreError):
     """The index was built with a different encoder than the one offered to search it."""
 
@@ -81,6 +111,11 @@ class FilterError(ValueError):
 class Hit:
     id: str
     score: float
+
+
+def _shown(value: str, limit: int = 64) -> str:
+    """A caller's value in an error message, cut: a 1 MB id must not make a 1 MB message."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def utc_now() -> str:
@@ -118,7 +153,9 @@ class IndexStore:
     """Search a catalog by vector, with attribute filters; thread-safe; add/remove/save."""
 
     def __init__(self, folder: str | Path, manifest: dict, index: faiss.Index, db: sqlite3.Connection,
-                 encoder=None, read_only: bool = False) -> None:
+                 encoder=None, read_only: bool = False, base_generation: int | None = None) -> None:
+        """``base_generation``: the on-disk generation this store was read from (None for a new
+        store, whose first :meth:`save` replaces whatever the folder holds: a rebuild)."""
         self.folder = Path(folder)
         self.manifest = manifest
         self.index = index
@@ -126,6 +163,8 @@ class IndexStore:
         self.db = db
         self.encoder = encoder
         self.read_only = read_only
+        self.base_generation = base_generation
+        self._holds_write_lock = False  # inside open_for_update: save() commits under that lock
         self._lock = threading.RLock()
         self._gpu_index = None
         self._reload_caches()
@@ -135,37 +174,87 @@ class IndexStore:
     # --- opening ------------------------------------------------------------------------------------
     @classmethod
     def open(cls, index_dir: str | Path, encoder=None, mmap: bool = False) -> IndexStore:
-        """Load an index folder; refuses an encoder whose checksum differs from the manifest's.
+        """Load the live generation of an index folder, after checking that its files agree.
 
-        ``mmap=True`` memory-maps the FAISS file instead of reading it (read-only store);
-        on-disk IVF indexes (built with ``--ondisk``) are always memory-mapped.
+        Refuses an encoder whose checksum differs from the manifest's. ``mmap=True``
+        memory-maps the FAISS file instead of reading it (read-only store); on-disk IVF indexes
+        (built with ``--ondisk``) are always memory-mapped. A writer may commit (and delete the
+        files being opened) while this reads: then the new manifest is read and opening retried.
         """
         folder = Path(index_dir)
-        manifest = read_manifest(folder)
-        if encoder is not None:
-            check_encoder(manifest, encoder, folder)
+        for attempt in range(3):
+            manifest = read_manifest(folder)
+            if encoder is not None:
+                check_encoder(manifest, encoder, folder)
+            try:
+                return cls._open_generation(folder, manifest, encoder, mmap)
+            except IndexStoreError:
+                moved = _generation_on_disk(folder) != manifest.get("generation")
+                if not moved or attempt == 2:
+                    raise
+                log.info("%s: a writer committed while opening generation %s; opening the new one",
+                         folder, manifest.get("generation"))
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open_generation(cls, folder: Path, manifest: dict, encoder, mmap: bool) -> IndexStore:
         ondisk = bool(manifest.get("ondisk"))
         flags = 0
         if ondisk:
             flags = faiss.IO_FLAG_ONDISK_SAME_DIR
         elif mmap:
             flags = faiss.IO_FLAG_MMAP
-        index_path = folder / manifest["files"]["index"]
-        meta_path = folder / manifest["files"]["meta"]
-        for p in (index_path, meta_path):
-            if not p.is_file():
-                raise IndexStoreError(f"{folder}: manifest names {p.name}, which is missing; the folder is damaged")
-        index = faiss.read_index(str(index_path), flags)
+        names = dict(manifest["files"])
+        for key, name in names.items():
+            path = folder / name
+            if not path.is_file():
+                raise InconsistentIndexError(f"{folder}: {MANIFEST} names {name}, which is missing; {DAMAGED}")
+            want = (manifest.get("sizes") or {}).get(key)
+            if want is not None and path.stat().st_size != want:
+                raise InconsistentIndexError(
+                    f"{folder}: {name} is {path.stat().st_size} bytes but {MANIFEST} (generation "
+                    f"{manifest.get('generation')}) says {want}; {DAMAGED}")
+        index_path, meta_path = folder / names["index"], folder / names["meta"]
+        try:
+            index = faiss.read_index(str(index_path), flags)
+        except RuntimeError as exc:
+            raise InconsistentIndexError(f"{index_path}: not a readable FAISS index: {str(exc)[:200]}") from None
         if index.d != manifest["dim"]:
-            raise IndexStoreError(f"{index_path}: dimension {index.d} but manifest says {manifest['dim']}")
-        src = sqlite3.connect(f"file:{meta_path}?mode=ro", uri=True)
+            raise InconsistentIndexError(f"{index_path}: dimension {index.d} but {MANIFEST} says {manifest['dim']}")
         db = sqlite3.connect(":memory:", check_same_thread=False)
-        src.backup(db)
-        src.close()
-        store = cls(folder, manifest, index, db, encoder, read_only=ondisk or mmap)
-        if store.count != manifest["count"]:
-            raise IndexStoreError(f"{folder}: index holds {store.count} items, manifest says {manifest['count']}")
-        return store
+        try:
+            src = sqlite3.connect(f"file:{meta_path}?mode=ro", uri=True)
+            try:
+                src.backup(db)
+            finally:
+                src.close()
+            check_consistency(folder, manifest, index, db)
+        except sqlite3.DatabaseError as exc:
+            raise InconsistentIndexError(f"{meta_path}: not a readable metadata database: {exc}") from None
+        return cls(folder, manifest, index, db, encoder, read_only=ondisk or mmap,
+                   base_generation=int(manifest.get("generation", 0)))
+
+    @classmethod
+    @contextlib.contextmanager
+    def open_for_update(cls, index_dir: str | Path, encoder=None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                        on_wait: Callable[[str], None] | None = None) -> Iterator[IndexStore]:
+        """Hold the folder's write lock, open its live generation and yield the store.
+
+        Every :meth:`save` (and ``add``/``remove``, which save) inside the block commits under
+        that lock, so no other writer can commit in between: read, change and commit are one
+        step, and two writers (this CLI and a server, say) queue instead of losing an update.
+        Keep the block short: embed new items before it (:meth:`embed_catalog`). ``on_wait`` is
+        told once when another writer holds the lock (default: a log warning).
+        """
+        folder = Path(index_dir)
+        read_manifest(folder)  # a clear error for a missing or unfinished folder, before locking it
+        with folder_lock(folder, timeout_s, on_wait):
+            store = cls.open(folder, encoder)
+            store._holds_write_lock = True
+            try:
+                yield store
+            finally:
+                store._holds_write_lock = False
 
     def _reload_caches(self) -> None:
         rows = self.db.execute("SELECT int_id, id FROM items").fetchall()
@@ -212,18 +301,19 @@ class IndexStore:
         for key, want in filters.items():
             values = [want] if isinstance(want, str) else list(want)
             if not values:
-                raise FilterError(f"filter {key!r} has no values")
+                raise FilterError(f"filter {_shown(key)} lists no values")
             if key in groups:
                 bad = [v for v in values if v not in groups[key]]
                 if bad:
-                    raise FilterError(f"filter {key}={bad[0]!r}: unknown value; allowed: {', '.join(groups[key])}")
+                    raise FilterError(f"filter {_shown(key)}={_shown(bad[0])}: unknown value; "
+                                      f"allowed: {', '.join(groups[key])}")
                 q = f"SELECT int_id FROM labels WHERE grp=? AND value IN ({','.join('?' * len(values))})"
                 got = {r[0] for r in self.db.execute(q, [key, *values])}
             elif key in FILTER_FIELDS:
                 q = f"SELECT int_id FROM items WHERE {key} IN ({','.join('?' * len(values))})"
                 got = {r[0] for r in self.db.execute(q, values)}
             else:
-                raise FilterError(f"unknown filter {key!r}; filter on: {', '.join([*groups, *FILTER_FIELDS])}")
+                raise FilterError(f"unknown filter {_shown(key)}; filter on: {', '.join([*groups, *FILTER_FIELDS])}")
             allowed = got if allowed is None else allowed & got
         return np.array(sorted(allowed or ()), np.int64)
 
@@ -366,9 +456,10 @@ class IndexStore:
             self._maybe_gpu()
         return {"added": len(catalog.items) - len(replaced), "replaced": len(replaced), "count": self.count}
 
-    def add(self, catalog: Catalog, encoder=None, engine: str = "local", engine_cfg=None,
-            shard_size: int = 2048, progress: bool = True, shard_dir: str | Path | None = None) -> dict:
-        """Embed the catalog's items with the index's encoder and add them (same id: replace); then save.
+    def embed_catalog(self, catalog: Catalog, encoder=None, engine: str = "local", engine_cfg=None,
+                      shard_size: int = 2048, progress: bool = True,
+                      shard_dir: str | Path | None = None) -> np.ndarray:
+        """Vectors of the catalog's items with the index's encoder; changes nothing, takes no lock.
 
         Embedding is sharded and resumable like a build (shards under ``.work-add/``).
         """
@@ -376,15 +467,21 @@ class IndexStore:
 
         encoder = encoder or self.encoder
         if encoder is None:
-            raise IndexStoreError("add needs the index's encoder: IndexStore.open(dir, encoder=...) or add(..., encoder=)")
+            raise IndexStoreError("adding needs the index's encoder: IndexStore.open(dir, encoder=...) "
+                                  "or add(..., encoder=)")
         check_encoder(self.manifest, encoder, self.folder)
         ids = [it.id for it in catalog.items]
         paths = [str(catalog.image_path(it)) for it in catalog.items]
         work = Path(shard_dir) if shard_dir else self.folder / ".work-add" / catalog.checksum()
-        vectors = embed_paths(encoder, ids, paths, work, engine, engine_cfg, shard_size, progress)
+        return embed_paths(encoder, ids, paths, work, engine, engine_cfg, shard_size, progress)
+
+    def add(self, catalog: Catalog, encoder=None, engine: str = "local", engine_cfg=None,
+            shard_size: int = 2048, progress: bool = True, shard_dir: str | Path | None = None) -> dict:
+        """Embed the catalog's items with the index's encoder and add them (same id: replace); then save."""
+        vectors = self.embed_catalog(catalog, encoder, engine, engine_cfg, shard_size, progress, shard_dir)
         result = self.add_vectors(catalog, vectors)
         self.save()
-        _rmtree(work)
+        _rmtree(Path(shard_dir) if shard_dir else self.folder / ".work-add" / catalog.checksum())
         return result
 
     def remove(self, ids: Iterable[str], missing_ok: bool = False) -> int:
@@ -394,7 +491,7 @@ class IndexStore:
         with self._lock:
             unknown = [i for i in ids if i not in self._int_of]
             if unknown and not missing_ok:
-                raise IndexStoreError(f"unknown ids (not in the index): {', '.join(unknown[:20])}"
+                raise IndexStoreError(f"unknown ids (not in the index): {', '.join(_shown(i) for i in unknown[:20])}"
                                       + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
             n = self._remove_locked([i for i in ids if i in self._int_of])
         self.save()
@@ -423,26 +520,123 @@ class IndexStore:
         return len(int_ids)
 
     def save(self) -> None:
-        """Write a new generation (index, metadata) then the manifest; delete older generations."""
+        """Commit the store as a new generation of its folder (see the module docstring).
+
+        Takes the folder's write lock unless the store already holds it (:meth:`open_for_update`).
+        A store read from disk refuses to commit over a generation some other writer committed
+        since (:class:`ConcurrentUpdateError`): its change would silently drop theirs.
+        """
         self._check_writable()
         with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            gen = int(self.manifest.get("generation", 0)) + 1
-            files = {"index": f"index-{gen:06d}.faiss", "meta": f"meta-{gen:06d}.sqlite"}
-            with atomic_path(self.folder / files["index"]) as tmp:
-                faiss.write_index(self.index, str(tmp))
-            with atomic_path(self.folder / files["meta"]) as tmp:
-                tmp.unlink()
-                dst = sqlite3.connect(tmp)
-                self.db.backup(dst)
-                dst.close()
-            manifest = dict(self.manifest, generation=gen, files=files, count=self.count, updated=utc_now())
-            write_manifest(self.folder, manifest)
-            self.manifest = manifest
-        old = [*self.folder.glob("index-*.faiss"), *self.folder.glob("meta-*.sqlite"), *self.folder.glob("lists-*.ivfdata")]
-        for p in old:
-            if p.name not in files.values():
-                p.unlink(missing_ok=True)
+            if self._holds_write_lock:
+                self._commit()
+            else:
+                with folder_lock(self.folder):
+                    self._commit()
+
+    def _commit(self) -> None:
+        folder = self.folder
+        on_disk = _generation_on_disk(folder)
+        if self.base_generation is not None and on_disk != self.base_generation:
+            raise ConcurrentUpdateError(
+                f"{folder}: another writer committed generation {on_disk} after this store was opened at "
+                f"generation {self.base_generation}; its change would be lost. Reopen the index and redo the "
+                "change (IndexStore.open_for_update holds the lock from open to commit)")
+        gen = next_generation(folder, self.manifest)
+        files = {"index": f"index-{gen:06d}.faiss", "meta": f"meta-{gen:06d}.sqlite"}
+        self.db.execute("INSERT OR REPLACE INTO kv VALUES ('generation', ?)", (str(gen),))
+        self.db.commit()
+        with atomic_path(folder / files["index"]) as tmp:
+            faiss.write_index(self.index, str(tmp))
+        write_metadata(self.db, folder / files["meta"])
+        manifest = dict(self.manifest, generation=gen, files=files, count=self.count,
+                        vectors=int(self.index.ntotal), updated=utc_now())
+        manifest["sizes"] = {k: (folder / name).stat().st_size for k, name in files.items()}
+        write_manifest(folder, manifest)  # the commit point
+        self.manifest = manifest
+        self.base_generation = gen
+        remove_other_generations(folder, set(files.values()))
+
+
+# --- generations and consistency ------------------------------------------------------------------------
+_GENERATION_FILE = re.compile(r"(?:index|meta|lists)-(\d+)\.(?:faiss|sqlite|ivfdata)")
+
+
+def _generation_on_disk(folder: Path) -> int | None:
+    """The generation ``manifest.json`` names now (None: no readable manifest)."""
+    try:
+        return int(json.loads((folder / MANIFEST).read_text()).get("generation", 0))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def next_generation(folder: Path, manifest: Mapping | None = None) -> int:
+    """A generation number above every one the folder shows: its manifest's, ``manifest``'s,
+    and any file's, including half-written temp files of a writer that was killed."""
+    seen = [_generation_on_disk(folder) or 0, int((manifest or {}).get("generation", 0))]
+    if folder.is_dir():
+        seen += [int(m.group(1)) for p in folder.iterdir() if (m := _GENERATION_FILE.search(p.name))]
+    return max(seen) + 1
+
+
+def remove_other_generations(folder: Path, keep: set[str]) -> None:
+    """Delete generation files not in ``keep`` and temp files left by killed writers (under the lock)."""
+    for p in folder.iterdir():
+        stale_generation = _GENERATION_FILE.fullmatch(p.name) and p.name not in keep
+        leftover_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
+        if (stale_generation or leftover_tmp) and p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def write_metadata(db: sqlite3.Connection, path: Path) -> None:
+    """The in-memory metadata database as a file, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        dst = sqlite3.connect(tmp)
+        try:
+            db.backup(dst)
+        finally:
+            dst.close()
+
+
+VECTOR_ROWS = ("items", "tombstones")  # the metadata tables whose rows each own one FAISS vector
+
+
+def vector_rows(db: sqlite3.Connection) -> dict[str, int]:
+    """Rows per table that owns FAISS vectors: every vector belongs to exactly one of them.
+
+    Today that is one vector per live item, plus the HNSW tombstones (HNSW cannot delete: a
+    removed item's vector stays in the graph until a rebuild). A layout with several vectors
+    per item (one per photo view) adds its table here.
+    """
+    return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in VECTOR_ROWS}
+
+
+def check_consistency(folder: Path, manifest: Mapping, index: faiss.Index, db: sqlite3.Connection) -> None:
+    """Refuse a generation whose FAISS file, metadata and manifest disagree (names the files).
+
+    Checked: the metadata's own generation against the manifest's; the manifest's item
+    ``count`` against the metadata's items; the FAISS vector count against the rows that own
+    vectors (:func:`vector_rows`) and against the manifest's ``vectors``.
+    """
+    files = manifest["files"]
+    rows = vector_rows(db)
+    items, owners = rows["items"], sum(rows.values())
+    row = db.execute("SELECT value FROM kv WHERE key='generation'").fetchone()
+    problems = []
+    if row is not None and int(row[0]) != int(manifest.get("generation", 0)):
+        problems.append(f"{files['meta']} belongs to generation {row[0]}, {MANIFEST} names generation "
+                        f"{manifest.get('generation')}")
+    if items != manifest["count"]:
+        problems.append(f"{files['meta']} holds {items} items, {MANIFEST} says {manifest['count']}")
+    if index.ntotal != owners:
+        shown = " + ".join(f"{n} {t}" for t, n in rows.items() if n or t == "items")
+        problems.append(f"{files['index']} holds {index.ntotal} vectors, {files['meta']} has {shown}")
+    if "vectors" in manifest and index.ntotal != manifest["vectors"]:
+        problems.append(f"{files['index']} holds {index.ntotal} vectors, {MANIFEST} says {manifest['vectors']}")
+    if problems:
+        raise InconsistentIndexError(
+            f"{folder} is inconsistent, refusing to load it: {'; '.join(problems)}; {DAMAGED}")
 
 
 # --- manifest helpers ----------------------------------------------------------------------------------
@@ -476,6 +670,23 @@ def check_encoder(manifest: dict, encoder, folder: Path) -> None:
             f"from {want.get('source', '?')}), but encoder {encoder.encoder_id} (checksum {encoder.checksum[:12]}, "
             f"dim {encoder.dim}) was given; use that encoder or rebuild the index"
         )
+
+
+def encoder_for_index(index_dir: str | Path, override: str | Path | None = None, device: str = "auto") -> Encoder:
+    """The encoder to search an index with: ``override`` if given, else the one its manifest names
+    (the built-in one with the manifest's config, e.g. its input size, or the encoder folder)."""
+    from indexing.encoder import BUILTIN, Encoder, EncoderConfig
+
+    if override:
+        return Encoder.load(override, device)
+    enc = read_manifest(Path(index_dir))["encoder"]
+    source = enc.get("source") or BUILTIN
+    if source == BUILTIN:
+        return Encoder.builtin(EncoderConfig.from_dict(enc["config"]), device=device)
+    if not Path(source).is_dir():
+        raise IndexStoreError(f"the encoder folder {source} that {index_dir} was built with is gone; "
+                              "pass the encoder explicitly (--encoder PATH)")
+    return Encoder.load(source, device)
 
 
 def new_manifest(encoder, spec: IndexSpec, catalog: Catalog, extra: dict | None = None) -> dict:

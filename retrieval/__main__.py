@@ -36,6 +36,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--admin-token-file", help=f"file holding the admin bearer token (or set ${ADMIN_TOKEN_ENV})")
     p.add_argument("--max-message-mb", type=float, help="largest request/response in MiB (default 16)")
     p.add_argument("--max-image-pixels", type=int, help="refuse larger images (default 16,000,000)")
+    p.add_argument("--max-image-side", type=int, help="refuse images with a longer side, in pixels (default 8192)")
+    p.add_argument("--max-aspect-ratio", type=float, help="refuse images longer than wide (or wider than long) "
+                   "by more than this (default 10)")
     p.add_argument("--batching", choices=["auto", "on", "off"], help="micro-batching (auto: on; batches of 16 on CUDA, 4 on CPU)")
     p.add_argument("--max-batch", type=int, help="largest micro-batch (default: 16 on CUDA, 4 on CPU)")
     p.add_argument("--max-wait-ms", type=float, help="how long a micro-batch waits to fill (default 2 ms)")
@@ -48,7 +51,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     cfg = load_config(args.config) if args.config else ServerConfig()
     for key in ("index_dir", "generators", "encoder", "device", "host", "port", "http_port", "tls_cert", "tls_key",
-                "max_image_pixels", "grace_s", "drain_delay_s", "torch_threads"):
+                "max_image_pixels", "max_image_side", "max_aspect_ratio", "grace_s", "drain_delay_s",
+                "torch_threads"):
         value = getattr(args, key)
         if value is not None:
             setattr(cfg, key, value)

@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
 from retrieval.config import ServerConfig
 from retrieval.service import (
+    Aborted,
     AttributeEdit,
     FailedPrecondition,
     InvalidArgument,
@@ -81,6 +82,11 @@ STATUS: dict[type[RetrievalError], Status] = {
     InvalidArgument: Status(grpc.StatusCode.INVALID_ARGUMENT, 400),
     NotFound: Status(grpc.StatusCode.NOT_FOUND, 404),
     FailedPrecondition: Status(grpc.StatusCode.FAILED_PRECONDITION, 409),
+    # another writer (python -m indexing, another server) held the index folder's lock past the
+    # server's index_lock_timeout_s: nothing changed, the same request may be retried later.
+    # 409 as in the google.rpc mapping; the body's code (ABORTED, not FAILED_PRECONDITION) says
+    # that a retry can succeed without changing anything.
+    Aborted: Status(grpc.StatusCode.ABORTED, 409),
     Unauthenticated: Status(grpc.StatusCode.UNAUTHENTICATED, 401),
     PermissionDenied: Status(grpc.StatusCode.PERMISSION_DENIED, 403),
     ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
@@ -95,6 +101,20 @@ def status_of(exc: RetrievalError) -> Status:
         if cls in STATUS:
             return STATUS[cls]
     return STATUS[Internal]
+
+
+MAX_STATUS_MESSAGE = 2000  # characters; a gRPC status message travels in a header (8 KiB by default)
+
+
+def status_message(exc: Exception) -> str:
+    """The error's message, cut so that it always fits in a status header, on both transports.
+
+    Messages cap the client values they repeat (:func:`retrieval.service.shown`); this is the
+    net under that: a longer gRPC message would turn the error into RESOURCE_EXHAUSTED, and the
+    HTTP error body says the same as the gRPC status.
+    """
+    text = str(exc)
+    return text if len(text) <= MAX_STATUS_MESSAGE else text[: MAX_STATUS_MESSAGE - 20] + "... (cut)"
 
 
 def check_admin(authorization: str, token: str | None) -> None:

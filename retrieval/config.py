@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog.images import DEFAULT_LIMITS, ImageLimits
+
 MiB = 1024 * 1024
 ADMIN_TOKEN_ENV = "RETRIEVAL_ADMIN_TOKEN"
 
@@ -57,6 +59,8 @@ class ServerConfig:
     http_port: int | None = None  # HTTP/JSON API, page and /metrics on this port (same host); None: off
     max_message_bytes: int = 16 * MiB
     max_image_pixels: int = 16_000_000  # larger images are refused (decompression bombs)
+    max_image_side: int = 8192  # longer sides are refused (a 100000x1 strip passes the pixel limit)
+    max_aspect_ratio: float = 10.0  # long side / short side; photos are 1:1 to ~1:3
     default_top_k: int = 10
     max_top_k: int = 1000
     max_modifications: int = 8
@@ -66,6 +70,7 @@ class ServerConfig:
     grace_s: float = 30.0  # how long in-flight requests may take to finish on SIGTERM
     drain_delay_s: float = 0.0  # NOT_SERVING but still answering, so balancers move away first
     io_threads: int = 2  # image decoding, FAISS search, SQLite, PNG encoding
+    index_lock_timeout_s: float = 120.0  # AddItems/RemoveItems wait this long for another writer of the index
     torch_threads: int | None = None  # torch intra-op threads; None: torch's default
     batching: BatchingConfig = field(default_factory=BatchingConfig)
 
@@ -85,6 +90,12 @@ class ServerConfig:
             raise ConfigError(f"http_port and port are both {self.port}; the two servers need two ports")
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes must be at least 1024, got {self.max_message_bytes}")
+        shared = DEFAULT_LIMITS  # what the encoder's and generators' own image code accepts
+        for key, low, high in (("max_image_pixels", 1, shared.max_pixels), ("max_image_side", 1, shared.max_side),
+                               ("max_aspect_ratio", 1, shared.max_aspect)):
+            if not low <= getattr(self, key) <= high:
+                raise ConfigError(f"{key} must be in {low}..{high:g} (the models' own image limit), "
+                                  f"got {getattr(self, key)}")
         if not 1 <= self.default_top_k <= self.max_top_k:
             raise ConfigError(f"default_top_k must be in 1..max_top_k ({self.max_top_k}), got {self.default_top_k}")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -98,6 +109,10 @@ class ServerConfig:
         if self.admin_token is None:
             self.admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
         return self
+
+    def image_limits(self) -> ImageLimits:
+        """The query-image limits, checked from the header before any pixel is decoded."""
+        return ImageLimits(self.max_image_pixels, self.max_image_side, self.max_aspect_ratio)
 
     def public_dict(self) -> dict[str, Any]:
         """The config without the admin token, for logs."""

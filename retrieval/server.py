@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
 from proto.fashion.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
-from retrieval.api import RPCS, Api, status_of
+from retrieval.api import RPCS, Api, status_message, status_of
 from retrieval.config import ServerConfig
 from retrieval.metrics import Metrics
 from retrieval.service import Pipeline, RetrievalError
@@ -112,7 +112,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         try:
             return await self.api.call("grpc", rpc, request, authorization)
         except RetrievalError as exc:
-            await context.abort(status_of(exc).grpc_code, str(exc))
+            await context.abort(status_of(exc).grpc_code, status_message(exc))
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         return await self._call("Search", request, context)

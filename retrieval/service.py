@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import struct
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -30,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from catalog import Schema
+from catalog import Schema, UnsafePathError, open_inside
+from catalog.images import DEFAULT_LIMITS, ImageLimits, ImageSizeError, flatten_on_white, open_bounded
 from retrieval.batching import KeyedBatcher, MicroBatcher
 from retrieval.config import ServerConfig
 
@@ -52,9 +54,13 @@ class NotFound(RetrievalError):
     pass
 
 
+class Aborted(RetrievalError):
+    """A change that could not be committed now (another writer holds the index); retry later."""
+
+
 class FailedPrecondition(RetrievalError):
     """The request is well-formed but the state it names does not allow it (e.g. a catalog that
-    would lose more rows than allowed)."""
+    would lose more rows than allowed, or an index folder to reload that is damaged)."""
 
 
 class ModelFailure(RetrievalError):
@@ -120,48 +126,55 @@ class Timer:
         return [*self.stages, ("total", (time.perf_counter() - self.t0) * 1000.0)]
 
 
-# --- images -------------------------------------------------------------------------------
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> RGB image, refusing empty, undecodable and oversized (bomb) images.
+# --- client values in messages ---------------------------------------------------------------
+MAX_SHOWN = 64  # characters of a client-supplied value an error message repeats
+MAX_FILTER_VALUES = 1000  # values per filter key
 
-    The pixel count is checked from the header before any pixel is decoded, so a small
-    file that would expand to gigabytes is refused at no cost.
+
+def shown(value: str, limit: int = MAX_SHOWN) -> str:
+    """A client-supplied value for an error message: ``repr``, cut to ``limit`` characters.
+
+    A status message travels in a header; echoing a 1 MB id whole turned every such error
+    into RESOURCE_EXHAUSTED instead of the error it was.
+    """
+    value = str(value)
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+# --- images -------------------------------------------------------------------------------
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Bytes -> RGB image, refusing empty, undecodable and oversized images.
+
+    Pixel count, longest side and aspect ratio are checked from the header before any pixel
+    is decoded (:class:`catalog.images.ImageLimits`), so a small file that would expand to
+    gigabytes (a bomb), or a 100000x1 strip that padding to a square would blow up, is refused
+    at no cost. What passes is decoded by :func:`catalog.images.open_bounded`: scaled down to
+    the working size before any conversion, high bit depths (16-bit grey) to 8 bits,
+    transparency on white.
     """
     if not data:
         raise InvalidArgument("query image is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w <= 0 or h <= 0:
-                raise InvalidArgument(f"query image has no pixels ({w}x{h})")
-            if w * h > max_pixels:
-                raise InvalidArgument(
-                    f"query image is {w}x{h} = {w * h} pixels, over the server's limit of {max_pixels} pixels"
-                )
-            im = ImageOps.exif_transpose(im)
-            return to_rgb(im)
-    except InvalidArgument:
-        raise
+            return open_bounded(io.BytesIO(data), limits)
+    except ImageSizeError as exc:
+        raise InvalidArgument(f"query {exc}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidArgument(f"query image is too large to decode safely: {exc}") from None
     except UnidentifiedImageError:
         raise InvalidArgument(
             f"query image ({len(data)} bytes) is not a decodable image; send JPEG, PNG, WebP, GIF or BMP bytes"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidArgument(f"query image ({len(data)} bytes) could not be decoded: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, ZeroDivisionError) as exc:
+        raise InvalidArgument(f"query image ({len(data)} bytes) could not be decoded: {str(exc)[:200]}") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """RGB, with transparency composited onto white (catalog photos have white backgrounds)."""
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        bg = Image.new("RGB", im.size, (255, 255, 255))
-        bg.paste(im, mask=im.getchannel("A"))
-        return bg
-    return im.convert("RGB")
+    """RGB, 8 bits, with transparency composited onto white (catalog photos have white backgrounds)."""
+    return flatten_on_white(im)
 
 
 def encode_png(im: Image.Image) -> bytes:
@@ -236,11 +249,12 @@ def plan_modifications(
         editable = {g: vals for e in editors for g, vals in e.groups.items()}
         if mod.group not in editable:
             allowed = ", ".join(sorted(editable)) or "none (no attribute generator loaded)"
-            raise InvalidArgument(f"modification {i}: unknown attribute group {mod.group!r}; editable groups: {allowed}")
+            raise InvalidArgument(f"modification {i}: unknown attribute group {shown(mod.group)}; "
+                                  f"editable groups: {allowed}")
         idx = next((k for k, e in enumerate(editors) if mod.value in e.groups.get(mod.group, ())), None)
         if idx is None:
             raise InvalidArgument(
-                f"modification {i}: unknown value {mod.value!r} for group {mod.group!r}; "
+                f"modification {i}: unknown value {shown(mod.value)} for group {shown(mod.group)}; "
                 f"allowed: {', '.join(editable[mod.group])}"
             )
         prev = steps[-1] if steps else None
@@ -263,20 +277,16 @@ def store_version(store: Any) -> str:
     return f"{Path(store.folder).name}@{m.get('generation', 0)}"
 
 
-def item_image_path(row: dict[str, Any]) -> Path:
-    """Absolute path of an item's product image, from an ``IndexStore.get_items`` row."""
-    if row.get("image"):
-        return Path(row["image"])
-    return Path(row.get("catalog_root") or ".") / str(row.get("img_path", ""))
-
-
-def index_encoder_source(index_dir: str | Path) -> str | None:
-    """The encoder an index was built with, as recorded in its manifest (None: built-in)."""
-    from indexing.encoder import BUILTIN
-    from indexing.store import read_manifest
-
-    source = read_manifest(Path(index_dir))["encoder"].get("source")
-    return None if not source or source == BUILTIN else str(source)
+def read_item_image(row: dict[str, Any]) -> bytes:
+    """The product image bytes of an ``IndexStore.get_items`` row, read through a path that
+    must stay inside the item's catalog folder *now* (a symlink placed there after indexing
+    is refused: :func:`catalog.open_inside`). Raises ``OSError``."""
+    root = row.get("catalog_root")
+    rel = str(row.get("img_path") or "")
+    if not root:
+        raise UnsafePathError("the index row has no catalog folder")
+    with open_inside(root, rel) as fh:
+        return fh.read()
 
 
 def resolve_device(device: str) -> str:
@@ -333,15 +343,14 @@ class Pipeline:
         import torch
 
         from generators.inference import load_editor
-        from indexing.encoder import Encoder
-        from indexing.store import IndexStore
+        from indexing.store import IndexStore, encoder_for_index
 
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         device = resolve_device(config.device)
         t0 = time.perf_counter()
         # the index's own encoder unless one is configured (the store refuses a mismatch)
-        encoder = Encoder.load(config.encoder or index_encoder_source(config.index_dir), device)
+        encoder = encoder_for_index(config.index_dir, config.encoder, device)
         store = IndexStore.open(config.index_dir, encoder=encoder)
         editors = [LoadedEditor.from_editor(Path(p).name, load_editor(p, device)) for p in config.generators]
         log.info(
@@ -435,38 +444,47 @@ class Pipeline:
         schema = self.schema
         out = {}
         for group, values in filters.items():
-            if group in FILTER_FIELDS and values:
-                out[group] = list(values)
-                continue
-            if group not in schema.groups:
+            if group not in FILTER_FIELDS and group not in schema.groups:
                 raise InvalidArgument(
-                    f"filter on unknown attribute group {group!r}; filter on: {', '.join([*schema.names, *FILTER_FIELDS])}"
+                    f"filter on unknown attribute group {shown(group)}; "
+                    f"filter on: {', '.join([*schema.names, *FILTER_FIELDS])}"
                 )
             if not values:
-                raise InvalidArgument(f"filter on {group!r} lists no values")
-            for v in values:
-                if v not in schema.groups[group]:
-                    raise InvalidArgument(
-                        f"filter {group}={v!r}: unknown value; allowed: {', '.join(schema.groups[group])}"
-                    )
+                raise InvalidArgument(f"filter on {shown(group)} lists no values; give at least one (values are ORed)")
+            if len(values) > MAX_FILTER_VALUES:
+                raise InvalidArgument(f"filter on {shown(group)} lists {len(values)} values; at most "
+                                      f"{MAX_FILTER_VALUES} are allowed")
+            if group in schema.groups:
+                for v in values:
+                    if v not in schema.groups[group]:
+                        raise InvalidArgument(
+                            f"filter {group}={shown(v)}: unknown value; allowed: {', '.join(schema.groups[group])}"
+                        )
             out[group] = list(values)
         return out
 
     def _read_item(self, store: Any, item_id: str) -> dict[str, Any]:
         row = store.get_items([item_id]).get(item_id)
         if row is None:
-            raise NotFound(f"no item with id {item_id!r} in the index")
+            raise NotFound(f"no item with id {shown(item_id)} in the index")
         return row
+
+    def _item_image_bytes(self, item_id: str, row: dict[str, Any]) -> bytes:
+        try:
+            return read_item_image(row)
+        except OSError as exc:
+            log.error("image of item %s (%s in %s) refused or unreadable: %s", shown(item_id, 200),
+                      row.get("img_path"), row.get("catalog_root"), exc)
+            raise NotFound(f"the image of item {shown(item_id)} is not available on the server") from None
 
     def _load_item_image(self, store: Any, item_id: str) -> tuple[Image.Image, dict[str, str | None]]:
         row = self._read_item(store, item_id)
-        path = item_image_path(row)
+        data = self._item_image_bytes(item_id, row)
         try:
-            with Image.open(path) as im:
-                return to_rgb(im), dict(row.get("labels") or {})
-        except OSError as exc:
-            log.error("image of item %s at %s unreadable: %s", item_id, path, exc)
-            raise NotFound(f"the image of item {item_id!r} is not available on the server") from None
+            return open_bounded(io.BytesIO(data), DEFAULT_LIMITS), dict(row.get("labels") or {})
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            log.error("image of item %s unreadable: %s", shown(item_id, 200), exc)
+            raise NotFound(f"the image of item {shown(item_id)} is not available on the server") from None
 
     def _query_image(
         self, image: bytes | None, item_id: str | None, store: Any
@@ -475,7 +493,7 @@ class Pipeline:
             return self._load_item_image(store, item_id)
         if image is None:
             raise InvalidArgument("query is empty: send image bytes or a catalog item_id")
-        return decode_image(image, self.config.max_image_pixels), None
+        return decode_image(image, self.config.image_limits()), None
 
     async def query_image(
         self, image: bytes | None, item_id: str | None, store: Any
@@ -682,14 +700,7 @@ class Pipeline:
             raise InvalidArgument("id is empty")
         store = self._store
         row = await self._io(self._read_item, store, item_id)
-        data = None
-        if include_image:
-            path = item_image_path(row)
-            try:
-                data = await self._io(path.read_bytes)
-            except OSError:
-                log.error("image of item %s at %s unreadable", item_id, path)
-                raise NotFound(f"the image of item {item_id!r} is not available on the server") from None
+        data = await self._io(self._item_image_bytes, item_id, row) if include_image else None
         return row, data
 
     def capabilities(self) -> dict[str, Any]:
@@ -716,20 +727,44 @@ class Pipeline:
         return IndexStore.open(index_dir, encoder=self.encoder)
 
     async def reload(self, index_dir: str | None = None) -> Any:
+        """Open the folder's live generation and swap it in; a damaged folder keeps the old index."""
+        from indexing.store import IndexStoreError
+
         async with self._lock():
             target = index_dir or self._index_dir
             if not Path(target).is_dir():
-                raise NotFound(f"index folder {target} does not exist on the server")
+                raise NotFound(f"index folder {shown(target, 300)} does not exist on the server")
             try:
                 new = await self._io(self._open_store, target)
             except RetrievalError:
                 raise
+            except IndexStoreError as exc:
+                log.error("reload of %s refused: %s", target, exc)
+                raise FailedPrecondition(f"cannot open index {target}: {exc}; still serving "
+                                         f"{store_version(self._store)}") from None
             except Exception as exc:
                 log.exception("reload of %s failed", target)
                 raise InvalidArgument(f"cannot open index {target}: {exc}") from None
             self._store, self._index_dir = new, target
             log.info("index reloaded from %s: %d items", target, store_size(new))
             return new
+
+    def _commit_change(self, change: Callable[[Any], Any]) -> tuple[Any, Any]:
+        """Run ``change(store)`` on the folder's live generation and commit it, under the folder's
+        cross-process write lock (another server or ``python -m indexing`` may write it too)."""
+        from indexing.lock import IndexLockTimeout
+        from indexing.store import IndexStore, IndexStoreError
+
+        try:
+            with IndexStore.open_for_update(self._index_dir, self.encoder,
+                                            timeout_s=self.config.index_lock_timeout_s) as new:
+                result = change(new)
+        except IndexLockTimeout as exc:
+            raise Aborted(f"{exc}; nothing was changed, retry later") from None
+        except IndexStoreError as exc:
+            log.error("change to %s refused: %s", self._index_dir, exc)
+            raise FailedPrecondition(f"cannot change index {self._index_dir}: {exc}") from None
+        return new, result
 
     async def add_items(self, catalog_dir: str, ids: Sequence[str],
                         max_skipped: float | None = None) -> tuple[dict[str, int], list[str], Any]:
@@ -738,7 +773,9 @@ class Pipeline:
         The catalog is loaded by the shared rule (``catalog.loading``) with the index's schema as
         the default vocabulary; when more than ``max_skipped`` of its rows (of the requested
         ``ids``, when given) would be skipped, nothing is added and :class:`FailedPrecondition`
-        names the reasons and how to raise the limit.
+        names the reasons and how to raise the limit. The new items are then embedded outside
+        the index folder's write lock (the slow part), and added to the live generation and
+        committed under it (:meth:`_commit_change`).
         """
         from catalog import (
             CatalogError,
@@ -759,13 +796,15 @@ class Pipeline:
             try:
                 cat = await self._io(lambda: load_catalog(catalog_dir, options=options))
             except (CatalogError, SchemaError, OSError) as exc:
-                raise InvalidArgument(f"catalog_dir {catalog_dir}: {exc}") from None
+                raise InvalidArgument(f"catalog_dir {shown(catalog_dir, 300)}: {str(exc)[:500]}") from None
             if ids:
                 wanted = set(ids)
                 kept = {it.id for it in cat.items}
                 missing = wanted - kept - {i.id for i in cat.issues}
                 if missing:
-                    raise NotFound(f"ids not in catalog {catalog_dir}: {', '.join(sorted(missing)[:20])}")
+                    listed = ", ".join(shown(i) for i in sorted(missing)[:20])
+                    more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+                    raise NotFound(f"ids not in catalog {shown(catalog_dir, 300)}: {listed}{more}")
                 cat = dataclasses.replace(cat, items=[it for it in cat.items if it.id in wanted],
                                           issues=[i for i in cat.issues if i.id in wanted and i.id not in kept])
             try:
@@ -775,34 +814,45 @@ class Pipeline:
             skipped = [str(i) for i in cat.issues]
 
             def add() -> tuple[Any, dict[str, int]]:
+                import shutil
+
                 from indexing.engines import EngineConfig
 
-                new = self._open_store(self._index_dir)
                 # decode in this thread: no DataLoader processes forked from a gRPC server
-                result = new.add(cat, engine_cfg=EngineConfig(num_workers=0), progress=False)
+                vectors = self._store.embed_catalog(cat, self.encoder, engine_cfg=EngineConfig(num_workers=0),
+                                                    progress=False)
+                def commit(store: Any) -> dict:
+                    result = store.add_vectors(cat, vectors)
+                    store.save()
+                    return result
+
+                new, result = self._commit_change(commit)
+                shutil.rmtree(Path(self._index_dir) / ".work-add" / cat.checksum(), ignore_errors=True)
                 return new, {"added": int(result["added"]), "replaced": int(result["replaced"])}
 
             if not cat.items:
-                raise InvalidArgument(f"catalog_dir {catalog_dir} has no usable items ({len(skipped)} rows skipped)")
+                raise InvalidArgument(f"catalog_dir {shown(catalog_dir, 300)} has no usable items "
+                                      f"({len(skipped)} rows skipped)")
             new, counts = await self._io(add)
             self._store = new
-            log.info("added %s from %s: index has %d items", counts, catalog_dir, store_size(new))
+            log.info("added %s from %s: index has %d items (%s)", counts, catalog_dir, store_size(new),
+                     store_version(new))
             return counts, skipped, new
 
     async def remove_items(self, ids: Sequence[str]) -> tuple[int, list[str], Any]:
         if not ids:
             raise InvalidArgument("ids is empty")
         async with self._lock():
-            def remove() -> tuple[Any, list[str]]:
-                new = self._open_store(self._index_dir)
-                present = set(new.get_items(list(ids)))
-                missing = [i for i in ids if i not in present]
+            def remove(store: Any) -> list[str]:
+                present = set(store.get_items(list(ids)))
                 if present:
-                    new.remove(sorted(present))
-                return new, missing
+                    store.remove(sorted(present))
+                return [i for i in ids if i not in present]
 
-            new, missing = await self._io(remove)
+            new, missing = await self._io(self._commit_change, remove)
             self._store = new
+            log.info("removed %d ids: index has %d items (%s)", len(set(ids)) - len(set(missing)), store_size(new),
+                     store_version(new))
             return len(set(ids)) - len(set(missing)), missing, new
 
 

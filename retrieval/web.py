@@ -10,7 +10,7 @@ part, plus the rest of the request as JSON in a ``request`` part). So the two tr
 share every check, limit and error message, and a field added to the proto shows on both.
 The OpenAPI schemas of the bodies are generated from the proto descriptors for the same reason.
 
-Errors: the gRPC status of the error, as HTTP status (400, 401, 403, 404, 413, 500, 503) and
+Errors: the gRPC status of the error, as HTTP status (400, 401, 403, 404, 409, 413, 500, 503) and
 a body ``{"error": {"code": "INVALID_ARGUMENT", "status": 400, "message": "..."}}``.
 """
 
@@ -39,7 +39,7 @@ from google.protobuf.message import Message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
-from retrieval.api import RPCS, Api, ResourceExhausted, Status, status_of
+from retrieval.api import RPCS, Api, ResourceExhausted, Status, status_message, status_of
 from retrieval.config import ServerConfig
 from retrieval.metrics import Metrics
 from retrieval.service import InvalidArgument, RetrievalError
@@ -201,7 +201,7 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 def rpc_error(exc: RetrievalError) -> JSONResponse:
     st: Status = status_of(exc)
-    return error_response(st.http, st.name, str(exc))
+    return error_response(st.http, st.name, status_message(exc))
 
 
 class BodyLimit:

@@ -85,6 +85,10 @@ class ShopConfig:
     max_faults_per_path: int = 2  # a path fails at most this many times in a row
     fault_seed: int = 0
     crawl_delay: float | None = None  # adds a Crawl-delay line to robots.txt
+    # A hostile page: every product lists these absolute picture URLs (other hosts) as extra model
+    # photos, and then shop URLs (``/bilder/weiter/N.jpg``) that redirect to ``redirect_images``.
+    foreign_images: tuple[str, ...] = ()
+    redirect_images: tuple[str, ...] = ()
 
 
 def slugify(text: str) -> str:
@@ -359,6 +363,10 @@ class _Handler(BaseHTTPRequestHandler):
             if data is not None:
                 ctype = "image/png" if kind == "produkt" else "image/jpeg"
                 return self._send(200, data, ctype, {"Cache-Control": "max-age=86400"})
+        m = re.fullmatch(r"/bilder/weiter/(\d+)\.jpg", path)
+        if m and int(m.group(1)) < len(shop.config.redirect_images):
+            target = shop.config.redirect_images[int(m.group(1))]
+            return self._send(302, b"", "text/plain", {"Location": target})
         if path in ("/warenkorb", "/suche") or path.startswith(("/konto/", "/damen/outlet")):
             return self._html(_page("Bereich", "<h1>Dieser Bereich ist nicht für Crawler</h1>"))
         return self._not_found()
@@ -512,6 +520,8 @@ class DemoShop:
         pid = quote(it.id, safe="")
         img = f"/bilder/produkt/{pid}.png"
         models = [f"/bilder/model/{pid}/{i + 1}.jpg" for i in range(len(it.model_img_paths))]
+        models += list(self.config.foreign_images)
+        models += [f"/bilder/weiter/{i}.jpg" for i in range(len(self.config.redirect_images))]
         rows = []
         for tag in it.attributes:
             key, sep, value = tag.partition(":")

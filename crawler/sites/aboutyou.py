@@ -36,6 +36,7 @@ PRODUCT_RE = re.compile(r"^/p/[^/]+/[^/]+-(\d+)/?$")
 class AboutYouAdapter(SiteAdapter):
     name = "aboutyou"
     base_url = "https://www.aboutyou.de"
+    image_hosts = ("cdn.aboutstatic.com", "*.aboutstatic.com")
     hints = BrowserHints(
         product_link="a[href^='/p/']",
         listing_ready="[data-testid='productTile'], a[href^='/p/']",

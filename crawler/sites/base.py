@@ -74,6 +74,7 @@ class SiteAdapter:
 
     name: str = ""
     base_url: str = ""
+    image_hosts: tuple[str, ...] = ()  # CDN hosts the shop's pictures live on (crawler.hosts patterns)
     hints: BrowserHints = BrowserHints()
     # English schema value -> the site's listing path / filter slug.
     categories: dict[str, str] = {}

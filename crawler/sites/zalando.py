@@ -35,6 +35,7 @@ ARTICLE_RE = re.compile(r"-([A-Z0-9]{9}-[A-Z0-9]{3})\.html$")
 class ZalandoAdapter(SiteAdapter):
     name = "zalando"
     base_url = "https://www.zalando.de"
+    image_hosts = ("*.ztat.net",)
     hints = BrowserHints(
         product_link="article a[href$='.html']",
         listing_ready="article",

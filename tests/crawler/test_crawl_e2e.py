@@ -192,3 +192,58 @@ def test_generic_adapter_crawls_a_json_ld_shop(shop, source_dir, tmp_path):
     for it in crawled.items:
         assert it.labels == by_id[it.id].labels  # from additionalProperty, color and category
         assert len(it.model_img_paths) == len(by_id[it.id].model_img_paths)
+
+
+class _ForeignHost:
+    """Another host (a port the shop is not on) serving one picture and counting its requests."""
+
+    def __init__(self) -> None:
+        import http.server
+        import io
+        import threading
+
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), (0, 120, 0)).save(buf, format="JPEG")
+        body, hits = buf.getvalue(), []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.hits = hits
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_pictures_on_other_hosts_are_not_fetched_unless_allowed(chromium, source_dir, tmp_path):
+    partner, stranger = _ForeignHost(), _ForeignHost()  # partner: allowed with image_hosts; stranger: not
+    try:
+        config = ShopConfig(page_size=3, foreign_images=(f"http://{partner.host}/a.jpg", f"http://{stranger.host}/b.jpg"),
+                            redirect_images=(f"http://{partner.host}/c.jpg", f"http://{stranger.host}/d.jpg"))
+        with DemoShop(source_dir, config) as hostile:
+            summary = crawl(CrawlConfig(site="demo", out=tmp_path / "out", start_url=hostile.base_url, max_products=2,
+                                        concurrency=2, delay=0, progress=False, image_hosts=[partner.host]))
+    finally:
+        partner.close()
+        stranger.close()
+    assert stranger.hits == []  # neither the named picture nor the redirect target, not even robots.txt
+    assert sorted(set(partner.hits)) == ["/a.jpg", "/c.jpg", "/robots.txt"]  # redirects followed to allowed hosts
+    assert summary.finished and summary.failed == 0 and summary.images_refused == 4  # 2 per product
+    crawled = load_catalog(tmp_path / "out", strict=True)
+    assert len(crawled.items) == 2
+    for it in crawled.items:
+        assert not [u for u in it.model_img_urls if stranger.host in u]
+        assert f"http://{partner.host}/a.jpg" in it.model_img_urls

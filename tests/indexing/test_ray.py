@@ -31,7 +31,7 @@ def test_ondisk_ivf_with_ray_tasks(ray_session, small_catalog, small_encoder, tm
     store = build(cat, out, small_encoder, BuildConfig(index="ivf", nlist=2, ondisk=True, engine="ray",
                                                        batch_size=8, num_workers=0, progress=False))
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["index-000001.faiss", "lists-000001.ivfdata", "manifest.json", "meta-000001.sqlite"]
+    assert files == [".lock", "index-000001.faiss", "lists-000001.ivfdata", "manifest.json", "meta-000001.sqlite"]
     assert store.manifest["ondisk"] and store.read_only and store.count == 36
     reopened = IndexStore.open(out, small_encoder)  # lists memory-mapped from the folder
     exact = np.stack([v for v in small_encoder.embed_images([__import__("PIL").Image.open(cat.image_path(it))

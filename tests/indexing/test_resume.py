@@ -54,3 +54,27 @@ def test_killed_build_resumes_and_equals_uninterrupted(small_catalog, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert resumed.manifest["count"] == reference.manifest["count"] == 36
     assert IndexStore.open(out, encoder).count == 36
+
+
+def test_kept_shards_are_reused_only_for_unchanged_photos(tmp_path, catalog_factory, small_encoder):
+    """A photo replaced under the same id and file name is embedded again on a rebuild with kept shards."""
+    from PIL import Image
+
+    cat_dir = catalog_factory(tmp_path / "cat", 12, seed=21, size=40)
+    out = tmp_path / "idx"
+    cfg = BuildConfig(keep_shards=True, num_workers=0, batch_size=4, shard_size=4, progress=False)
+    first = build(load_catalog(cat_dir), out, small_encoder, cfg)
+    shards = out / ".work" / "shards"
+    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard-*.npz")}
+    item = load_catalog(cat_dir).items[5]  # in shard 1 (items 4-7)
+    old_vector = first.reconstruct(item.id)
+    photo = cat_dir / item.img_path
+    photo.write_bytes((cat_dir / "images" / "0000.jpg").read_bytes())  # the shop changed the photo
+
+    again = build(load_catalog(cat_dir), out, small_encoder, cfg)
+    with Image.open(photo) as im:
+        want = small_encoder.embed_images([im])[0]
+    np.testing.assert_allclose(again.reconstruct(item.id), want, atol=1e-5)
+    assert not np.allclose(again.reconstruct(item.id), old_vector, atol=1e-3)
+    after = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard-*.npz")}
+    assert [n for n in before if after[n] != before[n]] == ["shard-00001.npz"]  # only that shard was redone

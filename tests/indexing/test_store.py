@@ -37,7 +37,8 @@ def test_build_writes_complete_folder(flat_index, small_encoder):
     assert m["index"]["kind"] == "flat"  # auto: < 50k vectors
     assert m["encoder"]["checksum"] == small_encoder.checksum and m["encoder"]["id"] == small_encoder.encoder_id
     assert m["catalog_checksum"] and m["created"] and m["schema"]["color"] == ["red", "blue", "green", "black"]
-    assert sorted(p.name for p in flat_index.iterdir()) == ["index-000001.faiss", "manifest.json", "meta-000001.sqlite"]
+    assert sorted(p.name for p in flat_index.iterdir()) == [".lock", "index-000001.faiss", "manifest.json",
+                                                            "meta-000001.sqlite"]
 
 
 def test_self_retrieval_every_item_ranks_first(flat_index, small_encoder, small_catalog):
@@ -212,3 +213,60 @@ def test_ivfpq_refine_store_add_remove_filter_reload(tmp_path, catalog_factory):
     res = reopened.add_vectors(sub, x[:8])
     assert res == {"added": 2, "replaced": 6, "count": 302}
     assert [h[0].id for h in reopened.search(x[:8], 10)] == ids[:8]
+
+
+def _damage(folder, kind):
+    """One way a folder's files can disagree; returns the file names the refusal must mention."""
+    import faiss
+
+    m = json.loads((folder / "manifest.json").read_text())
+    index_file, meta_file = m["files"]["index"], m["files"]["meta"]
+    if kind == "index from another generation":  # the killed-rebuild mix: same names, other content
+        index = faiss.read_index(str(folder / index_file))
+        index.remove_ids(faiss.IDSelectorBatch(np.array([0, 1], np.int64)))
+        faiss.write_index(index, str(folder / index_file))
+        return [index_file]
+    if kind == "same sizes, fewer vectors":  # an older manifest without sizes: the counts catch it
+        index = faiss.read_index(str(folder / index_file))
+        index.remove_ids(faiss.IDSelectorBatch(np.array([0], np.int64)))
+        faiss.write_index(index, str(folder / index_file))
+        m.pop("sizes")
+        (folder / "manifest.json").write_text(json.dumps(m))
+        return [index_file, meta_file]
+    if kind == "metadata of another generation":
+        import sqlite3
+
+        db = sqlite3.connect(folder / meta_file)
+        db.execute("UPDATE kv SET value='7' WHERE key='generation'")
+        db.commit()
+        db.close()
+        m["sizes"]["meta"] = (folder / meta_file).stat().st_size
+        (folder / "manifest.json").write_text(json.dumps(m))
+        return [meta_file, "generation 7"]
+    if kind == "manifest count":
+        m["count"] += 1
+        (folder / "manifest.json").write_text(json.dumps(m))
+        return [meta_file, "manifest.json"]
+    if kind == "missing file":
+        (folder / meta_file).unlink()
+        return [meta_file]
+    if kind == "not a FAISS file":
+        (folder / index_file).write_bytes(b"x" * (folder / index_file).stat().st_size)
+        return [index_file]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["index from another generation", "same sizes, fewer vectors",
+                                  "metadata of another generation", "manifest count", "missing file",
+                                  "not a FAISS file"])
+def test_open_refuses_a_folder_whose_files_disagree(flat_index, tmp_path, kind):
+    import shutil
+
+    from indexing.store import InconsistentIndexError
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(flat_index, folder)
+    names = _damage(folder, kind)
+    with pytest.raises(InconsistentIndexError) as err:
+        IndexStore.open(folder)
+    assert all(n in str(err.value) for n in names), str(err.value)

@@ -23,17 +23,18 @@ from retrieval.api import (
     Unauthenticated,
     Unavailable,
     check_admin,
+    status_message,
     status_of,
 )
 from retrieval.batching import MicroBatcher
 from retrieval.config import BatchingConfig, ConfigError, ServerConfig
-from retrieval.service import FailedPrecondition, InvalidArgument, ModelFailure, NotFound
+from retrieval.service import Aborted, FailedPrecondition, InvalidArgument, ModelFailure, NotFound
 
 
 # --- errors and auth ------------------------------------------------------------------------------------
 def test_every_error_has_a_grpc_code_and_an_http_status() -> None:
     expected = {InvalidArgument: ("INVALID_ARGUMENT", 400), NotFound: ("NOT_FOUND", 404),
-                FailedPrecondition: ("FAILED_PRECONDITION", 409),
+                FailedPrecondition: ("FAILED_PRECONDITION", 409), Aborted: ("ABORTED", 409),
                 Unauthenticated: ("UNAUTHENTICATED", 401), PermissionDenied: ("PERMISSION_DENIED", 403),
                 ResourceExhausted: ("RESOURCE_EXHAUSTED", 413), ModelFailure: ("INTERNAL", 500),
                 Internal: ("INTERNAL", 500), Unavailable: ("UNAVAILABLE", 503)}
@@ -42,6 +43,18 @@ def test_every_error_has_a_grpc_code_and_an_http_status() -> None:
         exc = cls("generator") if cls is ModelFailure else cls("x")
         st = status_of(exc)
         assert (st.name, st.http, st.grpc_code) == (code, http, getattr(grpc.StatusCode, code))
+
+
+def test_error_messages_are_cut_to_fit_a_status_header_on_both_transports() -> None:
+    from retrieval.web import rpc_error
+
+    exc = FailedPrecondition("catalog /x: " + "y" * 100_000)
+    text = status_message(exc)
+    assert len(text) <= 2000 and text.startswith("catalog /x: yyy") and text.endswith("... (cut)")
+    assert status_message(NotFound("short")) == "short"
+    body = rpc_error(exc).body.decode()
+    assert '"code":"FAILED_PRECONDITION"' in body and text in body and len(body) < 2200
+    assert '"code":"ABORTED","status":409' in rpc_error(Aborted("index held by another writer")).body.decode()
 
 
 @pytest.mark.parametrize(("header", "token", "error", "needle"), [

@@ -187,11 +187,21 @@ def _bomb() -> bytes:
     return buf.getvalue()
 
 
+def _strip() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (2000, 20), "white").save(buf, format="PNG")  # 40k pixels, but 100:1 (limit 10:1)
+    return buf.getvalue()
+
+
+LONG = "x" * 50_000  # a client value the error message repeats: cut on both transports
+
 BAD = {  # case -> (SearchRequest as JSON, HTTP status, gRPC code, text in the message)
     "not an image": ({"query": {"image": b64(b"just some text, not a picture")}}, 400,
                      grpc.StatusCode.INVALID_ARGUMENT, "not a decodable image"),
     "empty image": ({"query": {"image": ""}}, 400, grpc.StatusCode.INVALID_ARGUMENT, "empty"),
     "bomb": ({"query": {"image": b64(_bomb())}}, 400, grpc.StatusCode.INVALID_ARGUMENT, "3000x3000 = 9000000 pixels"),
+    "strip": ({"query": {"image": b64(_strip())}}, 400, grpc.StatusCode.INVALID_ARGUMENT,
+              "the aspect ratio 100:1 is over the limit of 10:1"),
     "no query": ({}, 400, grpc.StatusCode.INVALID_ARGUMENT, "query is empty"),
     "unknown item": ({"query": {"item_id": "no-such-item"}}, 404, grpc.StatusCode.NOT_FOUND, "no-such-item"),
     "top_k too big": ({"query": {"item_id": "X"}, "top_k": WEB_MAX_TOP_K + 1}, 400, grpc.StatusCode.INVALID_ARGUMENT,
@@ -202,6 +212,7 @@ BAD = {  # case -> (SearchRequest as JSON, HTTP status, gRPC code, text in the m
                            grpc.StatusCode.INVALID_ARGUMENT, "modification 0 is empty"),
     "unknown filter": ({"query": {"item_id": "X"}, "filters": {"colour": {"values": ["red"]}}}, 400,
                        grpc.StatusCode.INVALID_ARGUMENT, "colour"),
+    "huge item id": ({"query": {"item_id": LONG}}, 404, grpc.StatusCode.NOT_FOUND, "... (50000 characters)"),
 }
 
 

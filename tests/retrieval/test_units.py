@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from catalog.images import ImageLimits
 from retrieval.batching import MicroBatcher
 from retrieval.config import BatchingConfig, ConfigError, ServerConfig, load_config
 from retrieval.service import (
@@ -56,13 +57,13 @@ def _png(w: int, h: int, mode: str = "RGB") -> bytes:
 
 
 def test_decode_image_accepts_common_images() -> None:
-    im = decode_image(_png(20, 10), max_pixels=1000)
+    im = decode_image(_png(20, 10), ImageLimits(max_pixels=1000))
     assert im.size == (20, 10) and im.mode == "RGB"
     # transparency becomes white, not black
     rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
     buf = io.BytesIO()
     rgba.save(buf, format="PNG")
-    assert decode_image(buf.getvalue(), 1000).getpixel((0, 0)) == (255, 255, 255)
+    assert decode_image(buf.getvalue(), ImageLimits(max_pixels=1000)).getpixel((0, 0)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize(
@@ -71,18 +72,29 @@ def test_decode_image_accepts_common_images() -> None:
 )
 def test_decode_image_rejects_bad_bytes(data: bytes, needle: str) -> None:
     with pytest.raises(InvalidArgument, match=needle):
-        decode_image(data, max_pixels=10**6)
+        decode_image(data, ImageLimits(max_pixels=10**6))
 
 
 def test_decode_image_refuses_bombs_before_decoding() -> None:
     # a 5000x5000 PNG is a few KiB but 75 MB decoded: over our limit, under PIL's own
     bomb = _png(5000, 5000, "1")
     assert len(bomb) < 100_000
-    with pytest.raises(InvalidArgument, match="5000x5000 = 25000000 pixels, over the server's limit"):
-        decode_image(bomb, max_pixels=16_000_000)
+    with pytest.raises(InvalidArgument, match="5000x5000 = 25000000 pixels, over the limit of 16000000"):
+        decode_image(bomb, ImageLimits(max_pixels=16_000_000))
     # a header claiming 100000x100000 (far over PIL's own limit too): refused from the header alone
-    with pytest.raises(InvalidArgument, match="too large|over the server's limit"):
-        decode_image(_png_header(100_000, 100_000), max_pixels=16_000_000)
+    with pytest.raises(InvalidArgument, match="too large|over the limit"):
+        decode_image(_png_header(100_000, 100_000), ImageLimits(max_pixels=16_000_000))
+
+
+def test_decode_image_refuses_strips_by_longest_side_and_aspect_ratio() -> None:
+    # 375 bytes, 100000 pixels: under any pixel limit, but padding it to a square meant 10^10 pixels
+    strip = _png(100_000, 1, "1")
+    assert len(strip) < 1000
+    with pytest.raises(InvalidArgument, match="longest side, 100000 px, is over the limit of 8192 px"):
+        decode_image(strip, ImageLimits(16_000_000, 8192, 10))
+    with pytest.raises(InvalidArgument, match=r"aspect ratio 20:1 is over the limit of 10:1"):
+        decode_image(_png(20, 400, "1"), ImageLimits(16_000_000, 8192, 10))
+    assert decode_image(_png(40, 400), ImageLimits(16_000_000, 8192, 10)).size == (40, 400)
 
 
 def _png_header(w: int, h: int) -> bytes:
