@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=40, help="held-out queries per group")
     ap.add_argument("--reuse", action="store_true", help="reuse trained runs and encoders found in --work")
     ap.add_argument("--skip-stargan", action="store_true", help="only the new design (and the baselines)")
+    ap.add_argument("--stargan-checkpoint", type=Path,
+                    help="demo part: evaluate this StarGAN checkpoint as the old design instead of training one "
+                         "(e.g. the previously committed demo StarGAN)")
     args = ap.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -141,14 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         part["training"]["maskedit"] = train_editor(work / "demo_maskedit", cat, ["--recipe", "demo-cpu", *budget],
                                                     work, args.reuse)
         editors = {"maskedit": work / "demo_maskedit"}
-        if not args.skip_stargan:
+        if args.stargan_checkpoint:
+            editors["stargan"] = args.stargan_checkpoint
+            part["training"]["stargan"] = {"checkpoint": str(args.stargan_checkpoint)}
+        elif not args.skip_stargan:
             cfg = work / "stargan_demo.json"
             cfg.write_text(json.dumps(STARGAN_DEMO))
             part["training"]["stargan"] = train_editor(work / "demo_stargan", cat,
                                                        ["--model", "stargan", "--config", str(cfg), *budget],
                                                        work, args.reuse)
             editors["stargan"] = work / "demo_stargan"
-        part.update(evaluate_part("demo", cat, editors, {"trained": str(work / "demo_encoder")}, args.queries, work))
+        part.update(evaluate_part("demo", cat, editors, {"trained": str(work / "demo_encoder"), "builtin": None},
+                                  args.queries, work))
         result["parts"]["demo"] = part
         write_result("bench_edits", result)
     if args.part in ("myntra", "all"):
@@ -156,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"myntra-a not found at {MYNTRA}: skipping the real part")
         else:
             part = {"training": {}}
-            part["training"]["encoder"] = train_encoder(work / "myntra_encoder", MYNTRA, work, args.reuse, [])
+            part["training"]["encoder"] = train_encoder(work / "myntra_encoder", MYNTRA, work, args.reuse,
+                                                        ["--infer-schema", "category,color"])
             part["training"]["maskedit"] = train_editor(work / "myntra_maskedit", MYNTRA,
-                                                        ["--recipe", "colour-cpu", *budget], work, args.reuse)
+                                                        ["--recipe", "colour-cpu", "--infer-schema", "category,color",
+                                                         *budget], work, args.reuse)
             editors = {"maskedit": work / "myntra_maskedit"}
             if not args.skip_stargan:
                 cfg = work / "stargan_myntra.json"

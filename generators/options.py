@@ -128,14 +128,16 @@ class MaskEditOptions:
     identity_share: float = 0.25  # share asked for the values it has (identity loss)
     lambda_feat: float = 10.0  # MSE to the feature-interpolation target (prototype difference)
     proto_min: int = 5  # photos a per-anchor prototype needs; else the global one is used
-    lambda_adv: float = 0.5
-    lambda_cls: float = 1.0
+    # the feature target leads; the judges' CE, the critic and the cycle only steer (higher values of
+    # these four collapsed the mask or slowed colour learning in the demo runs, docs/generators.md)
+    lambda_adv: float = 0.25
+    lambda_cls: float = 0.2
     lambda_keep: float = 0.5
-    lambda_cyc: float = 5.0
-    lambda_id: float = 5.0
+    lambda_cyc: float = 1.0
+    lambda_id: float = 2.0
     lambda_mask: float = 0.05  # L1 on the mask outside the garment
     lambda_tv: float = 0.1
-    g_lr: float = 5e-4
+    g_lr: float = 1e-3
     d_lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.99

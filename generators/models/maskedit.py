@@ -12,10 +12,11 @@ Why this design (see docs/generators.md for the measurements):
   the guided filter). With ``a > 0`` it recolours and keeps the photo's shading and folds; with
   ``a = 0`` it paints a flat colour, which is what a shape edit needs (a longer sleeve needs
   fabric where there was background, a shorter one needs background where there was fabric).
-- **Predict at low resolution, apply at full resolution.** The U-Net sees a 64 px copy; its
-  maps are brought to the photo's size by a guided upsampling (He & Sun's guided filter, as in
-  Wu et al.'s fast guided filter, CVPR 2018) that takes its edges from the full-resolution
-  photo. The output has the input's resolution; the cost is a 64 px forward.
+- **Predict at low resolution, apply at full resolution.** The U-Net sees a small copy
+  (``pred_size``: 32 px in the CPU recipes, 64 in ``gpu``); its maps are brought to the
+  photo's size by a guided upsampling (He & Sun's guided filter, as in Wu et al.'s fast guided
+  filter, CVPR 2018) that takes its edges from the full-resolution photo. The output has the
+  input's resolution; the cost is a small forward plus a few box filters at full size.
 - **Pretrained judges** (:mod:`generators.models.features`): a projected discriminator on frozen
   EfficientNet-Lite0 features and frozen attribute heads fitted on the catalog's real photos
   give real gradients from step 1; cycle and identity losses keep what the edit does not name.
