@@ -25,6 +25,7 @@ from retrieval.demo import (
     build_index,
     demo_generators,
     make_catalog,
+    make_encoder,
 )
 
 
@@ -36,11 +37,14 @@ def serve_demo(opts: DemoOptions, host: str, http_port: int, grpc_port: int) -> 
     """Prepare (or reuse) the catalog and index, run the server until Ctrl-C or SIGTERM."""
     signal.signal(signal.SIGTERM, _interrupt)  # a plain `kill` stops the server too
     opts.out.mkdir(parents=True, exist_ok=True)
-    index_dir = build_index(make_catalog(opts), opts)
+    catalog_dir = make_catalog(opts)
+    encoder_dir = make_encoder(catalog_dir, opts)
+    index_dir = build_index(catalog_dir, opts, encoder_dir)
     generators = opts.generators or demo_generators()
     log_path = opts.out / "server_web.log"
     cmd = [sys.executable, "-m", "retrieval", "serve", "--index", str(index_dir), "--host", host,
-           "--port", str(grpc_port), "--http-port", str(http_port), "--generators", *map(str, generators)]
+           "--port", str(grpc_port), "--http-port", str(http_port), "--generators", *map(str, generators),
+           *(["--encoder", str(encoder_dir)] if encoder_dir else [])]
     _say(f"starting the server with generators {', '.join(p.name for p in generators)} (log: {log_path})")
     with open(log_path, "w") as log_fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_fh, text=True,
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--crawl", choices=["auto", "yes", "no"], default="auto",
                    help="crawl the demo shop with the crawler (auto: when it is installed) or render it")
+    p.add_argument("--encoder", choices=["demo", "builtin"], default=DemoOptions.encoder,
+                   help="demo: the default train-encoder recipe on the demo catalog (seconds); builtin: ImageNet")
     p.add_argument("--generators", nargs="+", type=Path, metavar="CKPT",
                    help=f"generator checkpoints (default: {DEMO_CHECKPOINTS.relative_to(ROOT)}/*.pt)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0, help="gRPC port (default: a free one)")
     args = p.parse_args(argv)
     opts = DemoOptions(out=args.out, products=args.products, seed=args.seed, crawl=args.crawl,
-                       generators=args.generators)
+                       generators=args.generators, encoder=args.encoder)
     return serve_demo(opts, args.host, args.http_port, args.port)
 
 

@@ -81,8 +81,8 @@ def setup(tmp_path_factory, demo_catalog_dir: Path, generator_ckpts, server_proc
     (tmp / "server.toml").write_text(
         f'index_dir = "{index}"\n' + "".join(f"{k} = {v}\n" for k, v in LIMITS.items())
         + "[batching]\nenabled = true\nmax_batch = 4\nmax_wait_ms = 2\n")
-    stargan = [str(p) for p in generator_ckpts if "stargan" in p.name]
-    srv = server_process(["--config", str(tmp / "server.toml"), "--generators", *stargan,
+    editor = [str(p) for p in generator_ckpts if "maskedit" in p.name]
+    srv = server_process(["--config", str(tmp / "server.toml"), "--generators", *editor,
                           "--admin-token-file", str(tmp / "token")], tmp / "server.log")
     with RetrievalClient(srv.address) as c:
         c.wait_until_serving(timeout=120)
