@@ -30,7 +30,7 @@ from torch import nn
 from catalog import atomic_write_text
 from catalog.images import square_on_white
 from indexing.backbones import DEFAULT_BACKBONE, BackboneError, build_backbone, lite0_weights_path
-from indexing.pooling import colour_histogram, foreground_weights, multi_stage
+from indexing.pooling import COLOUR_STATS_DIM, colour_histogram, colour_stats, foreground_weights, multi_stage
 
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "weights.pt"
@@ -57,9 +57,12 @@ class EncoderConfig:
     info: dict = field(default_factory=dict)  # provenance: training data, metrics (not hashed)
     pool_stages: list[int] | None = None  # trunk stages pooled and concatenated (None: the last only)
     foreground: bool = False  # weight pooling towards the garment (pixels unlike the background)
-    colour_bins: list[int] | None = None  # L, a, b bins of a garment colour histogram appended (None: none)
-    colour_size: int = 64  # the histogram is taken on this downscaled copy
+    colour_bins: list[int] | None = None  # bins per channel of a garment colour histogram appended (None: none)
+    colour_size: int = 64  # the colour descriptors are taken on this downscaled copy
     head_hidden: int = 0  # 0: a linear projection; > 0: an MLP with this hidden width
+    colour_space: str = "lab"  # colour histogram in "lab" or "rgb"
+    colour_stats: bool = False  # append garment-weighted L/a/b/chroma quantiles (pooling.colour_stats)
+    parts: list[dict] | None = None  # a parts head instead of proj_dim: see PartsHead
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,7 +86,8 @@ class EncoderConfig:
         return d
 
 
-_LATER_FIELDS = {"pool_stages": None, "foreground": False, "colour_bins": None, "colour_size": 64, "head_hidden": 0}
+_LATER_FIELDS = {"pool_stages": None, "foreground": False, "colour_bins": None, "colour_size": 64, "head_hidden": 0,
+                 "colour_space": "lab", "colour_stats": False, "parts": None}
 
 
 class Preprocess:
@@ -124,6 +128,70 @@ class AvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class PartsHead(nn.Module):
+    """One embedding made of named, unit-length parts, each weighted: ``[w_1 p_1, ..., w_n p_n] / |w|``.
+
+    A part is either an **attribute part** (``{"name": "color", "values": [...]}``): the square
+    root of a softmax over that group's values, so two items' part similarity is the
+    Bhattacharyya coefficient of their predicted attribute distributions; or a **look part**
+    (``{"name": "look", "dim": 128}``): a free L2-normalised projection that keeps what labels do
+    not say (print, cut, the exact item). Since every part has unit length, the cosine of two
+    embeddings is ``sum_i w_i^2 cos_i / sum_i w_i^2``: the weights say how much each attribute
+    counts in a match, and they are stored, trained and checksummed like any other weight.
+
+    The input (the pooled vector: unit-length stage vectors, colour histogram, colour quantiles) is
+    standardised with the training set's mean and spread first, so all of it is on one scale.
+    """
+
+    def __init__(self, in_dim: int, parts: list[dict]) -> None:
+        super().__init__()
+        if not parts:
+            raise EncoderError("a parts head needs at least one part")
+        self.specs = [dict(p) for p in parts]
+        dims = []
+        for spec in self.specs:
+            if "values" in spec:
+                if len(spec["values"]) < 2:
+                    raise EncoderError(f"attribute part {spec.get('name')!r} needs at least two values")
+                dims.append(len(spec["values"]))
+            elif int(spec.get("dim", 0)) > 0:
+                dims.append(int(spec["dim"]))
+            else:
+                raise EncoderError(f"part {spec!r}: give 'values' (attribute part) or a positive 'dim' (look part)")
+        names = [spec.get("name") for spec in self.specs]
+        if len(set(names)) != len(names) or not all(names):
+            raise EncoderError(f"parts need distinct names, got {names}")
+        self.names: list[str] = [str(n) for n in names]
+        self.dims = dims
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.layers = nn.ModuleList([nn.Linear(in_dim, d) for d in dims])
+        self.log_weights = nn.Parameter(torch.zeros(len(dims)))
+
+    def is_attribute(self, i: int) -> bool:
+        return "values" in self.specs[i]
+
+    def logits(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Raw outputs of every part (class logits for attribute parts), from the pooled vector."""
+        x = (z - self.mean) * self.scale
+        return [layer(x) for layer in self.layers]
+
+    def parts(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [F.softmax(r, dim=1).sqrt() if self.is_attribute(i) else F.normalize(r, dim=1)
+                for i, r in enumerate(raw)]
+
+    def combine(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        w = self.log_weights.exp()
+        return torch.cat([w[i] * p for i, p in enumerate(parts)], dim=1) / w.pow(2).sum().sqrt()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.parts(self.logits(z)))
+
+    def weights(self) -> dict[str, float]:
+        w = self.log_weights.detach().exp()
+        return {n: round(float(v / w.pow(2).sum().sqrt()), 4) for n, v in zip(self.names, w, strict=True)}
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -148,10 +216,16 @@ class Encoder(nn.Module):
             if not 0 <= s < n_stages:
                 raise EncoderError(f"pool_stages: stage {s} does not exist; {config.backbone} has stages 0..{n_stages - 1}")
         if config.colour_bins is not None and (len(config.colour_bins) != 3 or min(config.colour_bins) < 1):
-            raise EncoderError(f"colour_bins must be three positive bin counts (L, a, b), got {config.colour_bins}")
+            raise EncoderError(f"colour_bins must be three positive bin counts, got {config.colour_bins}")
+        if config.colour_space not in ("lab", "rgb"):
+            raise EncoderError(f"colour_space must be 'lab' or 'rgb', got {config.colour_space!r}")
         self.feat_dim = self._feature_dim(info.out_channels)
         self.proj: nn.Module | None = None
-        if config.proj_dim and config.head_hidden:
+        if config.parts:
+            if config.proj_dim:
+                raise EncoderError("give either parts (a parts head) or proj_dim (a projection), not both")
+            self.proj = PartsHead(self.feat_dim, config.parts)
+        elif config.proj_dim and config.head_hidden:
             self.proj = nn.Sequential(nn.Linear(self.feat_dim, config.head_hidden), nn.GELU(),
                                       nn.Linear(config.head_hidden, config.proj_dim))
         elif config.proj_dim:
@@ -164,6 +238,8 @@ class Encoder(nn.Module):
     # --- identity ---------------------------------------------------------------------------
     @property
     def dim(self) -> int:
+        if isinstance(self.proj, PartsHead):
+            return int(sum(self.proj.dims))
         return int(self.config.proj_dim or self.feat_dim)
 
     @property
@@ -190,7 +266,7 @@ class Encoder(nn.Module):
                     if i in self.config.pool_stages:
                         dim += h.shape[1]
         bins = self.config.colour_bins
-        return dim + (bins[0] * bins[1] * bins[2] if bins else 0)
+        return dim + (bins[0] * bins[1] * bins[2] if bins else 0) + (COLOUR_STATS_DIM if self.config.colour_stats else 0)
 
     # --- embedding ----------------------------------------------------------------------------
     def preprocess(self, img: Image.Image) -> torch.Tensor:
@@ -214,13 +290,19 @@ class Encoder(nn.Module):
             p = self.pool.p if c.pooling == "gem" else 1.0
             z = torch.cat([F.normalize(v, dim=1) for v in multi_stage(self.trunk, x, tuple(c.pool_stages), weights, p)],
                           dim=1)
-        if c.colour_bins:
+        if c.colour_bins or c.colour_stats:
             x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
-            z = torch.cat([z, colour_histogram(x01, tuple(c.colour_bins), c.colour_size)], dim=1)
+            small = F.interpolate(x01.float(), size=(c.colour_size, c.colour_size), mode="area")
+            extra = [colour_histogram(small, tuple(c.colour_bins), c.colour_size, c.colour_space)] if c.colour_bins else []
+            if c.colour_stats:
+                extra.append(colour_stats(small, c.colour_size))
+            z = torch.cat([z, *extra], dim=1)
         return z
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         z = pooled
+        if isinstance(self.proj, PartsHead):
+            return self.proj(z)
         if self.proj is not None:
             z = self.proj(F.normalize(z, dim=1))
         return F.normalize(z, dim=1)
