@@ -9,8 +9,9 @@ STAMP       := $(VENV)/.installed
 CHROMIUM    := /usr/bin/chromium
 POSE_MODELS := models/pose/pose_landmark_full.tflite models/pose/pose_detection.tflite models/pose/face_detection_short_range.tflite
 DEMO_DIR    ?= demo_out
+HTTP_PORT   ?= 8080
 
-.PHONY: all install chromium pose-models proto demo test lint format bench clean
+.PHONY: all install chromium pose-models proto demo demo-web test lint format bench clean
 
 all: install
 
@@ -40,6 +41,10 @@ install: $(STAMP) chromium pose-models proto
 
 demo: install
 	$(PY) -m retrieval.demo --out $(DEMO_DIR)
+
+# the same demo catalog, index and generators behind the web page: http://127.0.0.1:$(HTTP_PORT)/ until Ctrl-C
+demo-web: install
+	$(PY) -m retrieval.demo_web --out $(DEMO_DIR) --http-port $(HTTP_PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

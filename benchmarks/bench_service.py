@@ -16,14 +16,17 @@ Measured (the machine may be shared, so what is compared is measured interleaved
 1./2. at concurrency 1, round by round: the raw forwards of a 1-edit search, each on the thread
    the service runs it on (generator ``G(x, c)``; the StarGAN classifier that reads the query's
    own labels, part of every edit, reported apart; encoder ``embed_tensor``; FAISS search), then
-   the same pipeline in-process (``Pipeline.search``) and over gRPC, 0/1/2 edits each;
+   the same pipeline in-process (``Pipeline.search``, the server's configuration), over gRPC
+   and over HTTP/JSON (``POST /v1/search``, image as base64, one keep-alive connection) to the
+   same server process, 0/1/2 edits each;
 3. the gRPC server with the device's default batching: p50/p99 latency and QPS for 0/1/2 edits
    at concurrency 1, 8 and 32;
 4. micro-batching on vs off at concurrency 32: both servers up, blocks of requests alternated;
-5. ratios: service overhead (gRPC p50 / in-process p50 - 1, two processes interleaved), the
-   gRPC layer alone (client latency / the server's own pipeline total of the same request - 1),
-   1-edit gRPC p50 / (generator + encoder + FAISS raw forward), batching on / off QPS, failed
-   requests (goal: none). The load average is recorded: on a shared machine, read the ratios.
+5. ratios: service overhead (gRPC p50 / in-process p50, two processes interleaved; goal
+   <= 1.10), the gRPC layer alone (client latency / the server's own pipeline total of the same
+   request), the same two for HTTP, 1-edit gRPC p50 / (generator + encoder + FAISS raw forward;
+   goal <= 1.1), batching on / off QPS, failed requests (goal: none). The load average is
+   recorded at the start and the end: on a shared machine, read the ratios.
 
 Writes ``benchmarks/results/bench_service[_<device>].json`` with the machine described.
 """
@@ -71,6 +74,9 @@ def build_bench_index(work: Path, products: int, items: int, device: str, seed: 
     cat_dir = work / "catalog"
     if not (cat_dir / "catalog.csv").is_file():
         render_catalog(cat_dir, products=products, seed=seed)
+    index_dir = work / "index"
+    if (index_dir / "manifest.json").is_file() and IndexStore.open(index_dir).count == items:
+        return cat_dir, index_dir  # a kept --work folder: the same catalog and index as last time
     cat = load_catalog(cat_dir)
     encoder = Encoder.load(None, device)
     from PIL import Image
@@ -92,7 +98,6 @@ def build_bench_index(work: Path, products: int, items: int, device: str, seed: 
 
     all_items = list(cat.items) + [replace(cat.items[s], id=f"{cat.items[s].id}-syn{j}") for j, s in enumerate(src)]
     big = Catalog(root=cat.root, schema=cat.schema, items=all_items)
-    index_dir = work / "index"
     spec = choose_spec(len(vectors), encoder.dim)
     store = IndexStore(index_dir, new_manifest(encoder, spec, big), train_index(spec, training_sample(vectors, spec)),
                        new_metadata_db(), encoder)
@@ -170,9 +175,55 @@ class RawForwards:
         }
 
 
-def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[str, str]], reps: int) -> dict:
-    """Raw forwards, the in-process pipeline and the gRPC service, interleaved request by request,
-    so that load from anything else on the machine hits all three alike."""
+class HttpClient:
+    """``POST /v1/search`` on one keep-alive connection; the JSON body is built before timing,
+    like the gRPC request message, and the response is parsed inside it, like gRPC's."""
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        self.conn = self._connect()
+
+    def _connect(self):
+        import http.client
+
+        return http.client.HTTPConnection(self.host, self.port, timeout=120)
+
+    @staticmethod
+    def body(image: bytes, edits: list[tuple[str, str]]) -> bytes:
+        import base64
+
+        return json.dumps({"query": {"image": base64.b64encode(image).decode()}, "top_k": 10,
+                           "modifications": [{"edit": {"group": g, "value": v}} for g, v in edits]}).encode()
+
+    def search(self, body: bytes) -> dict:
+        import http.client
+
+        try:
+            self.conn.request("POST", "/v1/search", body, {"Content-Type": "application/json"})
+            resp = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # the server closed the idle keep-alive connection (uvicorn: after 5 s): a new one,
+            # as every HTTP client library does
+            self.conn.close()
+            self.conn = self._connect()
+            self.conn.request("POST", "/v1/search", body, {"Content-Type": "application/json"})
+            resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {data[:300]!r}")
+        return json.loads(data)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def side_by_side(pipeline, address: str, http_url: str, images: list[bytes], edits: list[tuple[str, str]],
+                 reps: int) -> dict:
+    """Raw forwards, the in-process pipeline, the gRPC service and its HTTP API, interleaved
+    request by request, so that load from anything else on the machine hits all of them alike."""
     import grpc
 
     from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
@@ -183,6 +234,7 @@ def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[
     loop = asyncio.new_event_loop()
     channel = grpc.insecure_channel(address)
     stub = pb_grpc.RetrievalServiceStub(channel)
+    web = HttpClient(http_url)
     series: dict[str, list[float]] = {}
     for i in range(reps + 3):
         image = images[i % len(images)]
@@ -209,26 +261,37 @@ def side_by_side(pipeline, address: str, images: list[bytes], edits: list[tuple[
             for x in resp.timings:
                 if x.stage in ("modify", "encode", "search"):
                     sample[f"grpc_{n}_edits_stage_{x.stage}_ms"] = x.ms
+            body = HttpClient.body(image, edits[:n])
+            t = time.perf_counter()
+            reply = web.search(body)
+            sample[f"http_{n}_edits_ms"] = (time.perf_counter() - t) * 1000
+            assert len(reply["hits"]) == 10
+            server_total = next(x["ms"] for x in reply["timings"] if x["stage"] == "total")
+            sample[f"http_{n}_edits_server_total_ms"] = server_total
+            sample[f"http_{n}_edits_transport_ms"] = sample[f"http_{n}_edits_ms"] - server_total
         if i >= 3:  # warm-up
             for k, v in sample.items():
                 series.setdefault(k, []).append(v)
     channel.close()
+    web.close()
+    loop.run_until_complete(pipeline.close())
     loop.close()
     return {k: {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for k, v in series.items()}
 
 
 # --- 3./4. over gRPC ---------------------------------------------------------------------------------
 def start_server(index_dir: Path, ckpts: list[Path], batching: str, device: str, log: Path):
+    """The server as its own process (gRPC and HTTP on free ports); returns (process, gRPC address, HTTP URL)."""
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "retrieval", "serve", "--index", str(index_dir), "--port", "0",
+            [sys.executable, "-m", "retrieval", "serve", "--index", str(index_dir), "--port", "0", "--http-port", "0",
              "--generators", *map(str, ckpts), "--batching", batching, "--device", device],
             cwd=REPO, stdout=subprocess.PIPE, stderr=fh, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("LISTENING"):
-            address = line.split()[1]
+            address, http_url = line.split()[1:3]
             break
     else:
         raise RuntimeError(f"server did not start: {log.read_text()}")
@@ -236,14 +299,18 @@ def start_server(index_dir: Path, ckpts: list[Path], batching: str, device: str,
 
     with RetrievalClient(address) as c:
         c.wait_until_serving(300)
-    return proc, address
+    return proc, address, http_url
 
 
 def stop_server(proc) -> None:
     import signal
 
     proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
+    try:
+        proc.wait(300)  # the server drains at once; a loaded machine can make the exit itself slow
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def load(address: str, images: list[bytes], edits: list[tuple[str, str]], n_edits: int,
@@ -283,6 +350,33 @@ async def load(address: str, images: list[bytes], edits: list[tuple[str, str]], 
             "errors": failures[:3]}
 
 
+def latency_ratios(c1: dict) -> dict:
+    """The ratios of the side-by-side measurement (step 5, without the load grid)."""
+    raw_sum = c1["generator_ms"]["p50"] + c1["encoder_ms"]["p50"] + c1["faiss_ms"]["p50"]
+    return {
+        # goal <= 1.10: the service against the same pipeline in-process
+        "service_over_in_process_p50": {
+            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "grpc_layer_same_request_p50": {
+            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_server_total_ms"]["p50"]
+            for e in (0, 1, 2)},
+        "http_over_in_process_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "http_layer_same_request_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"http_{e}_edits_server_total_ms"]["p50"]
+            for e in (0, 1, 2)},
+        "http_over_grpc_p50": {
+            f"{e}_edits": c1[f"http_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_ms"]["p50"] for e in (0, 1, 2)},
+        "raw_sum_ms": raw_sum,
+        # goal <= 1.1: a 1-edit search against its bare forwards (generator + encoder + FAISS)
+        "one_edit_grpc_p50_over_raw_sum": c1["grpc_1_edits_ms"]["p50"] / raw_sum,
+        "one_edit_grpc_p50_over_raw_sum_with_classifier": c1["grpc_1_edits_ms"]["p50"]
+        / (raw_sum + c1["classifier_ms"]["p50"]),
+        "one_edit_in_process_p50_over_raw_sum": c1["in_process_1_edits_ms"]["p50"] / raw_sum,
+        "one_edit_http_p50_over_raw_sum": c1["http_1_edits_ms"]["p50"] / raw_sum,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_service", description=__doc__.splitlines()[0])
     p.add_argument("--items", type=int, default=10_000)
@@ -294,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, help="keep catalog and index here (default: a temp folder)")
     p.add_argument("--generator", type=Path, help="StarGAN checkpoint (default: generators/demo_checkpoints/stargan*.pt)")
     p.add_argument("--out", type=Path)
-    p.add_argument("--side-by-side-only", action="store_true", help="only steps 1./2. (diagnosis; writes nothing)")
+    p.add_argument("--side-by-side-only", action="store_true",
+                   help="only steps 1./2./5. (the latency goals); writes bench_service_<device>_latency.json")
     args = p.parse_args(argv)
 
     from retrieval.config import ServerConfig
@@ -325,21 +420,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # the server with the device's default batching; the other setting joins for step 4
         procs[default_mode] = start_server(index_dir, ckpts, default_mode, device, args.work / f"server_{default_mode}.log")
-        address = procs[default_mode][1]
+        address, http_url = procs[default_mode][1:]
 
-        # 1./2./5.: raw forwards, in-process pipeline and service, interleaved at concurrency 1
-        pipeline = Pipeline.load(cfg, batching=False)
+        # 1./2./5.: raw forwards, in-process pipeline and service, interleaved at concurrency 1;
+        # the in-process pipeline has the server's configuration (batching included)
+        pipeline = Pipeline.load(cfg)
         edits = pick_edits(pipeline.editors)
         result["setup"]["edits"] = [f"{g}={v}" for g, v in edits]
         gen = next(e for e in pipeline.editors if e.groups).editor
         result["setup"]["generator_arch"] = {"image_size": gen.image_size, **{
             k: v for k, v in gen.cfg.to_dict().get("stargan", {}).items() if k in ("g_conv_dim", "g_repeat_num")}}
-        result["concurrency_1"] = side_by_side(pipeline, address, images, edits, args.reps)
-        asyncio.run(pipeline.close())
+        result["concurrency_1"] = side_by_side(pipeline, address, http_url, images, edits, args.reps)
         del pipeline
         print(json.dumps(result["concurrency_1"], indent=1), flush=True)
 
         if args.side_by_side_only:
+            result["ratios"] = latency_ratios(result["concurrency_1"])
+            result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+            out = args.out or RESULTS / f"bench_service_{'cuda' if device.startswith('cuda') else 'cpu'}_latency.json"
+            from catalog import atomic_write_text
+
+            atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+            print(json.dumps(result["ratios"], indent=2))
+            print(f"wrote {out}")
             return 0
         # 3. the load grid on the default server
         cells = []
@@ -360,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                     blocks[mode][n_edits].append(cell)
                     print(f"batching {mode}: {cell}", flush=True)
     finally:
-        for proc, _ in procs.values():
+        for proc, *_ in procs.values():
             stop_server(proc)
     for mode in ("on", "off"):
         log = (args.work / f"server_{mode}.log").read_text()
@@ -376,24 +479,14 @@ def main(argv: list[str] | None = None) -> int:
     result["batching_c32"] = {m: {f"{e}_edits": merged(blocks[m][e]) for e in (1, 2)} for m in blocks}
 
     # 5. ratios
-    c1 = result["concurrency_1"]
-    raw_sum = c1["generator_ms"]["p50"] + c1["encoder_ms"]["p50"] + c1["faiss_ms"]["p50"]
     all_cells = cells + [c for m in blocks.values() for cs in m.values() for c in cs]
     result["ratios"] = {
-        "service_overhead_p50": {f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"in_process_{e}_edits_ms"]["p50"] - 1
-                                 for e in (0, 1, 2)},
-        "grpc_layer_overhead_same_request_p50": {
-            f"{e}_edits": c1[f"grpc_{e}_edits_ms"]["p50"] / c1[f"grpc_{e}_edits_server_total_ms"]["p50"] - 1
-            for e in (0, 1, 2)},
-        "raw_sum_ms": raw_sum,
-        "one_edit_grpc_p50_over_raw_sum": c1["grpc_1_edits_ms"]["p50"] / raw_sum,
-        "one_edit_grpc_p50_over_raw_sum_with_classifier": c1["grpc_1_edits_ms"]["p50"]
-        / (raw_sum + c1["classifier_ms"]["p50"]),
+        **latency_ratios(result["concurrency_1"]),
         "batching_on_over_off_qps_c32": {
             f"{e}_edits": result["batching_c32"]["on"][f"{e}_edits"]["qps"] / result["batching_c32"]["off"][f"{e}_edits"]["qps"]
             for e in (1, 2)},
         "failed_requests": sum(c["failed"] for c in all_cells),
-        "requests": sum(c["requests"] for c in all_cells) + 3 * (args.reps + 3),
+        "requests": sum(c["requests"] for c in all_cells) + 2 * 3 * (args.reps + 3),
     }
     result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     result["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -56,6 +56,7 @@ class TrainOptions:
     # Share of catalog items held out of training by a hash of their id (the same split as
     # ``indexing train-encoder --holdout``), so an evaluation can use products never trained on.
     holdout: float = 0.0
+    time_budget_min: float = 0.0  # stop after this many minutes of training (0: no limit)
     pairs: str | None = None  # pix2pix (and CycleGAN model domain): pairs file
     domain_a: str = "product:pattern=unicolors"  # CycleGAN domains, see datasets.parse_domain
     domain_b: str = "product:pattern=stripes"
@@ -112,6 +113,9 @@ class MaskEditOptions:
     levels: int = 2  # halvings: 32 px -> 8 px at the bottom
     res_blocks: int = 1
     upsample: str = "guided"  # guided (edges from the full-resolution photo) or bilinear
+    mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
+    flow: bool = True  # warp the photo by a predicted displacement field before recolouring (shape edits)
+    templates: bool = True  # a learned map per target value added to the U-Net's maps (shape edits)
     d_width: int = 64  # channels of each projected-discriminator head
     anchor_group: str = "category"  # not edited by default; targets are values seen with it
     judge_groups: list[str] | None = None  # groups the frozen heads read (None: the whole schema)
@@ -119,16 +123,19 @@ class MaskEditOptions:
     translate: bool = True  # DiffAugment translation before the judges
     max_edit_groups: int = 2  # a training edit names 1 group, or this many with multi_edit_prob
     multi_edit_prob: float = 0.25
+    warmup: float = 0.1  # share of the steps over which every loss but the judges' ramps up from 0
     cycle_share: float = 0.5  # share of each batch edited back (cycle loss); 0 switches it off
     identity_share: float = 0.25  # share asked for the values it has (identity loss)
+    lambda_feat: float = 10.0  # MSE to the feature-interpolation target (prototype difference)
+    proto_min: int = 5  # photos a per-anchor prototype needs; else the global one is used
     lambda_adv: float = 0.5
     lambda_cls: float = 1.0
     lambda_keep: float = 0.5
     lambda_cyc: float = 5.0
     lambda_id: float = 5.0
-    lambda_mask: float = 0.05
-    lambda_tv: float = 0.5
-    g_lr: float = 2e-4
+    lambda_mask: float = 0.05  # L1 on the mask outside the garment
+    lambda_tv: float = 0.1
+    g_lr: float = 5e-4
     d_lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.99
@@ -188,7 +195,11 @@ class Config:
         t = self.train
         if t.model not in MODELS:
             raise ConfigError(f"train.model must be one of {', '.join(MODELS)}; got {t.model!r}")
-        if t.image_size < 32 or t.image_size > 1024 or 2 ** round(math.log2(t.image_size)) != t.image_size:
+        if t.model == "maskedit":  # the judges' trunk needs only a multiple of its total stride
+            if t.image_size < 32 or t.image_size > 1024 or t.image_size % 32:
+                raise ConfigError(f"train.image_size must be a multiple of 32 from 32 to 1024 (96/128/256 usual); "
+                                  f"got {t.image_size}")
+        elif t.image_size < 32 or t.image_size > 1024 or 2 ** round(math.log2(t.image_size)) != t.image_size:
             raise ConfigError(f"train.image_size must be a power of two from 32 to 1024 (64/128/256 usual); got {t.image_size}")
         for name in ("batch_size", "steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(t, name) < 1:

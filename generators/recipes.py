@@ -1,14 +1,17 @@
-"""Named training presets: a model and the settings that make it good on a given budget.
+"""Named training presets: for each model, the settings that make it good on a given budget.
 
-``python -m generators.train --recipe NAME --catalog CAT --out RUN`` starts from the recipe;
-``--config``, ``--set`` and the per-field flags still override any of its fields. The
-numbers behind each recipe are in docs/generators.md.
+``python -m generators.train --recipe NAME [--model MODEL] --catalog CAT --out RUN`` starts
+from the recipe (``--model`` picks whose recipe; without it, the attribute editor's, maskedit);
+``--config``, ``--set`` and the per-field flags still override any of its fields. The numbers
+behind each recipe are in docs/generators.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+DEFAULT_MODEL = "maskedit"
 
 
 @dataclass(frozen=True)
@@ -18,32 +21,53 @@ class Recipe:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-RECIPES: dict[str, Recipe] = {
-    "demo-cpu": Recipe(
-        "maskedit",
-        "the committed demo editor: every attribute group of the demo catalog, 96 px judges, "
-        "about 45 min on 2 CPU cores",
-        {"train": {"image_size": 96, "batch_size": 12, "steps": 3000, "holdout": 0.3, "sample_every": 250,
-                   "checkpoint_every": 250, "log_every": 10}},
-    ),
-    "colour-cpu": Recipe(
-        "maskedit",
-        "a colour editor for any real catalog (--groups color by default): at most 45 min on 2 CPU cores",
-        {"train": {"image_size": 96, "batch_size": 12, "steps": 2500, "holdout": 0.3, "groups": ["color"],
-                   "sample_every": 250, "checkpoint_every": 250, "log_every": 10},
-         "maskedit": {"max_edit_groups": 1, "multi_edit_prob": 0.0}},
-    ),
-    "gpu": Recipe(
-        "maskedit",
-        "full quality for a lent GPU: 256 px judges, 128 px maps, a wider U-Net, 20k steps (bf16 autocast)",
-        {"train": {"image_size": 256, "batch_size": 32, "steps": 20000, "holdout": 0.3, "sample_every": 1000,
-                   "checkpoint_every": 1000, "log_every": 50},
-         "maskedit": {"pred_size": 64, "conv_dim": 32, "max_dim": 256, "levels": 3, "res_blocks": 2,
-                      "d_width": 96}},
-    ),
+RECIPES: dict[str, dict[str, Recipe]] = {
+    "maskedit": {
+        "demo-cpu": Recipe(
+            "maskedit",
+            "the committed demo editor: every attribute group of the demo catalog, 96 px judges, "
+            "about 45 min on 2 CPU cores",
+            {"train": {"image_size": 96, "batch_size": 12, "steps": 3000, "holdout": 0.3, "sample_every": 250,
+                       "checkpoint_every": 250, "log_every": 10}},
+        ),
+        "colour-cpu": Recipe(
+            "maskedit",
+            "a colour editor for any real catalog (--groups color by default): at most 45 min on 2 CPU cores",
+            {"train": {"image_size": 96, "batch_size": 12, "steps": 2500, "holdout": 0.3, "groups": ["color"],
+                       "sample_every": 250, "checkpoint_every": 250, "log_every": 10},
+             "maskedit": {"max_edit_groups": 1, "multi_edit_prob": 0.0}},
+        ),
+        "gpu": Recipe(
+            "maskedit",
+            "full quality for a lent GPU: 256 px judges, 64 px maps, a wider U-Net, 20k steps (bf16 autocast)",
+            {"train": {"image_size": 256, "batch_size": 32, "steps": 20000, "holdout": 0.3, "sample_every": 1000,
+                       "checkpoint_every": 1000, "log_every": 50},
+             "maskedit": {"pred_size": 64, "conv_dim": 32, "max_dim": 256, "levels": 3, "res_blocks": 2,
+                          "d_width": 96}},
+        ),
+    },
 }
+
+
+class RecipeError(ValueError):
+    pass
+
+
+def find(name: str, model: str | None = None) -> Recipe:
+    """The recipe ``name`` of ``model`` (default: maskedit's); the error lists what exists."""
+    model = model or DEFAULT_MODEL
+    own = RECIPES.get(model, {})
+    if name not in own:
+        have = ", ".join(own) or "none"
+        raise RecipeError(f"--recipe {name!r}: model {model} has no such recipe; its recipes: {have} "
+                          f"(all: {', '.join(f'{m}/{r}' for m, rs in RECIPES.items() for r in rs)})")
+    return own[name]
+
+
+def all_recipes() -> list[tuple[str, str, Recipe]]:
+    return [(m, n, r) for m, rs in RECIPES.items() for n, r in rs.items()]
 
 
 def describe() -> str:
     """One line per recipe, for ``--help``."""
-    return "\n".join(f"  {name:<11} {r.model}: {r.summary}" for name, r in RECIPES.items())
+    return "\n".join(f"  {name:<11} --model {model:<9} {r.summary}" for model, name, r in all_recipes())

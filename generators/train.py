@@ -306,10 +306,15 @@ def _train(
                 logs.write(step, values)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()
                                  if k.startswith(("D/loss", "G/loss")) and v == v}, refresh=False)
-            if step % t.sample_every == 0 or step == t.steps:
+            out_of_time = bool(t.time_budget_min) and time.perf_counter() - t0 > 60 * t.time_budget_min
+            if step % t.sample_every == 0 or step == t.steps or out_of_time:
                 sample(step)
-            if step % t.checkpoint_every == 0 or step == end:
+            if step % t.checkpoint_every == 0 or step == end or out_of_time:
                 ckpts.save(step, payload(step))
+            if out_of_time:
+                print(f"\ntime budget of {t.time_budget_min} min reached at step {step}; "
+                      f"--resume continues exactly", file=sys.stderr)
+                break
     except KeyboardInterrupt:
         # Keep the work done so far; --resume continues from here exactly.
         if step > start and not in_step:
@@ -358,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoints/last.pt exactly")
+    ap.add_argument("--time-budget", type=float, metavar="MIN",
+                    help="stop (with a checkpoint) after this many minutes of training; the schedule still spans --steps")
     ap.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans --steps")
     ap.add_argument("--pairs", help="pairs file (pix2pix; CycleGAN model domain)")
     ap.add_argument("--groups", help="attribute editors: comma-separated schema groups to edit (default: all; "
@@ -379,15 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     from generators.options import SpeedOptions
-    from generators.recipes import RECIPES
+    from generators.recipes import RecipeError, find
 
     recipe = None
     if args.recipe:
-        if args.recipe not in RECIPES:
-            raise ConfigError(f"--recipe {args.recipe!r}: unknown; recipes: {', '.join(RECIPES)}")
-        recipe = RECIPES[args.recipe]
-        if args.model and args.model != recipe.model:
-            raise ConfigError(f"--recipe {args.recipe} trains {recipe.model}, not --model {args.model}")
+        try:
+            recipe = find(args.recipe, args.model)
+        except RecipeError as exc:
+            raise ConfigError(str(exc)) from None
         args.model = recipe.model
     if not args.model:
         raise ConfigError("give --recipe NAME or --model NAME (see --help)")
@@ -412,6 +418,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "groups": args.groups.split(",") if args.groups else None, "domain_a": args.domain_a,
         "domain_b": args.domain_b, "max_items": args.max_items, "log_every": args.log_every,
         "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every, "holdout": args.holdout,
+        "time_budget_min": args.time_budget,
     }
     for k, v in flags.items():
         if v is not None:

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m retrieval serve --index runs/index --generators ckpt/stargan.pt ckpt/pix2pix.pt
+    python -m retrieval serve --index runs/index --generators ckpt/stargan.pt ckpt/pix2pix.pt [--http-port 8080]
     python -m retrieval search --server localhost:50051 --image q.jpg --edit color=blue \\
         --edit sleeve_length=short -k 10 --save-modified modified.png
 """
@@ -21,7 +21,7 @@ MiB = 1024 * 1024
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the gRPC server")
+    p = sub.add_parser("serve", help="run the gRPC server (and, with --http-port, the HTTP API and web page)")
     p.add_argument("--config", help="TOML or JSON file with ServerConfig keys; flags override it")
     p.add_argument("--index", dest="index_dir", help="index folder (built by python -m indexing)")
     p.add_argument("--generators", nargs="+", metavar="CKPT", help="generator checkpoints to load")
@@ -29,6 +29,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 or [::] for all)")
     p.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
+    p.add_argument("--http-port", type=int,
+                   help="also serve the HTTP/JSON API, the web page and /metrics on this port (0: a free one)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--admin-token-file", help=f"file holding the admin bearer token (or set ${ADMIN_TOKEN_ENV})")
@@ -45,7 +47,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     cfg = load_config(args.config) if args.config else ServerConfig()
-    for key in ("index_dir", "generators", "encoder", "device", "host", "port", "tls_cert", "tls_key",
+    for key in ("index_dir", "generators", "encoder", "device", "host", "port", "http_port", "tls_cert", "tls_key",
                 "max_image_pixels", "grace_s", "drain_delay_s", "torch_threads"):
         value = getattr(args, key)
         if value is not None:

@@ -10,6 +10,10 @@ differ only in grouping and can be compared like for like.
 
 Items whose caller has gone (deadline exceeded, client cancelled) are dropped before the
 batch runs, so expired work costs nothing.
+
+A batch waits for partners only while partners can come: given ``partners`` (how many
+callers could submit at all, e.g. the requests in flight), the worker stops gathering once
+the batch holds that many. A lone request therefore never waits ``max_wait_ms`` for nobody.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class MicroBatcher(Generic[T, R]):
         max_batch: int = 16,
         max_wait_ms: float = 2.0,
         name: str = "batch",
+        partners: Callable[[], int] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -70,6 +75,7 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.name = name
+        self.partners = partners
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task | None = None
@@ -105,6 +111,8 @@ class MicroBatcher(Generic[T, R]):
                 continue
             except asyncio.QueueEmpty:
                 pass
+            if self.partners is not None and len(batch) >= self.partners():
+                break  # everyone who could join has joined
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -160,10 +168,11 @@ class KeyedBatcher(Generic[T, R]):
         max_batch: int = 16,
         max_wait_ms: float = 2.0,
         name: str = "batch",
+        partners: Callable[[], int] | None = None,
     ) -> None:
         self.make_fn = make_fn
         self.executor = executor
-        self.kwargs = dict(enabled=enabled, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        self.kwargs = dict(enabled=enabled, max_batch=max_batch, max_wait_ms=max_wait_ms, partners=partners)
         self.name = name
         self._batchers: dict[Hashable, MicroBatcher[T, R]] = {}
 

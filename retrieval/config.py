@@ -54,6 +54,7 @@ class ServerConfig:
     device: str = "auto"
     host: str = "127.0.0.1"
     port: int = 50051
+    http_port: int | None = None  # HTTP/JSON API, page and /metrics on this port (same host); None: off
     max_message_bytes: int = 16 * MiB
     max_image_pixels: int = 16_000_000  # larger images are refused (decompression bombs)
     default_top_k: int = 10
@@ -78,6 +79,10 @@ class ServerConfig:
                 raise ConfigError(f"generators: no such checkpoint file {ckpt}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if self.http_port is not None and not 0 <= self.http_port <= 65535:
+            raise ConfigError(f"http_port must be 0..65535 (0 picks a free port), got {self.http_port}")
+        if self.http_port is not None and self.http_port != 0 and self.http_port == self.port:
+            raise ConfigError(f"http_port and port are both {self.port}; the two servers need two ports")
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes must be at least 1024, got {self.max_message_bytes}")
         if not 1 <= self.default_top_k <= self.max_top_k:

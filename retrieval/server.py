@@ -1,21 +1,22 @@
-"""The gRPC server (grpc.aio): the RetrievalService, health, reflection, auth, TLS, shutdown.
+"""The gRPC server (grpc.aio): the RetrievalService, health, reflection, auth, TLS, shutdown;
+with ``http_port`` also the HTTP server (:mod:`retrieval.web`) on the same event loop.
 
-Start-up order: the port is bound and the health service answers NOT_SERVING at once; the
-index and models load on a thread; only then does health turn SERVING (and RPCs other than
-health answer UNAVAILABLE until then). On SIGTERM/SIGINT health turns NOT_SERVING, the
-server keeps answering for ``drain_delay_s`` (so load balancers move away first), then stops
-taking new RPCs and gives in-flight ones up to ``grace_s`` to finish.
+The servicer is a thin gRPC face of :class:`retrieval.api.Api`, which holds the RPCs for both
+transports. Start-up order: the ports are bound and the health service answers NOT_SERVING at
+once; the index and models load on a thread; only then does health turn SERVING (and RPCs
+other than health answer UNAVAILABLE until then). On SIGTERM/SIGINT health turns NOT_SERVING,
+both transports keep answering for ``drain_delay_s`` (so load balancers move away first), then
+stop taking new requests and give in-flight ones up to ``grace_s`` to finish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,85 +26,14 @@ from grpc_reflection.v1alpha import reflection
 
 from proto.fashion.retrieval.v1 import retrieval_pb2 as pb
 from proto.fashion.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from retrieval.api import RPCS, Api, status_of
 from retrieval.config import ServerConfig
-from retrieval.service import (
-    AttributeEdit,
-    FailedPrecondition,
-    InvalidArgument,
-    ModelFailure,
-    Modification,
-    NotFound,
-    Pipeline,
-    SearchQuery,
-    ToModel,
-    store_size,
-    store_version,
-)
+from retrieval.metrics import Metrics
+from retrieval.service import Pipeline, RetrievalError
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name
-ADMIN_METHODS = ("AddItems", "RemoveItems", "Reload")
-
-
-# --- proto <-> pipeline ----------------------------------------------------------------------
-def modifications_from_proto(mods: Any) -> list[Modification]:
-    out: list[Modification] = []
-    for i, m in enumerate(mods):
-        kind = m.WhichOneof("kind")
-        if kind == "edit":
-            out.append(AttributeEdit(m.edit.group, m.edit.value))
-        elif kind == "product_to_model":
-            out.append(ToModel())
-        else:
-            raise InvalidArgument(f"modification {i} is empty: set edit or product_to_model")
-    return out
-
-
-def query_from_proto(q: pb.Query) -> tuple[bytes | None, str | None]:
-    source = q.WhichOneof("source")
-    if source == "image":
-        return q.image, None
-    if source == "item_id":
-        if not q.item_id:
-            raise InvalidArgument("query.item_id is empty")
-        return None, q.item_id
-    raise InvalidArgument("query is empty: set query.image (image bytes) or query.item_id")
-
-
-def _list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        import json
-
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            return [value]
-        return [str(v) for v in parsed] if isinstance(parsed, list) else [value]
-    return [str(v) for v in value]
-
-
-def item_to_proto(item_id: str, row: dict[str, Any], groups: list[str]) -> pb.ItemMetadata:
-    """A metadata row of the index store as the API's ItemMetadata."""
-    labels = row.get("labels")
-    if not isinstance(labels, dict):
-        labels = {g: row.get(g) for g in groups}
-    return pb.ItemMetadata(
-        id=item_id,
-        name=str(row.get("name") or ""),
-        brand=str(row.get("brand") or ""),
-        product_url=str(row.get("product_url") or ""),
-        image_url=str(row.get("img_url") or ""),
-        image_path=str(row.get("img_path") or ""),
-        attributes={str(g): str(v) for g, v in labels.items() if v},
-        tags=_list(row.get("attributes")),
-        model_image_urls=_list(row.get("model_img_urls")),
-    )
-
-
-def timings_to_proto(timings: list[tuple[str, float]]) -> list[pb.StageTiming]:
-    return [pb.StageTiming(stage=s, ms=ms) for s, ms in timings]
+ADMIN_METHODS = tuple(name for name, rpc in RPCS.items() if rpc.admin)
 
 
 # --- health ----------------------------------------------------------------------------------------
@@ -119,6 +49,10 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         self._status: dict[str, int] = {}
         self._changed = asyncio.Condition()
         self._draining = False
+
+    def status(self, service: str = "") -> int | None:
+        """The current status of ``service`` (None: unknown service); the HTTP /healthz reads it."""
+        return self._status.get(service)
 
     async def set(self, service: str, status: int) -> None:
         async with self._changed:
@@ -156,163 +90,87 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
 # --- the servicer ----------------------------------------------------------------------------
 class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
-    """Maps RPCs onto :class:`Pipeline` and its errors onto status codes."""
+    """The gRPC face of :class:`retrieval.api.Api`: messages pass straight through, errors
+    become status codes."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, api: Api | None = None) -> None:
         self.config = config
-        self.pipeline: Pipeline | None = None
+        self.api = api or Api(config)
 
-    async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[[Pipeline], Awaitable[Any]]) -> Any:
-        if self.pipeline is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is still loading the index and models")
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self.api.pipeline
+
+    @pipeline.setter
+    def pipeline(self, value: Pipeline | None) -> None:
+        self.api.pipeline = value
+
+    async def _call(self, rpc: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        authorization = ""
+        if RPCS[rpc].admin:
+            authorization = dict(context.invocation_metadata() or ()).get("authorization", "")
         try:
-            return await fn(self.pipeline)
-        except InvalidArgument as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        except FailedPrecondition as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except ModelFailure as exc:
-            await context.abort(grpc.StatusCode.INTERNAL, str(exc))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception:
-            log.exception("unexpected error")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the details are in the server log")
-
-    async def _require_admin(self, context: grpc.aio.ServicerContext) -> None:
-        token = self.config.admin_token
-        header = dict(context.invocation_metadata() or ()).get("authorization", "")
-        if not header:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "admin RPC: send metadata 'authorization: Bearer <admin token>'"
-            )
-        if not token:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "admin RPCs are disabled: the server has no admin token")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "admin RPC: authorization must be 'Bearer <token>'")
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "admin RPC: the token is not the admin token")
+            return await self.api.call("grpc", rpc, request, authorization)
+        except RetrievalError as exc:
+            await context.abort(status_of(exc).grpc_code, str(exc))
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
-        async def run(p: Pipeline) -> pb.SearchResponse:
-            image, item_id = query_from_proto(request.query)
-            q = SearchQuery(
-                image=image,
-                item_id=item_id,
-                modifications=modifications_from_proto(request.modifications),
-                top_k=request.top_k,
-                filters={g: list(f.values) for g, f in request.filters.items()},
-                return_modified_image=request.return_modified_image,
-                include_query_item=request.include_query_item,
-            )
-            res = await p.search(q)
-            groups = p.schema.names
-            return pb.SearchResponse(
-                hits=[
-                    pb.Hit(id=h.id, score=h.score, rank=i + 1, item=item_to_proto(h.id, h.item, groups))
-                    for i, h in enumerate(res.hits)
-                ],
-                modified_image=res.modified_png or b"",
-                timings=timings_to_proto(res.timings),
-                index_version=res.index_version,
-            )
-
-        return await self._call(context, run)
+        return await self._call("Search", request, context)
 
     async def Modify(self, request: pb.ModifyRequest, context: grpc.aio.ServicerContext) -> pb.ModifyResponse:
-        async def run(p: Pipeline) -> pb.ModifyResponse:
-            image, item_id = query_from_proto(request.query)
-            mods = modifications_from_proto(request.modifications)
-            if not mods:
-                raise InvalidArgument("modifications is empty: Modify needs at least one")
-            png, timings = await p.modify(image, item_id, mods)
-            return pb.ModifyResponse(image=png, timings=timings_to_proto(timings))
-
-        return await self._call(context, run)
+        return await self._call("Modify", request, context)
 
     async def GetItem(self, request: pb.GetItemRequest, context: grpc.aio.ServicerContext) -> pb.GetItemResponse:
-        async def run(p: Pipeline) -> pb.GetItemResponse:
-            row, data = await p.get_item(request.id, request.include_image)
-            return pb.GetItemResponse(item=item_to_proto(request.id, row, p.schema.names), image=data or b"")
-
-        return await self._call(context, run)
+        return await self._call("GetItem", request, context)
 
     async def ListAttributes(
         self, request: pb.ListAttributesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAttributesResponse:
-        async def run(p: Pipeline) -> pb.ListAttributesResponse:
-            caps = p.capabilities()
-            return pb.ListAttributesResponse(
-                groups=[pb.AttributeGroup(name=g, values=v, editable_values=e) for g, v, e in caps["groups"]],
-                product_to_model=caps["product_to_model"],
-                generators=[
-                    pb.GeneratorInfo(name=e.name, kind=e.kind, groups=list(e.groups), product_to_model=e.to_model)
-                    for e in caps["generators"]
-                ],
-                index_size=caps["index_size"],
-                index_version=caps["index_version"],
-            )
+        return await self._call("ListAttributes", request, context)
 
-        return await self._call(context, run)
+    async def SampleItems(
+        self, request: pb.SampleItemsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SampleItemsResponse:
+        return await self._call("SampleItems", request, context)
 
     async def AddItems(self, request: pb.AddItemsRequest, context: grpc.aio.ServicerContext) -> pb.AddItemsResponse:
-        await self._require_admin(context)
-
-        async def run(p: Pipeline) -> pb.AddItemsResponse:
-            if not request.catalog_dir:
-                raise InvalidArgument("catalog_dir is empty")
-            max_skipped = round(request.max_skipped, 6) if request.HasField("max_skipped") else None
-            counts, skipped, store = await p.add_items(request.catalog_dir, list(request.ids), max_skipped)
-            return pb.AddItemsResponse(
-                added=counts["added"], replaced=counts["replaced"], index_size=store_size(store),
-                index_version=store_version(store), skipped=skipped,
-            )
-
-        return await self._call(context, run)
+        return await self._call("AddItems", request, context)
 
     async def RemoveItems(
         self, request: pb.RemoveItemsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RemoveItemsResponse:
-        await self._require_admin(context)
-
-        async def run(p: Pipeline) -> pb.RemoveItemsResponse:
-            removed, missing, store = await p.remove_items(list(request.ids))
-            return pb.RemoveItemsResponse(
-                removed=removed, not_found=missing, index_size=store_size(store), index_version=store_version(store)
-            )
-
-        return await self._call(context, run)
+        return await self._call("RemoveItems", request, context)
 
     async def Reload(self, request: pb.ReloadRequest, context: grpc.aio.ServicerContext) -> pb.ReloadResponse:
-        await self._require_admin(context)
-
-        async def run(p: Pipeline) -> pb.ReloadResponse:
-            store = await p.reload(request.index_dir or None)
-            return pb.ReloadResponse(
-                index_size=store_size(store), index_version=store_version(store), index_dir=str(p.index_dir)
-            )
-
-        return await self._call(context, run)
+        return await self._call("Reload", request, context)
 
 
 # --- the server ------------------------------------------------------------------------------
 class RetrievalServer:
-    """Owns the grpc.aio server, the health state and the pipeline's lifetime."""
+    """Owns the grpc.aio server, the optional HTTP server, the health state, the metrics and the
+    pipeline's lifetime. Both transports answer from the same :class:`Api` and pipeline."""
 
     def __init__(self, config: ServerConfig, pipeline_factory: Callable[[], Pipeline] | None = None) -> None:
         self.config = config
-        self.servicer = RetrievalServicer(config)
         self.health = HealthServicer()
+        self.metrics = Metrics(pipeline=lambda: self.api.pipeline, serving=self.serving)
+        self.api = Api(config, self.metrics)
+        self.servicer = RetrievalServicer(config, self.api)
         self.pipeline_factory = pipeline_factory or (lambda: Pipeline.load(config))
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
+        self.http: Any = None  # retrieval.web.HttpServer when config.http_port is set
+        self.http_port: int | None = None
         self._stopping = asyncio.Event()
 
+    def serving(self) -> bool:
+        return self.health.status(SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+
     async def start(self) -> int:
-        """Bind and start answering (health NOT_SERVING); return the bound port."""
+        """Bind and start answering (health NOT_SERVING); return the bound gRPC port.
+
+        With ``http_port`` set, the HTTP server is bound too (its port in ``self.http_port``).
+        """
         c = self.config
         options = [
             ("grpc.max_receive_message_length", c.max_message_bytes),
@@ -338,13 +196,18 @@ class RetrievalServer:
             raise OSError(f"cannot bind {address}")
         await server.start()
         self.server, self.port = server, port
+        if c.http_port is not None:
+            from retrieval.web import HttpServer
+
+            self.http = HttpServer(c, self.api, self.metrics, self.serving)
+            self.http_port = await self.http.start()
         return port
 
     async def load(self) -> None:
         """Load index and models off the event loop, then turn SERVING."""
         loop = asyncio.get_running_loop()
         pipeline = await loop.run_in_executor(None, self.pipeline_factory)
-        self.servicer.pipeline = pipeline
+        self.api.pipeline = pipeline
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("SERVING (batching %s, device %s)", "on" if pipeline.batching else "off", pipeline.device)
@@ -362,20 +225,33 @@ class RetrievalServer:
         log.info("draining: NOT_SERVING; stopping in %.1f s", self.config.drain_delay_s)
         if self.config.drain_delay_s > 0:
             await asyncio.sleep(self.config.drain_delay_s)
+        stops = []
         if self.server is not None:
-            await self.server.stop(self.config.grace_s)
-        if self.servicer.pipeline is not None:
-            await self.servicer.pipeline.close()
+            stops.append(self.server.stop(self.config.grace_s))
+        if self.http is not None:
+            stops.append(self.http.stop())
+        await asyncio.gather(*stops)
+        if self.api.pipeline is not None:
+            await self.api.pipeline.close()
         log.info("stopped")
 
 
+def listening_line(config: ServerConfig, srv: RetrievalServer) -> str:
+    """``LISTENING host:port`` (gRPC), then the page's URL when HTTP is on: what scripts wait for."""
+    line = f"LISTENING {config.host}:{srv.port}"
+    if srv.http_port is not None:
+        line += f" {'https' if config.tls_cert else 'http'}://{config.host}:{srv.http_port}/"
+    return line
+
+
 async def serve(config: ServerConfig, ready_line: bool = True) -> None:
-    """Run until SIGTERM or SIGINT; print ``LISTENING host:port`` once bound."""
+    """Run until SIGTERM or SIGINT; print :func:`listening_line` once bound."""
     srv = RetrievalServer(config)
     port = await srv.start()
     if ready_line:
-        print(f"LISTENING {config.host}:{port}", flush=True)
-    log.info("listening on %s:%d (%s)", config.host, port, "TLS" if config.tls_cert else "plaintext")
+        print(listening_line(config, srv), flush=True)
+    log.info("listening on %s:%d (%s)%s", config.host, port, "TLS" if config.tls_cert else "plaintext",
+             f", HTTP on port {srv.http_port}" if srv.http_port is not None else "")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, srv.request_stop)

@@ -5,7 +5,9 @@ call the same object in-process to measure what the service adds.
 
 Threads: all torch work runs on one model thread (torch uses its own intra-op threads, and
 two forwards at once on a small CPU only fight over cores); image decoding, FAISS and SQLite
-run on a small I/O pool. Nothing heavy runs on the event loop.
+run on a small I/O pool. Nothing heavy runs on the event loop. A request that is alone in the
+pipeline runs whole (decode, models, FAISS, metadata) in one visit to the model thread: with
+nobody to overlap with or batch with, every hand-over between threads is pure latency.
 
 Index swaps: a search takes the current :class:`IndexStore` reference once and uses it to
 the end, and admin changes build a new store object and swap the reference, so an
@@ -15,12 +17,13 @@ in-flight search never sees a half-changed index.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,16 +310,20 @@ class Pipeline:
         self.io_executor = ThreadPoolExecutor(max(1, config.io_threads), thread_name_prefix="io")
         self._admin_lock: asyncio.Lock | None = None
         self._unbatched_requests = 0
+        # requests inside search/modify now, and those of them on the staged (batchable) path;
+        # written on the event loop only
+        self._in_flight = 0
+        self._staged = 0
         self.batching = config.batching.resolve(device) if batching is None else batching
         b = config.batching
         self.max_batch = b.resolve_max_batch(device)
         self.edit_batcher: KeyedBatcher[tuple[Image.Image, dict | None], Image.Image] = KeyedBatcher(
             self._edit_fn, self.model_executor, enabled=self.batching,
-            max_batch=self.max_batch, max_wait_ms=b.max_wait_ms, name="generator",
+            max_batch=self.max_batch, max_wait_ms=b.max_wait_ms, name="generator", partners=self._partners,
         )
         self.encode_batcher: MicroBatcher[Image.Image, np.ndarray] = MicroBatcher(
             self._encode_batch, self.model_executor, enabled=self.batching,
-            max_batch=self.max_batch, max_wait_ms=b.max_wait_ms, name="encoder",
+            max_batch=self.max_batch, max_wait_ms=b.max_wait_ms, name="encoder", partners=self._partners,
         )
 
     # -- loading ---------------------------------------------------------------------------
@@ -342,6 +349,10 @@ class Pipeline:
             store_size(store), len(editors), device, time.perf_counter() - t0,
         )
         return cls(config, encoder, store, editors, device, batching)
+
+    def _partners(self) -> int:
+        """How many requests could share a micro-batch now: those on the staged path."""
+        return self._staged
 
     def batch_stats(self) -> dict[str, dict[str, float]]:
         """How the model calls were grouped: batches, items, mean size, items dropped as expired."""
@@ -457,15 +468,20 @@ class Pipeline:
             log.error("image of item %s at %s unreadable: %s", item_id, path, exc)
             raise NotFound(f"the image of item {item_id!r} is not available on the server") from None
 
+    def _query_image(
+        self, image: bytes | None, item_id: str | None, store: Any
+    ) -> tuple[Image.Image, dict[str, str | None] | None]:
+        if item_id:
+            return self._load_item_image(store, item_id)
+        if image is None:
+            raise InvalidArgument("query is empty: send image bytes or a catalog item_id")
+        return decode_image(image, self.config.max_image_pixels), None
+
     async def query_image(
         self, image: bytes | None, item_id: str | None, store: Any
     ) -> tuple[Image.Image, dict[str, str | None] | None]:
         """The query image, and for a catalog item its known labels (None for an uploaded photo)."""
-        if item_id:
-            return await self._io(self._load_item_image, store, item_id)
-        if image is None:
-            raise InvalidArgument("query is empty: send image bytes or a catalog item_id")
-        return await self._io(decode_image, image, self.config.max_image_pixels), None
+        return await self._io(self._query_image, image, item_id, store)
 
     def _model_error(self, exc: Exception, stage: str, what: str) -> RetrievalError:
         """A model exception as the error the client may see (the details go to the log only)."""
@@ -574,38 +590,92 @@ class Pipeline:
         return out, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
 
     # -- the RPCs ------------------------------------------------------------------------------
+    def _alone(
+        self, submitted: float, image: bytes | None, item_id: str | None, store: Any, steps: list[Step],
+        search: tuple[int, dict[str, list[str]], str | None] | None, want_png: bool,
+    ) -> tuple[list[SearchHit], bytes | None, list[tuple[str, float]]]:
+        """A whole request in one visit to the model thread: decode, modifications, embedding,
+        FAISS and metadata (``search`` = (k, filters, excluded id), or None for Modify), PNG."""
+        t = time.perf_counter()
+        stages = [("model_queue", (t - submitted) * 1000.0)]
+        im, labels = self._query_image(image, item_id, store)
+        now = time.perf_counter()
+        stages.append(("decode", (now - t) * 1000.0))
+        im, vec, _, mod_ms, enc_ms = self._chain(im, labels, steps, encode=search is not None)
+        stages += ([("modify", mod_ms)] if steps else []) + ([("encode", enc_ms)] if search is not None else [])
+        hits: list[SearchHit] = []
+        if search is not None:
+            hits, search_ms, meta_ms = self._search_and_fetch(store, vec, *search)
+            stages += [("search", search_ms), ("metadata", meta_ms)]
+        png = None
+        if want_png:
+            t = time.perf_counter()
+            png = encode_png(im)
+            stages.append(("png", (time.perf_counter() - t) * 1000.0))
+        return hits, png, stages
+
+    async def _run_alone(self, *args: Any) -> tuple[list[SearchHit], bytes | None, list[tuple[str, float]]]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.model_executor, self._alone, time.perf_counter(), *args)
+
+    @contextlib.contextmanager
+    def _admitted(self) -> Iterator[bool]:
+        """Count the request in; yields whether it is alone (then it runs in one hop)."""
+        self._in_flight += 1
+        alone = self._in_flight == 1
+        if not alone:
+            self._staged += 1
+        try:
+            yield alone
+        finally:
+            self._in_flight -= 1
+            if not alone:
+                self._staged -= 1
+
     async def search(self, q: SearchQuery) -> SearchResult:
         timer = Timer()
         k = self.check_top_k(q.top_k)
         filters = self.check_filters(q.filters)
         steps = plan_modifications(q.modifications, self.editors, self.config.max_modifications)
         store = self._store  # this search uses this index to the end, whatever swaps happen
-        t = timer.t0
-        image, labels = await self.query_image(q.image, q.item_id, store)
-        timer.add("decode", t)
-        image, vec, model_timings = await self.run_models(image, labels, steps)
-        timer.stages += model_timings
         exclude = q.item_id if (q.item_id and not q.include_query_item) else None
-        hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vec, k, filters, exclude)
-        timer.stages += [("search", search_ms), ("metadata", meta_ms)]
-        t = time.perf_counter()
-        png = None
-        if q.return_modified_image:
-            png = await self._io(encode_png, image)
-            timer.add("png", t)
-        return SearchResult(hits, png, timer.finish(), store_version(store))
+        with self._admitted() as alone:
+            if alone:
+                hits, png, stages = await self._run_alone(
+                    q.image, q.item_id, store, steps, (k, filters, exclude), q.return_modified_image)
+                timer.stages += stages
+                return SearchResult(hits, png, timer.finish(), store_version(store))
+            t = timer.t0
+            image, labels = await self.query_image(q.image, q.item_id, store)
+            timer.add("decode", t)
+            image, vec, model_timings = await self.run_models(image, labels, steps)
+            timer.stages += model_timings
+            hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vec, k, filters, exclude)
+            timer.stages += [("search", search_ms), ("metadata", meta_ms)]
+            t = time.perf_counter()
+            png = None
+            if q.return_modified_image:
+                png = await self._io(encode_png, image)
+                timer.add("png", t)
+            return SearchResult(hits, png, timer.finish(), store_version(store))
 
     async def modify(self, image: bytes | None, item_id: str | None, mods: list[Modification]) -> tuple[bytes, list]:
         timer = Timer()
         steps = plan_modifications(mods, self.editors, self.config.max_modifications)
-        image_obj, labels = await self.query_image(image, item_id, self._store)
-        timer.add("decode", timer.t0)
-        image_obj, _, model_timings = await self.run_models(image_obj, labels, steps, encode=False)
-        timer.stages += model_timings
-        t = time.perf_counter()
-        png = await self._io(encode_png, image_obj)
-        timer.add("png", t)
-        return png, timer.finish()
+        store = self._store
+        with self._admitted() as alone:
+            if alone:
+                _, png, stages = await self._run_alone(image, item_id, store, steps, None, True)
+                timer.stages += stages
+                return png, timer.finish()
+            image_obj, labels = await self.query_image(image, item_id, store)
+            timer.add("decode", timer.t0)
+            image_obj, _, model_timings = await self.run_models(image_obj, labels, steps, encode=False)
+            timer.stages += model_timings
+            t = time.perf_counter()
+            png = await self._io(encode_png, image_obj)
+            timer.add("png", t)
+            return png, timer.finish()
 
     async def get_item(self, item_id: str, include_image: bool) -> tuple[dict[str, Any], bytes | None]:
         if not item_id:

@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from catalog import atomic_write_text, load_catalog
+from catalog import Catalog, atomic_write_text, load_catalog
 from generators.evaluate.classifier import ClassifierConfig, load_or_fit
 from generators.evaluate.common import GROUND_TRUTH_FILE, EvalConfig, EvaluationError
 from generators.evaluate.edits import editable_groups, evaluate_edits, image_size_of
@@ -54,6 +54,38 @@ def _run_config(run: Path) -> dict | None:
             except json.JSONDecodeError:
                 return None
     return None
+
+
+def search_editors(editor, catalog: Catalog, cfg: EvalConfig, holdout: float) -> dict:
+    """The editor under test and, when it edits colour, the non-learned LAB colour shift next to it."""
+    from catalog.split import holdout_mask
+    from generators.evaluate.baselines import LabColourShift
+
+    editors = {editor.capabilities().get("model", "editor"): editor}
+    groups = (editor.capabilities().get("edit") or {}).get("groups") or {}
+    if cfg.baseline and "color" in groups and "color" in catalog.schema.groups:
+        held = holdout_mask([it.id for it in catalog.items], holdout)
+        train_items = [it for it, h in zip(catalog.items, held, strict=True) if not h]
+        editors[LabColourShift.name] = LabColourShift.fit(catalog, train_items)
+    return editors
+
+
+def edited_search_report(editor, catalog: Catalog, cfg: EvalConfig, progress: bool = False):
+    """success@10 of edited queries next to the unedited query and the truth (or the oracle filter)."""
+    from generators.evaluate.search import SearchEvalConfig, edited_search
+    from indexing.encoder import Encoder
+
+    holdout = cfg.holdout
+    if holdout is None:
+        holdout = getattr(getattr(editor, "cfg", None), "train", None) and editor.cfg.train.holdout or 0.3
+    encoder = Encoder.load(cfg.encoder, device=cfg.device)
+    scfg = SearchEvalConfig(queries_per_group=cfg.queries_per_group, holdout=holdout, seed=cfg.seed,
+                            batch_size=cfg.batch_size, groups=cfg.groups)
+    result = edited_search(search_editors(editor, catalog, cfg, holdout), catalog, encoder, scfg, progress=progress)
+    trained = getattr(getattr(editor, "cfg", None), "train", None)
+    if trained is not None and not trained.holdout:
+        result.report["note"] = "the run held out no products (train.holdout = 0): queries may have been trained on"
+    return result
 
 
 def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = None, progress: bool = False) -> dict:
@@ -83,7 +115,9 @@ def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = 
     }
     features = FeatureSpace(cfg.encoder, size, cfg.device)
     report["feature_space"] = features.name
-    if groups:
+    if groups and cfg.search:
+        report["edited_search"] = edited_search_report(editor, catalog, cfg, progress).report
+    if groups and cfg.classifier_report:
         clf_cfg = ClassifierConfig(resolution=size, seed=cfg.seed)
         clf = load_or_fit(catalog, cfg.classifier_dir, clf_cfg, progress)
         rep = {k: v for k, v in clf.report.items() if k != "heldout_ids"}
@@ -111,12 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--encoder", default=None, help="encoder folder for the Fréchet distance (default: built-in)")
+    ap.add_argument("--encoder", default=None,
+                    help="encoder folder for the edited search and the Fréchet distance (default: built-in); "
+                         "use the index's encoder")
     ap.add_argument("--classifier", default=None, help="classifier cache folder (default: OUT's folder/classifier_<size>)")
     ap.add_argument("--pairs", default=None, help="to_model truth when the catalog has no ground_truth.json")
+    ap.add_argument("--queries", type=int, default=EvalConfig.queries_per_group,
+                    help="edited search: held-out queries per group")
+    ap.add_argument("--holdout", type=float, default=None,
+                    help="edited search: the hash split of held-out products (default: the run's train.holdout)")
+    ap.add_argument("--no-search", action="store_true", help="skip the edited-search report")
+    ap.add_argument("--groups", help="edited search: comma-separated groups (default: every editable one)")
+    ap.add_argument("--no-baseline", action="store_true", help="edited search without the LAB colour shift")
+    ap.add_argument("--no-classifier", action="store_true", help="skip the classifier-judged edit report")
     args = ap.parse_args(argv)
     cfg = EvalConfig(items=args.items, seed=args.seed, batch_size=args.batch_size, variant_of=args.variant_of,
-                     device=args.device, encoder=args.encoder, classifier_dir=args.classifier, pairs=args.pairs)
+                     device=args.device, encoder=args.encoder, classifier_dir=args.classifier, pairs=args.pairs,
+                     search=not args.no_search, queries_per_group=args.queries, holdout=args.holdout,
+                     baseline=not args.no_baseline, classifier_report=not args.no_classifier,
+                     groups=args.groups.split(",") if args.groups else None)
     if cfg.classifier_dir is None:
         cfg.classifier_dir = str(args.out.parent / f".classifier_{args.out.stem}")
     try:
@@ -127,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
     ed = report.get("edits", {})
     tm = report.get("to_model", {})
+    es = report.get("edited_search")
+    if es:
+        k = es["k"]
+        for scope in ("headline", "overall"):
+            sc = es[scope]
+            row = "  ".join(f"{n} {v:.3f}" for n, v in sc[f"success@{k}"].items() if v is not None)
+            print(f"edited search, {scope} ({', '.join(sc['groups'])}): success@{k} {row}")
     if ed:
         print(f"edit success {ed['edit_success']:.3f}  kept {ed['kept_other_groups']}  "
               f"L1 {ed['preservation']['l1_to_input']['mean']:.4f}  SSIM {ed['preservation']['ssim_to_input']['mean']:.4f}")

@@ -24,7 +24,7 @@ from indexing.pooling import foreground_weights
 
 def garment_mask(rgb: np.ndarray) -> np.ndarray:
     """Boolean mask of the pixels that differ from the photo's background (its border's median)."""
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0
     w = foreground_weights(x, floor=0.0)[0, 0].numpy()
     return w >= 0.5
 

@@ -17,6 +17,7 @@ the project ships offline (:mod:`indexing.backbones`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,7 +26,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from indexing.backbones import build_backbone
-from indexing.pooling import foreground_weights, weighted_gem
+from indexing.pooling import LAB_RANGE, foreground_weights, rgb_to_lab, weighted_gem
 
 MAP_STAGES = (3, 5, 11, 16)  # Lite0, the last block at each scale: 24 ch at /4, 40 at /8, 112 at /16, 320 at /32
 POOL_STAGES = (5, 11, 16, 17)  # colour and texture early, shape late; 17 is the 1280-ch head conv
@@ -33,17 +34,46 @@ STAGE_CHANNELS = {0: 32, 1: 16, 2: 24, 3: 24, 4: 40, 5: 40, 6: 80, 7: 80, 8: 80,
                   12: 192, 13: 192, 14: 192, 15: 192, 16: 320, 17: 1280}
 
 
-def pooled_dim(pool_stages: Sequence[int] = POOL_STAGES) -> int:
-    """Size of the concatenated pooled vector of :class:`FrozenFeatures`."""
-    return sum(STAGE_CHANNELS[s] for s in pool_stages)
+COLOUR_BINS = (4, 6, 6)  # L, a, b centres of the judges' soft colour histogram
+COLOUR_SIZE = 48  # the histogram is taken on this downscaled copy
+COLOUR_WEIGHT = 2.0  # its share of the judges' input, next to each unit-length stage vector
+
+
+def pooled_dim(pool_stages: Sequence[int] = POOL_STAGES, colour_bins: Sequence[int] | None = COLOUR_BINS) -> int:
+    """Size of the concatenated vector of :class:`FrozenFeatures`: pooled stages + colour histogram."""
+    return sum(STAGE_CHANNELS[s] for s in pool_stages) + (math.prod(colour_bins) if colour_bins else 0)
+
+
+def soft_colour_histogram(x01: torch.Tensor, weights: torch.Tensor, bins: Sequence[int] = COLOUR_BINS,
+                          size: int = COLOUR_SIZE) -> torch.Tensor:
+    """A differentiable LAB histogram of the garment: ``[B, prod(bins)]``, square-rooted, L2-normalised.
+
+    Each pixel votes for every bin centre with a Gaussian weight one bin wide, so the gradient
+    tells a generator which way to move a pixel's colour. ImageNet features were trained to be
+    partly colour-invariant; without this, the judges read colour from shape and texture cues
+    and a recolouring hardly moves them.
+    """
+    x01 = F.interpolate(x01.float(), size=(size, size), mode="area")
+    w = F.interpolate(weights.float(), size=(size, size), mode="area").flatten(1)  # [B, P]
+    lab = rgb_to_lab(x01).flatten(2)  # [B, 3, P]
+    votes = None
+    for c, (n, (lo, hi)) in enumerate(zip(bins, LAB_RANGE, strict=True)):
+        width = (hi - lo) / n
+        centres = lo + width * (torch.arange(n, dtype=lab.dtype, device=lab.device) + 0.5)
+        k = torch.exp(-0.5 * ((lab[:, c, :, None] - centres) / width) ** 2)  # [B, P, n]
+        k = k / k.sum(-1, keepdim=True).clamp(min=1e-8)
+        votes = k if votes is None else (votes[..., :, None] * k[..., None, :]).flatten(2)
+    hist = (votes * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-6)
+    return F.normalize(hist.clamp(min=1e-8).sqrt(), dim=1)
 
 
 class FrozenFeatures(nn.Module):
     """Frozen Lite0 on images in ``[-1, 1]`` (its own input range): maps and pooled vectors."""
 
     def __init__(self, image_size: int, map_stages: Sequence[int] = MAP_STAGES,
-                 pool_stages: Sequence[int] = POOL_STAGES) -> None:
+                 pool_stages: Sequence[int] = POOL_STAGES, colour_bins: Sequence[int] | None = COLOUR_BINS) -> None:
         super().__init__()
+        self.colour_bins = tuple(colour_bins) if colour_bins else None
         self.trunk, _ = build_backbone("efficientnet-lite0", None, image_size)
         self.trunk.eval().requires_grad_(False)
         self.map_stages = tuple(map_stages)
@@ -52,7 +82,7 @@ class FrozenFeatures(nn.Module):
 
     @property
     def pooled_dim(self) -> int:
-        return pooled_dim(self.pool_stages)
+        return pooled_dim(self.pool_stages, self.colour_bins)
 
     @property
     def map_channels(self) -> list[int]:
@@ -74,6 +104,8 @@ class FrozenFeatures(nn.Module):
                 out_maps.append(h)
             if i in self.pool_stages:
                 pooled.append(F.normalize(weighted_gem(h, weights), dim=1))
+        if self.colour_bins:
+            pooled.append(COLOUR_WEIGHT * soft_colour_histogram((x + 1) / 2, weights, self.colour_bins))
         return out_maps, torch.cat(pooled, dim=1)
 
 

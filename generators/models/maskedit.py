@@ -49,8 +49,12 @@ from generators.models.features import (
     translate,
 )
 from generators.options import Config
+from indexing.pooling import foreground_weights
 
-OUT_CHANNELS = 1 + 3 + 3  # mask logit, gain a (per RGB channel, on the luminance), offset b
+# mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b; then flow (dx, dy)
+COLOUR_CHANNELS = 1 + 1 + 3 + 3
+FLOW_CHANNELS = 2
+MAX_FLOW = 0.25  # the largest displacement, as a share of the image's half-width (grid units)
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,11 +107,13 @@ class MaskEditGenerator(nn.Module):
     """A U-Net at ``pred_size`` conditioned by FiLM; outputs the edit's maps, not an image.
 
     No normalisation layers: instance or group norm would strip each photo's mean colour,
-    which is exactly what a colour edit must know. The output convolution starts at zero and
-    the mask's bias strongly negative, so an untrained model returns its input.
+    which is exactly what a colour edit must know. The output convolution starts at zero, so
+    an untrained model returns its input exactly, and the judges' gradients reach the change
+    through a mask that is open on the garment (see :func:`apply_maps`).
     """
 
-    def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2) -> None:
+    def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
+                 flow: bool = True, pred_size: int = 32, templates: bool = True) -> None:
         super().__init__()
         dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
         self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
@@ -122,12 +128,18 @@ class MaskEditGenerator(nn.Module):
             self.ups.append(_conv(dims[i + 1], dims[i]))
             self.merges.append(_conv(2 * dims[i], dims[i]))
             self.films.append(FiLM(c_dim, dims[i]))
-        self.out = nn.Conv2d(dims[0], OUT_CHANNELS, 3, 1, 1)
-        nn.init.zeros_(self.out.weight)
-        with torch.no_grad():
-            self.out.bias.zero_()
-            self.out.bias[0] = -5.0  # mask ~ 0.007: keep the input
-            self.out.bias[1:4] = 1.0  # a = 1, b = 0: the change starts as the photo's luminance
+        out_channels = COLOUR_CHANNELS + (FLOW_CHANNELS if flow else 0)
+        self.out = nn.Conv2d(dims[0], out_channels, 3, 1, 1)
+        # Each target value also gets its own constant for every map: "black" can learn its
+        # colour directly instead of through the whole U-Net, which is what makes a value's
+        # edit appear within a few hundred steps on a CPU.
+        self.value_bias = nn.Linear(c_dim, out_channels, bias=False)
+        for layer in (self.out, self.value_bias):
+            nn.init.zeros_(layer.weight)
+        # ... and, for shape edits, its own map over the image (every channel but the mask):
+        # "short" learns where hems move, "long sleeves" where fabric goes, on photos framed alike.
+        self.templates = nn.Parameter(torch.zeros(c_dim, out_channels - 1, pred_size, pred_size)) if templates else None
+        nn.init.zeros_(self.out.bias)  # k = a = b = 0: the change is zero, the output is the input
 
     def forward(self, x_lo: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         skips = [self.inp(x_lo)]
@@ -141,7 +153,13 @@ class MaskEditGenerator(nn.Module):
         for up, merge, film in zip(self.ups, self.merges, self.films, strict=True):
             h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
             h = film(merge(torch.cat([h, skips.pop()], dim=1)), c)
-        return self.out(h)
+        per_value = self.value_bias(c.to(h.dtype))[:, 1:, None, None]
+        if self.templates is not None:
+            per_value = per_value + torch.einsum("bc,cohw->bohw", c.to(h.dtype), self.templates)
+        # not the mask: a per-value constant there would let a value switch its edit off wholesale,
+        # the cheapest way to satisfy every regulariser and the one training otherwise falls into
+        maps = self.out(h)
+        return torch.cat([maps[:, :1], maps[:, 1:] + per_value], dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,25 +200,56 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
-               strength: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The edited photo at ``x``'s resolution, and the mask. ``strength`` scales the change.
+def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``x`` resampled at ``identity + flow`` (flow ``[B, 2, H, W]`` in grid units, x then y);
+    outside the photo it repeats the border, i.e. the background."""
+    b, _, h, w = x.shape
+    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
+    base = F.affine_grid(theta, [b, 3, h, w], align_corners=False)
+    sample = lambda g: F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=False)  # noqa: E731
+    # minus the resampling error of the identity grid: a zero field returns x exactly
+    return x + (sample(base + flow.permute(0, 2, 3, 1)) - sample(base))
 
-    ``out = m * (a * Y + b) + (1 - m) * x``: where the mask is 0 the input pixel is returned
-    exactly.
+
+def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
+               strength: torch.Tensor | float = 1.0, prior: float = 3.0,
+               flow: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The edited photo at ``x``'s resolution, its mask and the garment prior.
+
+    ``out = m * change + (1 - m) * x`` with ``change = (1 - k) * x + a * Y + b``: where the mask is
+    0 the input pixel is returned exactly, and a zero change (``k = a = b = 0``, the initial
+    state) returns the photo whatever the mask. ``k`` in [0, 1] moves from adjusting the input's
+    colours (``k = 0``: prints and shading kept) to replacing them (``k = 1``: a new colour with
+    the input's shading through ``a * Y``, or flat paint for a shape edit). The mask's logit starts from a
+    garment prior (``prior * (2 * garment - 1)``, the garment being the pixels unlike the
+    background, taken at full resolution), so an edit acts on the garment unless the
+    generator learns to reach beyond it (a longer sleeve) or to hold back (a collar).
+
+    With ``flow``, the photo is first warped by a smooth displacement field (bilinear from the
+    low-resolution map, at most ``MAX_FLOW``): a hem moves down, a sleeve stretches, a body
+    widens, all with the garment's own sharp pixels; the colour change then acts on the warped
+    photo. ``strength`` scales both the displacement and the change.
     """
+    s_map = strength.view(-1, 1, 1, 1) if isinstance(strength, torch.Tensor) else float(strength)
+    if flow:
+        f = MAX_FLOW * torch.tanh(maps_lo[:, 8:10])
+        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False) if f.shape[-2:] != x.shape[-2:] else f
+        x = warp(x, f * s_map)
+        x_lo = downsample(x, x_lo.shape[-1])
+    maps_lo = maps_lo[:, :8]
     if x.shape[-2:] == maps_lo.shape[-2:]:
         maps = maps_lo
     elif upsample == "guided":
         maps = guided_upsample(maps_lo, x_lo, x)
     else:
         maps = F.interpolate(maps_lo, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    mask = torch.sigmoid(maps[:, 0:1])
-    change = (maps[:, 1:4] * _grey(x) + maps[:, 4:7]).clamp(-1, 1)
-    if not isinstance(strength, float):
-        strength = strength.view(-1, 1, 1, 1)
-    m = mask * strength if not (isinstance(strength, float) and strength == 1.0) else mask
-    return m * change + (1 - m) * x, mask
+    garment = foreground_weights((x.detach() + 1) / 2, floor=0.0)
+    logit = maps[:, 0:1] + prior * (2 * garment - 1)
+    mask = torch.sigmoid(logit)
+    k = maps[:, 1:2].clamp(0, 1)
+    delta = maps[:, 2:5] * _grey(x) + maps[:, 5:8] - k * x
+    m = mask * s_map if not (isinstance(s_map, float) and s_map == 1.0) else mask
+    return (x + m * delta).clamp(-1, 1), mask, garment
 
 
 def total_variation(m: torch.Tensor) -> torch.Tensor:
@@ -221,7 +270,8 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
 def build_maskedit_generator(cfg: Config, schema: Schema) -> MaskEditGenerator:
     o = cfg.maskedit
     sizes = [len(schema.values(g)) for g in editable_groups(cfg, schema)]
-    return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks)
+    return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
+                             o.pred_size, o.templates)
 
 
 class MaskEditSolver(Solver):
@@ -260,6 +310,8 @@ class MaskEditSolver(Solver):
         self.value_ok: list[torch.Tensor] | None = None
         self.anchor_col: int | None = None
         self.judge_report: dict[str, Any] = {}
+        self.prototypes: torch.Tensor | None = None
+        self.proto_counts: torch.Tensor | None = None
 
     # --- before the first step: fit the judges' heads on the real photos --------------------
     def prepare(self, images: torch.Tensor, labels: torch.Tensor, progress: bool = False) -> None:
@@ -289,6 +341,52 @@ class MaskEditSolver(Solver):
         self.judge_report = {"heldout_accuracy": {self.schema.names[int(j)]: a for j, a in acc.items()},
                              "photos": int(len(images))}
         self.value_ok = self._value_table(labels)
+        self.prototypes, self.proto_counts = self._prototypes(feats, lab)
+
+    def _prototypes(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean judge feature of the training photos per (anchor value, group value).
+
+        ``[A + 1, V, D]``: row 0 over all photos, row ``1 + a`` over the photos of anchor value
+        ``a`` (a sleeve looks different on a dress than on a jacket); ``V`` runs over the values
+        of every group, in schema order. Deep Feature Interpolation (Upchurch et al., CVPR 2017):
+        the difference of two such means is the direction in feature space that changes the
+        attribute and nothing else.
+        """
+        n_anchor = self.sizes[self.anchor_col] if self.anchor_col is not None else 0
+        offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
+        sums = torch.zeros(n_anchor + 1, offsets[-1], feats.shape[1])
+        counts = torch.zeros(n_anchor + 1, offsets[-1])
+        for j in range(len(self.sizes)):
+            known = labels[:, j] >= 0
+            idx = offsets[j] + labels[known, j]
+            sums[0].index_add_(0, idx, feats[known])
+            counts[0].index_add_(0, idx, torch.ones(len(idx)))
+            if self.anchor_col is not None:
+                a = labels[known, self.anchor_col]
+                has = a >= 0
+                flat = (1 + a[has]) * offsets[-1] + idx[has]
+                sums.view(-1, feats.shape[1]).index_add_(0, flat, feats[known][has])
+                counts.view(-1).index_add_(0, flat, torch.ones(len(flat)))
+        return sums / counts.clamp(min=1)[..., None], counts
+
+    def feature_targets(self, pooled_real: torch.Tensor, trg: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """Where each edit should land in the judges' feature space: the input's features moved by
+        (prototype of the target value - prototype of its current value), per named group, using
+        the prototypes of the input's anchor value when both have enough photos."""
+        o = self.cfg.maskedit
+        offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
+        delta = torch.zeros_like(pooled_real)
+        protos, counts = self.prototypes.to(pooled_real.device), self.proto_counts
+        for j, col in enumerate(self.edit_cols):
+            for i in torch.nonzero(trg[:, j] >= 0).flatten().tolist():
+                t, s = offsets[col] + int(trg[i, j]), offsets[col] + int(current[i, col])
+                row = 0
+                if self.anchor_col is not None and int(current[i, self.anchor_col]) >= 0:
+                    a = 1 + int(current[i, self.anchor_col])
+                    if counts[a, t] >= o.proto_min and counts[a, s] >= o.proto_min:
+                        row = a
+                delta[i] += protos[row, t] - protos[row, s]
+        return pooled_real + delta
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         anchor = self.cfg.maskedit.anchor_group
@@ -306,12 +404,15 @@ class MaskEditSolver(Solver):
         return table
 
     def extra_state(self) -> dict[str, Any]:
-        return {"value_ok": self.value_ok, "anchor_col": self.anchor_col, "judge_report": self.judge_report}
+        return {"value_ok": self.value_ok, "anchor_col": self.anchor_col, "judge_report": self.judge_report,
+                "prototypes": self.prototypes, "proto_counts": self.proto_counts}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.value_ok = state.get("value_ok")
         self.anchor_col = state.get("anchor_col")
         self.judge_report = state.get("judge_report", {})
+        self.prototypes = state.get("prototypes")
+        self.proto_counts = state.get("proto_counts")
 
     # --- what to ask for ------------------------------------------------------------------------
     def sample_edits(self, labels: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -340,10 +441,12 @@ class MaskEditSolver(Solver):
             trg[:, j] = torch.where(named[:, j] & has, pick, torch.full_like(pick, -1))
         return trg
 
-    def _edit(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_lo = downsample(x, self.cfg.maskedit.pred_size)
+    def _edit(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        o = self.cfg.maskedit
+        x_lo = downsample(x, o.pred_size)
         maps = self.G(x_lo, c)
-        return apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample)
+        out, mask, garment = apply_maps(x, maps, x_lo, o.upsample, prior=o.mask_prior, flow=o.flow)
+        return out, mask, garment
 
     # --- one iteration ------------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
@@ -370,25 +473,30 @@ class MaskEditSolver(Solver):
         n_cyc = min(b, max(1, round(b * o.cycle_share))) if o.cycle_share > 0 else 0
         n_id = min(b, max(1, round(b * o.identity_share))) if o.identity_share > 0 else 0
         with self.autocast():
-            fake, mask = self._edit(x, c_trg)
+            fake, mask, garment = self._edit(x, c_trg)
             maps_fake, pooled_fake = self.features(aug(fake))
             g_adv = hinge_g_loss(self.D(maps_fake))
             logits = self.C(pooled_fake)
-            masks = [mask]
+            masks, garments = [mask], [garment]
             cyc = idl = fake.new_zeros((), dtype=torch.float32)
             if n_cyc:  # edit back to the input's values: the rest of the photo must survive the round trip
-                rec, mask_rec = self._edit(fake[:n_cyc], c_back[:n_cyc])
+                rec, mask_rec, garment_rec = self._edit(fake[:n_cyc], c_back[:n_cyc])
                 cyc = (rec.float() - x[:n_cyc]).abs().mean()
                 masks.append(mask_rec)
+                garments.append(garment_rec)
             if n_id:  # ask for the values the photo already has: nothing may change
-                same, _ = self._edit(x[:n_id], c_idt[:n_id])
+                same, _, _ = self._edit(x[:n_id], c_idt[:n_id])
                 idl = (same.float() - x[:n_id]).abs().mean()
         cls, keep = self._judge_losses(logits, trg, current)
+        feat = (pooled_fake.float() - self.feature_targets(pooled_real.float(), trg, current)).pow(2).sum(1).mean()
         m = torch.cat(masks).float()
-        mask_l1 = m.mean()
+        mask_l1 = (m * (1 - torch.cat(garments))).mean()  # reaching beyond the garment costs a little
         tv = total_variation(m)
-        g_loss = (o.lambda_adv * g_adv + o.lambda_cls * cls + o.lambda_keep * keep + o.lambda_cyc * cyc
-                  + o.lambda_id * idl + o.lambda_mask * mask_l1 + o.lambda_tv * tv)
+        # The regularisers ramp up over the warm-up: first the edit is found, then it is made tidy.
+        # From the start they would close the mask before the judges' gradient has opened it.
+        ramp = min(1.0, (step + 1) / max(1.0, o.warmup * self.cfg.train.steps))
+        g_loss = (o.lambda_feat * feat + o.lambda_cls * cls + ramp * (o.lambda_adv * g_adv + o.lambda_keep * keep + o.lambda_cyc * cyc
+                                              + o.lambda_id * idl + o.lambda_mask * mask_l1 + o.lambda_tv * tv))
         self.optims["G"].zero_grad(set_to_none=True)
         g_loss.backward()
         self.optims["G"].step()
@@ -401,8 +509,9 @@ class MaskEditSolver(Solver):
 
         with torch.no_grad():
             hit = self._target_accuracy(logits, trg)
-        return {
-            "G/adv": g_adv.item(), "G/cls": cls.item(), "G/keep": keep.item(), "G/cyc": cyc.item(),
+            per_group = self._target_accuracy_per_group(logits, trg)
+        return {**per_group,
+            "G/adv": g_adv.item(), "G/cls": cls.item(), "G/feat": feat.item(), "G/keep": keep.item(), "G/cyc": cyc.item(),
             "G/id": idl.item(), "G/mask": mask_l1.item(), "G/tv": tv.item(), "D/loss": d_loss.item(),
             "G/acc_target": hit,
         }
@@ -441,6 +550,14 @@ class MaskEditSolver(Solver):
                 hits += int((pred == trg[nm, j]).sum())
                 n += int(nm.sum())
         return hits / n if n else float("nan")
+
+    def _target_accuracy_per_group(self, logits: list[torch.Tensor], trg: torch.Tensor) -> dict[str, float]:
+        out = {}
+        for j, (g, col) in enumerate(zip(self.edit_names, self.edit_cols, strict=True)):
+            nm = trg[:, j] >= 0
+            out[f"acc/{g}"] = (float((logits[col][nm.to(self.device)].argmax(1).cpu() == trg[nm, j]).float().mean())
+                               if bool(nm.any()) else float("nan"))
+        return out
 
     # --- sampling -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -495,7 +612,8 @@ class MaskEditInference:
         c = condition(trg, self.edit_sizes).to(self.device)
         x_lo = downsample(x, self.cfg.maskedit.pred_size)
         maps = self.G(x_lo, c)
-        out, _ = apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample, float(strength))
+        o = self.cfg.maskedit
+        out, _, _ = apply_maps(x, maps, x_lo, o.upsample, float(strength), o.mask_prior, o.flow)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:

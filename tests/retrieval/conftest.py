@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from web_helpers import WEB_MAX_MESSAGE, WEB_MAX_TOP_K
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -47,6 +48,7 @@ class ServerProcess:
     proc: subprocess.Popen
     address: str
     log_path: Path
+    http_url: str | None = None  # the HTTP base URL ("http://127.0.0.1:PORT/") when served with --http-port
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -75,7 +77,8 @@ def start_server(args: list[str], log_path: Path, timeout: float = 120) -> Serve
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if line.startswith("LISTENING"):
-            return ServerProcess(proc, line.split()[1], log_path)
+            words = line.split()
+            return ServerProcess(proc, words[1], log_path, words[2] if len(words) > 2 else None)
         if not line and proc.poll() is not None:
             break
     proc.kill()
@@ -91,3 +94,30 @@ def admin_token() -> str:
 def server_process() -> Callable[..., ServerProcess]:
     """``server_process(args, log_path)``: start ``python -m retrieval serve`` (see :func:`start_server`)."""
     return start_server
+
+
+@pytest.fixture(scope="session")
+def web_server(retrieval_index: Path, generator_ckpts: list[Path], tmp_path_factory: pytest.TempPathFactory,
+               admin_token: str):
+    """One real server process with gRPC and HTTP (``--http-port 0``), shared by the HTTP and page tests.
+
+    It never changes its index (admin tests here only reload), so the tests may share it.
+    """
+    from retrieval.client import RetrievalClient
+
+    tmp = tmp_path_factory.mktemp("web_server")
+    (tmp / "token").write_text(admin_token + "\n")
+    cfg = tmp / "server.toml"
+    cfg.write_text(
+        f'index_dir = "{retrieval_index}"\n'
+        f"max_message_bytes = {WEB_MAX_MESSAGE}\n"
+        "max_image_pixels = 4000000\n"
+        f"max_top_k = {WEB_MAX_TOP_K}\n"
+    )
+    srv = start_server(["--config", str(cfg), "--generators", *map(str, generator_ckpts),
+                        "--admin-token-file", str(tmp / "token"), "--http-port", "0"], tmp / "server.log")
+    assert srv.http_url and srv.http_url.startswith("http://127.0.0.1:"), srv.http_url
+    with RetrievalClient(srv.address) as c:
+        c.wait_until_serving(timeout=120)
+    yield srv
+    assert srv.stop() == 0, srv.log()

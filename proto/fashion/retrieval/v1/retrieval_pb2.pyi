@@ -196,6 +196,22 @@ class GeneratorInfo(_message.Message):
     product_to_model: bool
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., product_to_model: _Optional[bool] = ...) -> None: ...
 
+class SampleItemsRequest(_message.Message):
+    __slots__ = ("count", "seed")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    seed: int
+    def __init__(self, count: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SampleItemsResponse(_message.Message):
+    __slots__ = ("items", "index_version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ItemMetadata]
+    index_version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ItemMetadata, _Mapping]]] = ..., index_version: _Optional[str] = ...) -> None: ...
+
 class AddItemsRequest(_message.Message):
     __slots__ = ("catalog_dir", "ids", "max_skipped")
     CATALOG_DIR_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class RetrievalServiceStub:
                 request_serializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.ListAttributesRequest.SerializeToString,
                 response_deserializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.ListAttributesResponse.FromString,
                 _registered_method=True)
+        self.SampleItems = channel.unary_unary(
+                '/fashion.retrieval.v1.RetrievalService/SampleItems',
+                request_serializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.SampleItemsRequest.SerializeToString,
+                response_deserializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.SampleItemsResponse.FromString,
+                _registered_method=True)
         self.AddItems = channel.unary_unary(
                 '/fashion.retrieval.v1.RetrievalService/AddItems',
                 request_serializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.AddItemsRequest.SerializeToString,
@@ -97,6 +102,13 @@ class RetrievalServiceServicer:
 
     def ListAttributes(self, request, context):
         """The attribute schema of the loaded index and which edits the loaded generators can make.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SampleItems(self, request, context):
+        """Random catalog items, e.g. for a page that lets a shopper pick a query from the catalog.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -146,6 +158,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.ListAttributes,
                     request_deserializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.ListAttributesRequest.FromString,
                     response_serializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.ListAttributesResponse.SerializeToString,
+            ),
+            'SampleItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.SampleItems,
+                    request_deserializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.SampleItemsRequest.FromString,
+                    response_serializer=fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.SampleItemsResponse.SerializeToString,
             ),
             'AddItems': grpc.unary_unary_rpc_method_handler(
                     servicer.AddItems,
@@ -271,6 +288,33 @@ class RetrievalService:
             '/fashion.retrieval.v1.RetrievalService/ListAttributes',
             fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.ListAttributesRequest.SerializeToString,
             fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.ListAttributesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SampleItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fashion.retrieval.v1.RetrievalService/SampleItems',
+            fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.SampleItemsRequest.SerializeToString,
+            fashion_dot_retrieval_dot_v1_dot_retrieval__pb2.SampleItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,
