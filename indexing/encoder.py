@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -131,16 +132,26 @@ class AvgPool(nn.Module):
 class PartsHead(nn.Module):
     """One embedding made of named, unit-length parts, each weighted: ``[w_1 p_1, ..., w_n p_n] / |w|``.
 
-    A part is either an **attribute part** (``{"name": "color", "values": [...]}``): the square
-    root of a softmax over that group's values, so two items' part similarity is the
-    Bhattacharyya coefficient of their predicted attribute distributions; or a **look part**
-    (``{"name": "look", "dim": 128}``): a free L2-normalised projection that keeps what labels do
-    not say (print, cut, the exact item). Since every part has unit length, the cosine of two
-    embeddings is ``sum_i w_i^2 cos_i / sum_i w_i^2``: the weights say how much each attribute
-    counts in a match, and they are stored, trained and checksummed like any other weight.
+    Why parts: a shopper's "black trousers" is two questions (which category, which colour), and
+    one free projection trained on both mixes them up. Here each question gets its own block:
 
-    The input (the pooled vector: unit-length stage vectors, colour histogram, colour quantiles) is
-    standardised with the training set's mean and spread first, so all of it is on one scale.
+    - **attribute part** ``{"name": "color", "values": [...], "weight": w, "temperature": t}``:
+      the square root of a softmax over that group's values, so two items' part similarity is
+      the Bhattacharyya coefficient of their predicted attribute distributions;
+    - **joint part** ``{"name": "category*color", "joint": ["category", "color"], "weight": w}``:
+      the outer product of two attribute parts (their joint distribution, assumed independent
+      given the photo). Its similarity is the *product* of the two coefficients, so only items
+      likely to match on both score high: what "black trousers" asks for;
+    - **look part** ``{"name": "look", "dim": 64, "weight": w}``: a free L2-normalised
+      projection that keeps what labels do not say (print, cut, the exact item).
+
+    Every part has unit length, so the cosine of two embeddings is ``sum_i w_i^2 cos_i / sum_i w_i^2``:
+    the weights say how much each block counts in a match. They are chosen on held-out training
+    items (:mod:`indexing.train_head`) and stored in the config, hence in the checksum. A part
+    of weight 0 is computed (a joint part may need it) but not output.
+
+    The input (the pooled vector: unit-length stage vectors and colour histogram, L2-normalised
+    as a whole) is standardised with the training set's mean and spread first.
     """
 
     def __init__(self, in_dim: int, parts: list[dict]) -> None:
@@ -148,48 +159,76 @@ class PartsHead(nn.Module):
         if not parts:
             raise EncoderError("a parts head needs at least one part")
         self.specs = [dict(p) for p in parts]
-        dims = []
-        for spec in self.specs:
-            if "values" in spec:
-                if len(spec["values"]) < 2:
-                    raise EncoderError(f"attribute part {spec.get('name')!r} needs at least two values")
-                dims.append(len(spec["values"]))
-            elif int(spec.get("dim", 0)) > 0:
-                dims.append(int(spec["dim"]))
-            else:
-                raise EncoderError(f"part {spec!r}: give 'values' (attribute part) or a positive 'dim' (look part)")
         names = [spec.get("name") for spec in self.specs]
         if len(set(names)) != len(names) or not all(names):
             raise EncoderError(f"parts need distinct names, got {names}")
         self.names: list[str] = [str(n) for n in names]
-        self.dims = dims
+        self.kinds: list[str] = []
+        full: dict[str, int] = {}
+        layer_dims = []
+        for spec in self.specs:
+            name = str(spec["name"])
+            if "values" in spec:
+                if len(spec["values"]) < 2:
+                    raise EncoderError(f"attribute part {name!r} needs at least two values")
+                self.kinds.append("attribute")
+                full[name] = len(spec["values"])
+                layer_dims.append(full[name])
+            elif "joint" in spec:
+                pair = list(spec["joint"])
+                if len(pair) != 2 or any(p not in full or "values" not in self.specs[self.names.index(p)] for p in pair):
+                    raise EncoderError(f"joint part {name!r}: 'joint' must name two earlier attribute parts, got {pair}")
+                self.kinds.append("joint")
+                full[name] = full[pair[0]] * full[pair[1]]
+            elif int(spec.get("dim", 0)) > 0:
+                self.kinds.append("look")
+                full[name] = int(spec["dim"])
+                layer_dims.append(full[name])
+            else:
+                raise EncoderError(f"part {spec!r}: give 'values' (attribute), 'joint' (two attribute parts) "
+                                   "or a positive 'dim' (look part)")
+            if float(spec.get("weight", 1.0)) < 0 or float(spec.get("temperature", 1.0)) <= 0:
+                raise EncoderError(f"part {name!r}: weight must be >= 0 and temperature > 0")
+        self.weights = [float(spec.get("weight", 1.0)) for spec in self.specs]
+        if not any(self.weights):
+            raise EncoderError("a parts head needs at least one part of weight > 0")
+        self.full_dims = [full[n] for n in self.names]
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("scale", torch.ones(in_dim))
-        self.layers = nn.ModuleList([nn.Linear(in_dim, d) for d in dims])
-        self.log_weights = nn.Parameter(torch.zeros(len(dims)))
+        self.layers = nn.ModuleList([nn.Linear(in_dim, d) for d in layer_dims])
 
-    def is_attribute(self, i: int) -> bool:
-        return "values" in self.specs[i]
+    @property
+    def dim(self) -> int:
+        """Size of the output: the parts of weight > 0."""
+        return int(sum(d for d, w in zip(self.full_dims, self.weights, strict=True) if w > 0))
 
-    def logits(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """Raw outputs of every part (class logits for attribute parts), from the pooled vector."""
+    def logits(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw outputs of the trained parts (class logits for attribute parts), by name."""
         x = (z - self.mean) * self.scale
-        return [layer(x) for layer in self.layers]
+        own = [n for n, k in zip(self.names, self.kinds, strict=True) if k != "joint"]
+        return {n: layer(x) for n, layer in zip(own, self.layers, strict=True)}
 
-    def parts(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [F.softmax(r, dim=1).sqrt() if self.is_attribute(i) else F.normalize(r, dim=1)
-                for i, r in enumerate(raw)]
+    def parts(self, raw: dict[str, torch.Tensor], temperatures: dict[str, float] | None = None) -> list[torch.Tensor]:
+        """Every part's unit vector (weight-0 parts included), in spec order."""
+        out: dict[str, torch.Tensor] = {}
+        for spec, name, kind in zip(self.specs, self.names, self.kinds, strict=True):
+            if kind == "attribute":
+                t = (temperatures or {}).get(name, float(spec.get("temperature", 1.0)))
+                out[name] = F.softmax(raw[name] / t, dim=1).sqrt()
+            elif kind == "joint":
+                a, b = (out[p] for p in spec["joint"])
+                out[name] = (a[:, :, None] * b[:, None, :]).flatten(1)
+            else:
+                out[name] = F.normalize(raw[name], dim=1)
+        return [out[n] for n in self.names]
 
-    def combine(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        w = self.log_weights.exp()
-        return torch.cat([w[i] * p for i, p in enumerate(parts)], dim=1) / w.pow(2).sum().sqrt()
+    def combine(self, parts: list[torch.Tensor], weights: list[float] | None = None) -> torch.Tensor:
+        w = self.weights if weights is None else weights
+        norm = math.sqrt(sum(x * x for x in w))
+        return torch.cat([wi / norm * p for wi, p in zip(w, parts, strict=True) if wi > 0], dim=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.combine(self.parts(self.logits(z)))
-
-    def weights(self) -> dict[str, float]:
-        w = self.log_weights.detach().exp()
-        return {n: round(float(v / w.pow(2).sum().sqrt()), 4) for n, v in zip(self.names, w, strict=True)}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -239,7 +278,7 @@ class Encoder(nn.Module):
     @property
     def dim(self) -> int:
         if isinstance(self.proj, PartsHead):
-            return int(sum(self.proj.dims))
+            return self.proj.dim
         return int(self.config.proj_dim or self.feat_dim)
 
     @property
@@ -302,7 +341,7 @@ class Encoder(nn.Module):
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         z = pooled
         if isinstance(self.proj, PartsHead):
-            return self.proj(z)
+            return self.proj(F.normalize(z, dim=1))
         if self.proj is not None:
             z = self.proj(F.normalize(z, dim=1))
         return F.normalize(z, dim=1)
