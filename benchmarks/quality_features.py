@@ -12,6 +12,7 @@ rerun reuses every shard whose ids and feature key match, so a killed run resume
 
 from __future__ import annotations
 
+import time
 import zipfile
 from pathlib import Path
 
@@ -60,8 +61,13 @@ def _load(path: Path, ids: list[str]) -> dict[str, np.ndarray] | None:
         return None
 
 
-def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32, workers: int = 1) -> dict[str, np.ndarray]:
-    """``{feature name: (N, d) float32}`` for the images, resuming from the shards in ``work``."""
+def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32,
+            workers: int = 1) -> tuple[dict[str, np.ndarray], float]:
+    """``({feature name: (N, d) float32}, seconds)`` for the images, resuming from the shards in ``work``.
+
+    ``seconds`` is the time the trunk pass took over all shards, including those computed by an
+    earlier (killed) run: each shard stores its own.
+    """
     work.mkdir(parents=True, exist_ok=True)
     encoder = Encoder.builtin(EncoderConfig(image_size=224), device="cpu")
     parts: list[dict[str, np.ndarray]] = []
@@ -71,6 +77,7 @@ def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32, 
         path = work / f"features-{k:05d}.npz"
         got = _load(path, sid)
         if got is None:
+            t = time.perf_counter()
             chunks: list[dict[str, np.ndarray]] = []
             loader = make_loader(ImageListDataset(sid, spath, encoder.preprocessor()), batch_size, workers)
             with torch.inference_mode():
@@ -78,10 +85,12 @@ def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32, 
                     chunks.append(features_batch(encoder, x))
                     bar.update(len(x))
             got = {n: np.concatenate([c[n] for c in chunks]).astype(np.float32) for n in chunks[0]}
+            got["seconds"] = np.array([time.perf_counter() - t])
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, key=KEY, ids=np.asarray(sid, dtype=str), **got)
         else:
             bar.update(len(sid))
         parts.append(got)
     bar.close()
-    return {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
+    seconds = float(sum(p.pop("seconds")[0] for p in parts))
+    return {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}, seconds

@@ -57,6 +57,7 @@ class HeadTrainConfig:
     foreground: bool = True
     colour_bins: list[int] | None = field(default_factory=lambda: [8, 8, 8])
     colour_space: str = "rgb"
+    colour_stats: bool = False  # garment L/a/b/chroma quantiles too (pooling.colour_stats)
     joint: bool = True  # the joint block of the first two groups
     look_dim: int = 0  # > 0: a free block trained by the metric loss only
     epochs: int = 40
@@ -87,7 +88,7 @@ def feature_config(cfg: HeadTrainConfig) -> EncoderConfig:
     """The frozen part of the encoder: what is cached, and what the head reads at query time."""
     return EncoderConfig(image_size=cfg.image_size, pool_stages=list(cfg.pool_stages), foreground=cfg.foreground,
                          colour_bins=list(cfg.colour_bins) if cfg.colour_bins else None,
-                         colour_space=cfg.colour_space, kind="features", name="lite0-features")
+                         colour_space=cfg.colour_space, colour_stats=cfg.colour_stats, kind="features", name="lite0-features")
 
 
 def work_dir(out: str | Path) -> Path:
