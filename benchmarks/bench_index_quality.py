@@ -113,6 +113,7 @@ def main() -> None:
                     help="shared trunk features (resumable) and trained encoders")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--skip-finetune", action="store_true", help="skip the old fine-tuning recipe (slow on CPU)")
+    ap.add_argument("--variants", nargs="*", help="only these head variants (default: all)")
     ap.add_argument("--query-images", type=int, default=10, help="photos for the single-query timing")
     args = ap.parse_args()
 
@@ -190,7 +191,7 @@ def main() -> None:
         return enc
 
     base = HeadTrainConfig(holdout=args.holdout, device="cpu")
-    default = head_run("head_default", base, "train-encoder defaults: parts head (category, colour, joint)")
+    default = head_run("head_default", base, "train-encoder defaults: parts head (category and colour blocks)")
     x_check = head_input(feats, base)[:16]
     with torch.inference_mode():
         diff = float(np.abs(default.embed_images(check_ims) - default.proj(torch.from_numpy(x_check)).numpy()).max())
@@ -201,7 +202,7 @@ def main() -> None:
     record("raw_multistage_rgbhist", head_input(feats, base), train_s=0.0,
            note="the default head's input itself (fg-GeM stages 5,11,16,17 + RGB hist), no learning")
     variants = {
-        "head_no_joint": (replace(base, joint=False), "category and colour blocks only"),
+        "head_joint": (replace(base, joint=True), "+ the joint category*colour block (outer product)"),
         "head_untuned_equal": (replace(base, tune=False), "all blocks weight 1, temperature 1 (no validation tuning)"),
         "head_metric_loss": (replace(base, ms_weight=1.0), "+ multi-similarity loss, positives agree on both"),
         "head_look64": (replace(base, look_dim=64), "+ a 64-d look block trained by the metric loss"),
@@ -212,8 +213,12 @@ def main() -> None:
                                   "plain GeM of the last stage + RGB hist (no multi-stage, no garment weights)"),
         "head_all_groups": (replace(base, groups=GROUPS), "a block per schema group (5), joint of the first two"),
     }
+    unknown = set(args.variants or []) - set(variants)
+    if unknown:
+        raise SystemExit(f"--variants: unknown {sorted(unknown)}; choose from {sorted(variants)}")
     for name, (cfg, note) in variants.items():
-        head_run(name, cfg, note)
+        if args.variants is None or name in args.variants:
+            head_run(name, cfg, note)
 
     if not args.skip_finetune:
         from indexing.train_encoder import TrainConfig, train_encoder

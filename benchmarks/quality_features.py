@@ -62,17 +62,19 @@ def _load(path: Path, ids: list[str]) -> dict[str, np.ndarray] | None:
 
 
 def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32,
-            workers: int = 1) -> tuple[dict[str, np.ndarray], float]:
+            workers: int = 1, reverse: bool = False) -> tuple[dict[str, np.ndarray], float]:
     """``({feature name: (N, d) float32}, seconds)`` for the images, resuming from the shards in ``work``.
 
     ``seconds`` is the time the trunk pass took over all shards, including those computed by an
-    earlier (killed) run: each shard stores its own.
+    earlier (killed) run: each shard stores its own. ``reverse`` walks the shards from the end,
+    so a second process can share the work on an otherwise busy machine.
     """
     work.mkdir(parents=True, exist_ok=True)
     encoder = Encoder.builtin(EncoderConfig(image_size=224), device="cpu")
-    parts: list[dict[str, np.ndarray]] = []
+    parts: dict[int, dict[str, np.ndarray]] = {}
     bar = tqdm(total=len(ids), desc="trunk features (224 px)", unit="img", dynamic_ncols=True)
-    for k, a in enumerate(range(0, len(ids), SHARD)):
+    starts = list(enumerate(range(0, len(ids), SHARD)))
+    for k, a in reversed(starts) if reverse else starts:
         sid, spath = ids[a : a + SHARD], paths[a : a + SHARD]
         path = work / f"features-{k:05d}.npz"
         got = _load(path, sid)
@@ -90,7 +92,8 @@ def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32,
                 np.savez(fh, key=KEY, ids=np.asarray(sid, dtype=str), **got)
         else:
             bar.update(len(sid))
-        parts.append(got)
+        parts[k] = got
     bar.close()
-    seconds = float(sum(p.pop("seconds")[0] for p in parts))
-    return {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}, seconds
+    ordered = [parts[k] for k in sorted(parts)]
+    seconds = float(sum(p.pop("seconds")[0] for p in ordered))
+    return {n: np.concatenate([p[n] for p in ordered]) for n in ordered[0]}, seconds

@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("train-encoder", help="train an encoder on the catalog's attribute groups",
-                       description="Default recipe 'head': a parts head (category, colour and their joint block) "
+                       description="Default recipe 'head': a parts head (a softmax block for category and one for colour) "
                                    "on cached frozen multi-stage + colour features; 'finetune': the older recipe "
                                    "that fine-tunes the last trunk stages.")
     _add_catalog_args(p)
@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", help="comma-separated attribute groups (default: head: category,color when the "
                                     "schema has them, else every group; finetune: every group)")
     p.add_argument("--image-size", type=int, help="input size (default: head 224, finetune 160)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: head 40, finetune 12)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: head 30, finetune 12)")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of items kept out of training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="")

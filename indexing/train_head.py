@@ -8,10 +8,12 @@ for shape, plus a colour histogram of the garment, see :mod:`indexing.pooling`),
 head is trained on them: seconds per epoch.
 
 The head (:class:`indexing.encoder.PartsHead`) writes the embedding as weighted unit-length
-blocks: one softmax block per attribute group (default: category and colour), and their joint
-block (outer product), whose similarity is the product of the two: a neighbour scores high only
-when it likely matches on both. Each group's block is trained with cross-entropy; optionally a
-multi-similarity loss on the whole embedding, with positives that agree on every group. The
+blocks: one softmax block per attribute group (default: category and colour; the cosine of two
+items is then a weighted sum of how alike their predicted category and colour distributions
+are). Each group's block is trained with cross-entropy. Options measured in
+``benchmarks/bench_index_quality.py``: a joint block (outer product of two groups, whose
+similarity is the product of theirs), a multi-similarity loss on the whole embedding with
+positives that agree on every group, and a free "look" block trained by that loss. The
 block weights and the softmax temperature are then chosen on a validation slice of the
 *training* items (a hash split, so the held-out items never decide anything), and the head is
 retrained on all training items with them.
@@ -58,13 +60,13 @@ class HeadTrainConfig:
     colour_bins: list[int] | None = field(default_factory=lambda: [8, 8, 8])
     colour_space: str = "rgb"
     colour_stats: bool = False  # garment L/a/b/chroma quantiles too (pooling.colour_stats)
-    joint: bool = True  # the joint block of the first two groups
+    joint: bool = False  # + the joint block of the first two groups (measured: no gain, 18x the size)
     look_dim: int = 0  # > 0: a free block trained by the metric loss only
-    epochs: int = 40
+    epochs: int = 30
     batch_size_head: int = 256
     lr: float = 3e-3
-    weight_decay: float = 1e-3
-    label_smoothing: float = 0.1
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.0  # 0.1 measured worse: flatter softmax blocks rank worse
     ms_weight: float = 0.0  # multi-similarity loss on the whole embedding (positives agree on all groups)
     tune: bool = True  # choose block weights and temperature on a validation slice of the training items
     weights: dict[str, float] | None = None  # fixed block weights (by part name) when tune is False

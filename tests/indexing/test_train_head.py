@@ -34,9 +34,9 @@ def test_one_epoch_writes_an_encoder_that_loads_with_its_checksum(head_encoder_d
     enc = Encoder.load(head_encoder_dir, "cpu")  # verifies the checksum
     assert enc.checksum == meta["checksum"] and enc.config.kind == "head"
     names = [p["name"] for p in enc.config.parts]
-    assert names == ["category", "color", "category*color"]
-    # the stated dimension: the blocks of weight > 0 (4 categories x 4 colours in the tiny catalog)
-    sizes = {"category": 3, "color": 4, "category*color": 12}
+    assert names == ["category", "color"]
+    # the stated dimension: the blocks of weight > 0 (3 categories, 4 colours in the tiny catalog)
+    sizes = {"category": 3, "color": 4}
     assert meta["dim"] == enc.dim == sum(sizes[p["name"]] for p in enc.config.parts if p["weight"] > 0)
     ims = [Image.open(p) for p in sorted((small_catalog / "images").glob("*.jpg"))[:5]]
     v = enc.embed_images(ims)
@@ -165,4 +165,4 @@ def test_help_defaults_are_the_documented_ones(capsys):
     with pytest.raises(SystemExit):
         main(["train-encoder", "--help"])
     out = capsys.readouterr().out
-    assert "head 224, finetune 160" in out and "head 40, finetune 12" in out
+    assert "head 224, finetune 160" in out and "head 30, finetune 12" in out
