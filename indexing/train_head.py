@@ -157,12 +157,12 @@ def fit_head(x: torch.Tensor, labels: torch.Tensor, specs: list[dict], cfg: Head
                 pos, neg = pair_masks(labels[b])
                 ms = multi_similarity_loss(head.combine(head.parts(raw)), pos, neg)
                 loss = loss + max(cfg.ms_weight, 1.0 if cfg.look_dim and not cfg.ms_weight else 0.0) * ms
-                sums["ms"] += float(ms)
+                sums["ms"] += ms.item()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            sums["ce"] += float(ce) / max(1, len(attr))
+            sums["ce"] += ce.item() / max(1, len(attr))
         history.append({"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 4) for k, v in sums.items()}})
     head.eval()
     for p in head.parameters():
