@@ -1,16 +1,29 @@
-"""Retrieval quality on the real myntra-a sample: pretrained vs fine-tuned encoder vs colour histogram.
+"""Retrieval quality on the real myntra-a sample: histogram, built-in, old fine-tune, new default, variants.
 
-    python -m benchmarks.bench_index_quality [--holdout 0.3] [--epochs 12] [--limit 0]
+    python -m benchmarks.bench_index_quality [--holdout 0.3] [--skip-finetune] [--work DIR]
 
-Every item is a query (its own entry excluded); we report precision@10 of the neighbours that
-share its category, its colour, and both. The fine-tuned encoder is trained with
-``train-encoder`` on a hash split of the catalog (``--holdout`` of the items never seen in
-training); the honest comparison is on the held-out items (queries and gallery both held out).
-Numbers on the whole catalog are given too, but there the fine-tuned encoder has seen 70% of
-the items and their labels.
+Every held-out item is a query against the other held-out items (queries and gallery both held
+out of training, a ``catalog.split`` hash split); we report precision@10 of the neighbours that
+share its category, its colour, and both, with training seconds, images/s, bytes/vector and the
+single-query embedding time next to the built-in encoder's.
+
+Compared in one run:
+
+- ``colour_histogram``: 8x8x8 RGB histogram of the non-white pixels (no learning);
+- ``builtin_224``: the built-in ImageNet EfficientNet-Lite0, GeM of the last stage, 1280-d;
+- ``finetune_old_defaults``: ``train-encoder --recipe finetune`` with its defaults (160 px, last 2
+  stages trained, 12 epochs, flips) on the training split (slow: ``--skip-finetune`` skips it);
+- ``head_default``: ``train-encoder`` with its defaults (the parts head, ``indexing.train_head``);
+- the variants tried on the way there (other features, no joint block, metric loss, a look block).
+
+One trunk pass per image at 224 px gives the built-in encoder's vector and every trained
+variant's input (``benchmarks.quality_features``, resumable shards in ``--work``); the shortcut
+is checked against end-to-end ``Encoder.embed_images`` on a few photos for the built-in and the
+default encoders. Training seconds of the head recipe = its head training + the trunk pass over
+the training items (measured here as part of the shared pass, per image).
 
 myntra-a has no schema.json: the schema is inferred (``catalog.infer_schema``, values seen at
-least ``--min-count`` times) into a temp folder; rows with rarer values are skipped (counted).
+least ``--min-count`` times); rows with rarer values are skipped (counted).
 Writes ``benchmarks/results/bench_index_quality.json``.
 """
 
@@ -18,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,119 +77,173 @@ def precision_at_10(vectors: np.ndarray, labels: dict[str, np.ndarray], k: int =
             "p10_both": round(float((same_cat & same_col).mean()), 4), "queries": len(vectors)}
 
 
-def embed(encoder, catalog, work: Path, batch_size: int, workers: int) -> tuple[np.ndarray, float]:
-    from indexing.embed import embed_paths
-    from indexing.engines import EngineConfig
+def head_input(feats: dict[str, np.ndarray], cfg) -> np.ndarray:
+    """What ``Encoder.pooled`` + the head's L2 normalisation give for a head config, from the shared pass."""
+    blocks = [feats[f"fg{s}"] for s in cfg.pool_stages] if cfg.foreground else [feats["gem17"]]
+    if cfg.colour_bins:
+        name = {("rgb", (8, 8, 8)): "rgb888", ("lab", (4, 8, 8)): "lab488"}[(cfg.colour_space, tuple(cfg.colour_bins))]
+        blocks.append(feats[name])
+    if cfg.colour_stats:
+        blocks.append(feats["stats"])
+    x = np.concatenate(blocks, axis=1)
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
 
-    ids = [it.id for it in catalog.items]
-    paths = [str(catalog.image_path(it)) for it in catalog.items]
-    t = time.perf_counter()
-    v = embed_paths(encoder, ids, paths, work, "local", EngineConfig(batch_size=batch_size, num_workers=workers))
-    return v, time.perf_counter() - t
+
+def query_ms(encoders: dict, images: list, rounds: int = 3) -> dict[str, float]:
+    """Median ms to embed one photo (PIL in, vector out), encoders interleaved so load swings hit all."""
+    times: dict[str, list[float]] = {n: [] for n in encoders}
+    for enc in encoders.values():
+        enc.embed_images(images[:2])  # warm-up
+    for _ in range(rounds):
+        for im in images:
+            for name, enc in encoders.items():
+                t = time.perf_counter()
+                enc.embed_images([im])
+                times[name].append((time.perf_counter() - t) * 1000)
+    return {n: round(statistics.median(v), 1) for n, v in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--catalog", type=Path, default=MYNTRA)
     ap.add_argument("--holdout", type=float, default=0.3)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--image-size", type=int, default=128, help="input size of both compared encoders")
     ap.add_argument("--min-count", type=int, default=5)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N items (0 = all)")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_index_quality",
+                    help="shared trunk features (resumable) and trained encoders")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--with-224", action="store_true", help="also the built-in encoder at its native 224 px")
-    ap.add_argument("--train-stages", type=int, default=1, help="trailing trunk stages fine-tuned")
+    ap.add_argument("--skip-finetune", action="store_true", help="skip the old fine-tuning recipe (slow on CPU)")
+    ap.add_argument("--variants", nargs="*", help="only these head variants (default: all)")
+    ap.add_argument("--query-images", type=int, default=10, help="photos for the single-query timing")
     args = ap.parse_args()
 
     import torch
     from PIL import Image
 
+    from benchmarks.quality_features import extract
     from catalog import Schema, infer_schema, load_catalog
+    from catalog.split import holdout_split
     from indexing.encoder import Encoder, EncoderConfig
-    from indexing.train_encoder import TrainConfig, cache_prefix, frozen_stop, holdout_split, train_encoder
+    from indexing.train_head import HeadTrainConfig, train_head_encoder
 
+    torch.set_num_threads(2)
     if not (args.catalog / "catalog.csv").is_file():
         raise SystemExit(f"myntra-a not found at {args.catalog}")
     with open(args.catalog / "catalog.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     schema, _ = infer_schema(rows, GROUPS, min_count=args.min_count)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_quality_"))
-    schema.save(tmp / "schema.json")
-    catalog = load_catalog(args.catalog, schema=Schema.load(tmp / "schema.json"), check_images=False)
+    args.work.mkdir(parents=True, exist_ok=True)
+    schema.save(args.work / "schema.json")
+    catalog = load_catalog(args.catalog, schema=Schema.load(args.work / "schema.json"), check_images=False)
     if args.limit:
         catalog.items = catalog.items[: args.limit]
     ids = [it.id for it in catalog.items]
+    paths = [str(catalog.image_path(it)) for it in catalog.items]
     labels = {g: np.array([it.labels.get(g) or "" for it in catalog.items]) for g in ("category", "color")}
     train_idx, test_idx = holdout_split(ids, args.holdout, seed=0)
+    held = {k: v[test_idx] for k, v in labels.items()}
     result: dict = {
         "benchmark": "bench_index_quality", "machine": machine(), "catalog": str(args.catalog),
         "items": len(ids), "rows_skipped": len(catalog.issues), "schema_min_count": args.min_count,
-        "train_items": int(len(train_idx)), "heldout_items": int(len(test_idx)), "methods": {},
+        "train_items": int(len(train_idx)), "heldout_items": int(len(test_idx)),
+        "protocol": "held-out items query the other held-out items; P@10 of same category / colour / both",
+        "methods": {},
     }
     print(f"{len(ids)} items ({len(catalog.issues)} rows skipped), train {len(train_idx)}, held out {len(test_idx)}")
 
-    def record(name: str, vectors: np.ndarray, seconds: float, note: str = "") -> None:
-        entry = {"heldout": precision_at_10(vectors[test_idx], {k: v[test_idx] for k, v in labels.items()}),
-                 "all_items": precision_at_10(vectors, labels), "dim": int(vectors.shape[1]),
-                 "embed_s": round(seconds, 1), "images_per_s": round(len(vectors) / max(seconds, 1e-9), 1)}
-        if note:
-            entry["note"] = note
+    def record(name: str, vectors: np.ndarray, **extra) -> None:
+        entry = {**precision_at_10(vectors[test_idx], held), "dim": int(vectors.shape[1]),
+                 "bytes_per_vector": int(vectors.shape[1]) * 4, **extra}
         result["methods"][name] = entry
-        print(name, entry["heldout"], "| all:", entry["all_items"])
+        print(f"{name:32s} cat {entry['p10_category']:.3f} colour {entry['p10_color']:.3f} "
+              f"both {entry['p10_both']:.3f}  {extra}", flush=True)
         write_result("bench_index_quality", result)
 
-    paths = [str(catalog.image_path(it)) for it in catalog.items]
     t = time.perf_counter()
-    record("colour_histogram", colour_histogram(paths), time.perf_counter() - t, "8x8x8 RGB, background masked")
+    hist = colour_histogram(paths)
+    s = time.perf_counter() - t
+    record("colour_histogram", hist, train_s=0.0, images_per_s=round(len(ids) / s, 1),
+           note="8x8x8 RGB of the non-white pixels, no learning")
 
-    # The frozen trunk prefix is shared by the pretrained encoder and the fine-tuned one (same
-    # weights, same input size): compute it once for every item, train on the training rows,
-    # and embed everything from it. Checked against end-to-end embedding below.
-    pre_small = Encoder.builtin(EncoderConfig(image_size=args.image_size), device="cpu")
-    stop = frozen_stop(pre_small, args.train_stages)
-    ft_cfg = TrainConfig(groups=GROUPS, metric_groups=["category", "color"], image_size=args.image_size,
-                         train_stages=args.train_stages, epochs=args.epochs, holdout=args.holdout, seed=0,
-                         batch_size=args.batch_size, num_workers=args.workers, device="cpu", flip_augment=False)
-    t = time.perf_counter()
-    prefix = cache_prefix(pre_small, paths, ids, stop, ft_cfg)
-    t_prefix = time.perf_counter() - t
-    result["frozen_prefix"] = {"stages_frozen": stop, "of": len(pre_small.trunk.stages), "seconds": round(t_prefix, 1),
-                               "images_per_s": round(len(ids) / t_prefix, 1), "shape": list(prefix.shape[1:])}
+    feats, pass_s = extract(ids, paths, args.work / "features", workers=args.workers)
+    per_image = pass_s / len(ids)
+    result["trunk_pass"] = {"seconds": round(pass_s, 1), "images_per_s": round(len(ids) / pass_s, 1),
+                            "note": "one 224 px trunk pass giving every method's input (sum over its shards)"}
 
-    t = time.perf_counter()
-    ft_dir = tmp / "encoder_ft"
-    _, report = train_encoder(catalog, ft_dir, ft_cfg, prefix=prefix)
-    result["finetune"] = {k: report[k] for k in ("train_items", "heldout_items", "train_s", "gem_p",
-                                                 "groups", "metric_groups", "frozen_stages", "trained_stages")}
-    result["finetune"]["wall_s"] = round(time.perf_counter() - t, 1)
-    result["finetune"]["epochs"] = args.epochs
-    result["finetune"]["first_epoch"] = report["history"][0]
-    result["finetune"]["last_epoch"] = report["history"][-1]
-    ft = Encoder.load(ft_dir, "cpu")
+    builtin = Encoder.builtin(EncoderConfig(image_size=224), device="cpu")
+    check_ims = [Image.open(p).convert("RGB") for p in paths[:16]]
+    diff = float(np.abs(builtin.embed_images(check_ims) - feats["gem17"][:16]).max())
+    assert diff < 2e-3, f"shared-pass shortcut differs from the built-in encoder end to end: {diff}"
+    record("builtin_224", feats["gem17"], train_s=0.0,
+           images_per_s=result["trunk_pass"]["images_per_s"], note="ImageNet EfficientNet-Lite0, GeM, 224 px")
 
-    def from_prefix(encoder) -> np.ndarray:
+    def head_run(name: str, cfg: HeadTrainConfig, note: str) -> Encoder:
+        x = head_input(feats, cfg)
+        enc, report = train_head_encoder(catalog, args.work / "encoders" / name, cfg, features=x)
+        cache_s = round(per_image * len(train_idx), 1)
         with torch.inference_mode():
-            return np.concatenate([encoder(prefix[a : a + 256].float(), start_stage=stop).numpy()
-                                   for a in range(0, len(prefix), 256)])
+            v = enc.proj(torch.from_numpy(x)).numpy()
+        record(name, v, train_s=round(report["train_s"] + cache_s, 1), head_train_s=report["train_s"],
+               trunk_pass_train_items_s=cache_s, images_per_s=result["trunk_pass"]["images_per_s"],
+               blocks={p["name"]: p["weight"] for p in report["parts"]},
+               temperature=report["parts"][0].get("temperature"),
+               validation_mean_p10=report["validation_mean_p10"], note=note)
+        return enc
 
-    check = {}
-    for name, enc in (("pretrained", pre_small), ("finetuned", ft)):
-        v = from_prefix(enc)
-        ims = [Image.open(p) for p in paths[:32]]
-        full = enc.embed_images(ims)
-        check[name] = float(np.abs(full - v[:32]).max())
-        assert check[name] < 2e-2, f"shared-prefix shortcut differs from end-to-end embedding: {check[name]}"
-        record(f"{name}_{args.image_size}", v, t_prefix,
-               "trained on the train split only; all_items includes training items" if name == "finetuned"
-               else "ImageNet EfficientNet-Lite0 (built-in), GeM, same input size as fine-tuned")
-    result["shortcut_max_abs_diff_vs_end_to_end"] = check
+    base = HeadTrainConfig(holdout=args.holdout, device="cpu")
+    default = head_run("head_default", base, "train-encoder defaults: parts head (category and colour blocks)")
+    x_check = head_input(feats, base)[:16]
+    with torch.inference_mode():
+        diff = float(np.abs(default.embed_images(check_ims) - default.proj(torch.from_numpy(x_check)).numpy()).max())
+    assert diff < 2e-3, f"shared-pass shortcut differs from the default encoder end to end: {diff}"
+    result["shortcut_max_abs_diff"] = round(diff, 6)
+
+    # raw features, no head
+    record("raw_multistage_rgbhist", head_input(feats, base), train_s=0.0,
+           note="the default head's input itself (fg-GeM stages 5,11,16,17 + RGB hist), no learning")
+    variants = {
+        "head_joint": (replace(base, joint=True), "+ the joint category*colour block (outer product)"),
+        "head_untuned_equal": (replace(base, tune=False), "all blocks weight 1, temperature 1 (no validation tuning)"),
+        "head_metric_loss": (replace(base, ms_weight=1.0), "+ multi-similarity loss, positives agree on both"),
+        "head_look64": (replace(base, look_dim=64), "+ a 64-d look block trained by the metric loss"),
+        "head_lab_hist": (replace(base, colour_bins=[4, 8, 8], colour_space="lab"), "LAB 4x8x8 histogram"),
+        "head_colour_stats": (replace(base, colour_stats=True), "+ garment L/a/b/chroma quantiles"),
+        "head_all_stages": (replace(base, pool_stages=[3, 5, 8, 11, 16, 17]), "stages 3,5,8,11,16,17"),
+        "head_last_stage_plain": (replace(base, foreground=False, pool_stages=[17]),
+                                  "plain GeM of the last stage + RGB hist (no multi-stage, no garment weights)"),
+        "head_all_groups": (replace(base, groups=GROUPS), "a block per schema group (5), joint of the first two"),
+    }
+    unknown = set(args.variants or []) - set(variants)
+    if unknown:
+        raise SystemExit(f"--variants: unknown {sorted(unknown)}; choose from {sorted(variants)}")
+    for name, (cfg, note) in variants.items():
+        if args.variants is None or name in args.variants:
+            head_run(name, cfg, note)
+
+    if not args.skip_finetune:
+        from indexing.train_encoder import TrainConfig, train_encoder
+
+        t = time.perf_counter()
+        ft_dir = args.work / "encoders" / "finetune_old_defaults"
+        ft, report = train_encoder(catalog, ft_dir, TrainConfig(groups=GROUPS, metric_groups=["category", "color"],
+                                                                 holdout=args.holdout, device="cpu",
+                                                                 num_workers=args.workers))
+        train_s = time.perf_counter() - t
+        t = time.perf_counter()
+        v = ft.embed_images([Image.open(paths[i]) for i in test_idx])
+        held_s = time.perf_counter() - t
+        full = np.zeros((len(ids), v.shape[1]), np.float32)
+        full[test_idx] = v
+        record("finetune_old_defaults", full, train_s=round(train_s, 1), images_per_s=round(len(test_idx) / held_s, 1),
+               note="train-encoder --recipe finetune defaults (160 px, 2 stages, 12 epochs, flips)")
+
+    qims = [Image.open(paths[i]).convert("RGB") for i in test_idx[: args.query_images]]
+    ms = query_ms({"builtin_224": builtin, "head_default": default}, qims)
+    result["query_ms"] = {**ms, "ratio_head_default_vs_builtin": round(ms["head_default"] / ms["builtin_224"], 3),
+                          "note": "median ms to embed one photo on CPU, interleaved"}
+    print("query ms", result["query_ms"])
     write_result("bench_index_quality", result)
-    if args.with_224:
-        pre = Encoder.builtin(device="cpu")
-        v, s = embed(pre, catalog, tmp / "shards_pre", args.batch_size, args.workers)
-        record("pretrained_224", v, s, "the default built-in encoder at its native input size")
-    print(f"results in benchmarks/results/bench_index_quality.json (work dir {tmp})")
+    print(f"results in benchmarks/results/bench_index_quality.json (work dir {args.work})")
 
 
 if __name__ == "__main__":

@@ -146,21 +146,36 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> None:
-    from indexing.train_encoder import TrainConfig, train_encoder
-
     catalog = _load_catalog(args, args.catalog)
     split = lambda s: [g.strip() for g in s.split(",") if g.strip()] if s else None  # noqa: E731
-    cfg = TrainConfig(groups=split(args.groups), metric_groups=split(args.metric_groups), base=args.base,
-                      image_size=args.image_size, train_stages=args.train_stages, proj_dim=args.dim,
-                      epochs=args.epochs, holdout=args.holdout, seed=args.seed, device=args.device,
-                      batch_size=args.batch_size, num_workers=args.workers, flip_augment=not args.no_flip,
-                      name=args.name)
-    encoder, report = train_encoder(catalog, args.out, cfg)
+    if args.recipe == "head":
+        from indexing.train_head import HeadTrainConfig, train_head_encoder
+
+        if args.base or args.train_stages is not None or args.dim is not None or args.no_flip or args.metric_groups:
+            raise SystemExit("--base, --train-stages, --dim, --no-flip and --metric-groups belong to "
+                             "--recipe finetune; the head recipe's blocks are --groups")
+        hcfg = HeadTrainConfig(groups=split(args.groups), image_size=args.image_size or HeadTrainConfig.image_size,
+                               epochs=args.epochs or HeadTrainConfig.epochs, holdout=args.holdout, seed=args.seed,
+                               device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+                               name=args.name, keep_cache=args.keep_cache)
+        encoder, report = train_head_encoder(catalog, args.out, hcfg)
+        seconds = report["cache_s"] + report["train_s"]
+    else:
+        from indexing.train_encoder import TrainConfig, train_encoder
+
+        cfg = TrainConfig(groups=split(args.groups), metric_groups=split(args.metric_groups), base=args.base,
+                          image_size=args.image_size or TrainConfig.image_size,
+                          train_stages=TrainConfig.train_stages if args.train_stages is None else args.train_stages,
+                          proj_dim=args.dim or TrainConfig.proj_dim, epochs=args.epochs or TrainConfig.epochs,
+                          holdout=args.holdout, seed=args.seed, device=args.device, batch_size=args.batch_size,
+                          num_workers=args.workers, flip_augment=not args.no_flip, name=args.name)
+        encoder, report = train_encoder(catalog, args.out, cfg)
+        seconds = report["cache_s"] + report["train_s"]
     # the schema the heads were trained with, and where it came from (the run's record)
     atomic_write_text(Path(args.out) / "train_catalog.json", json.dumps(
         {**catalog.provenance(), "schema": catalog.schema.to_dict()}, indent=2, ensure_ascii=False) + "\n")
-    print(f"saved {args.out}: {encoder.encoder_id}, dim {encoder.dim}; trained on {report['train_items']} items "
-          f"({report['heldout_items']} held out) in {report['cache_s'] + report['train_s']:.0f}s; "
+    print(f"saved {args.out}: {encoder.encoder_id}, dim {encoder.dim}; recipe {args.recipe}; trained on "
+          f"{report['train_items']} items ({report['heldout_items']} held out) in {seconds:.0f}s; "
           f"catalog {catalog.counts_line()}")
 
 
@@ -257,20 +272,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=Path, required=True)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("train-encoder", help="fine-tune the encoder on the catalog's attribute groups")
+    p = sub.add_parser("train-encoder", help="train an encoder on the catalog's attribute groups",
+                       description="Default recipe 'head': a parts head (a softmax block for category and one for colour) "
+                                   "on cached frozen multi-stage + colour features; 'finetune': the older recipe "
+                                   "that fine-tunes the last trunk stages.")
     _add_catalog_args(p)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--base", help="encoder folder to start from (default: built-in EfficientNet-Lite0)")
-    p.add_argument("--groups", help="comma-separated heads (default: every schema group)")
-    p.add_argument("--metric-groups", help="positives agree on all of these (default: --groups)")
-    p.add_argument("--image-size", type=int, default=160)
-    p.add_argument("--train-stages", type=int, default=2, help="trailing trunk stages to train (rest frozen, cached)")
-    p.add_argument("--dim", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--recipe", default="head", choices=["head", "finetune"],
+                   help="head: parts head on cached features (default); finetune: train the last trunk stages")
+    p.add_argument("--groups", help="comma-separated attribute groups (default: head: category,color when the "
+                                    "schema has them, else every group; finetune: every group)")
+    p.add_argument("--image-size", type=int, help="input size (default: head 224, finetune 160)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: head 30, finetune 12)")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of items kept out of training")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (halves caching time)")
     p.add_argument("--name", default="")
+    p.add_argument("--keep-cache", action="store_true", help="head: keep the cached features (.OUT.work) after success")
+    p.add_argument("--base", help="finetune: encoder folder to start from (default: built-in EfficientNet-Lite0)")
+    p.add_argument("--metric-groups", help="finetune: positives agree on all of these (default: --groups)")
+    p.add_argument("--train-stages", type=int, help="finetune: trailing trunk stages to train (default 2)")
+    p.add_argument("--dim", type=int, help="finetune: embedding dim (default 256)")
+    p.add_argument("--no-flip", action="store_true", help="finetune: no horizontal-flip augmentation")
     runtime(p)
     p.set_defaults(func=cmd_train_encoder)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,7 @@ from torch import nn
 from catalog import atomic_write_text
 from catalog.images import square_on_white
 from indexing.backbones import DEFAULT_BACKBONE, BackboneError, build_backbone, lite0_weights_path
-from indexing.pooling import colour_histogram, foreground_weights, multi_stage
+from indexing.pooling import COLOUR_STATS_DIM, colour_histogram, colour_stats, foreground_weights, multi_stage
 
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "weights.pt"
@@ -57,9 +58,12 @@ class EncoderConfig:
     info: dict = field(default_factory=dict)  # provenance: training data, metrics (not hashed)
     pool_stages: list[int] | None = None  # trunk stages pooled and concatenated (None: the last only)
     foreground: bool = False  # weight pooling towards the garment (pixels unlike the background)
-    colour_bins: list[int] | None = None  # L, a, b bins of a garment colour histogram appended (None: none)
-    colour_size: int = 64  # the histogram is taken on this downscaled copy
+    colour_bins: list[int] | None = None  # bins per channel of a garment colour histogram appended (None: none)
+    colour_size: int = 64  # the colour descriptors are taken on this downscaled copy
     head_hidden: int = 0  # 0: a linear projection; > 0: an MLP with this hidden width
+    colour_space: str = "lab"  # colour histogram in "lab" or "rgb"
+    colour_stats: bool = False  # append garment-weighted L/a/b/chroma quantiles (pooling.colour_stats)
+    parts: list[dict] | None = None  # a parts head instead of proj_dim: see PartsHead
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,7 +87,8 @@ class EncoderConfig:
         return d
 
 
-_LATER_FIELDS = {"pool_stages": None, "foreground": False, "colour_bins": None, "colour_size": 64, "head_hidden": 0}
+_LATER_FIELDS = {"pool_stages": None, "foreground": False, "colour_bins": None, "colour_size": 64, "head_hidden": 0,
+                 "colour_space": "lab", "colour_stats": False, "parts": None}
 
 
 class Preprocess:
@@ -124,6 +129,108 @@ class AvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class PartsHead(nn.Module):
+    """One embedding made of named, unit-length parts, each weighted: ``[w_1 p_1, ..., w_n p_n] / |w|``.
+
+    Why parts: a shopper's "black trousers" is two questions (which category, which colour), and
+    one free projection trained on both mixes them up. Here each question gets its own block:
+
+    - **attribute part** ``{"name": "color", "values": [...], "weight": w, "temperature": t}``:
+      the square root of a softmax over that group's values, so two items' part similarity is
+      the Bhattacharyya coefficient of their predicted attribute distributions;
+    - **joint part** ``{"name": "category*color", "joint": ["category", "color"], "weight": w}``:
+      the outer product of two attribute parts (their joint distribution, assumed independent
+      given the photo). Its similarity is the *product* of the two coefficients, so only items
+      likely to match on both score high: what "black trousers" asks for;
+    - **look part** ``{"name": "look", "dim": 64, "weight": w}``: a free L2-normalised
+      projection that keeps what labels do not say (print, cut, the exact item).
+
+    Every part has unit length, so the cosine of two embeddings is ``sum_i w_i^2 cos_i / sum_i w_i^2``:
+    the weights say how much each block counts in a match. They are chosen on held-out training
+    items (:mod:`indexing.train_head`) and stored in the config, hence in the checksum. A part
+    of weight 0 is computed (a joint part may need it) but not output.
+
+    The input (the pooled vector: unit-length stage vectors and colour histogram, L2-normalised
+    as a whole) is standardised with the training set's mean and spread first.
+    """
+
+    def __init__(self, in_dim: int, parts: list[dict]) -> None:
+        super().__init__()
+        if not parts:
+            raise EncoderError("a parts head needs at least one part")
+        self.specs = [dict(p) for p in parts]
+        names = [spec.get("name") for spec in self.specs]
+        if len(set(names)) != len(names) or not all(names):
+            raise EncoderError(f"parts need distinct names, got {names}")
+        self.names: list[str] = [str(n) for n in names]
+        self.kinds: list[str] = []
+        full: dict[str, int] = {}
+        layer_dims = []
+        for spec in self.specs:
+            name = str(spec["name"])
+            if "values" in spec:
+                if len(spec["values"]) < 2:
+                    raise EncoderError(f"attribute part {name!r} needs at least two values")
+                self.kinds.append("attribute")
+                full[name] = len(spec["values"])
+                layer_dims.append(full[name])
+            elif "joint" in spec:
+                pair = list(spec["joint"])
+                if len(pair) != 2 or any(p not in full or "values" not in self.specs[self.names.index(p)] for p in pair):
+                    raise EncoderError(f"joint part {name!r}: 'joint' must name two earlier attribute parts, got {pair}")
+                self.kinds.append("joint")
+                full[name] = full[pair[0]] * full[pair[1]]
+            elif int(spec.get("dim", 0)) > 0:
+                self.kinds.append("look")
+                full[name] = int(spec["dim"])
+                layer_dims.append(full[name])
+            else:
+                raise EncoderError(f"part {spec!r}: give 'values' (attribute), 'joint' (two attribute parts) "
+                                   "or a positive 'dim' (look part)")
+            if float(spec.get("weight", 1.0)) < 0 or float(spec.get("temperature", 1.0)) <= 0:
+                raise EncoderError(f"part {name!r}: weight must be >= 0 and temperature > 0")
+        self.weights = [float(spec.get("weight", 1.0)) for spec in self.specs]
+        if not any(self.weights):
+            raise EncoderError("a parts head needs at least one part of weight > 0")
+        self.full_dims = [full[n] for n in self.names]
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.layers = nn.ModuleList([nn.Linear(in_dim, d) for d in layer_dims])
+
+    @property
+    def dim(self) -> int:
+        """Size of the output: the parts of weight > 0."""
+        return int(sum(d for d, w in zip(self.full_dims, self.weights, strict=True) if w > 0))
+
+    def logits(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw outputs of the trained parts (class logits for attribute parts), by name."""
+        x = (z - self.mean) * self.scale
+        own = [n for n, k in zip(self.names, self.kinds, strict=True) if k != "joint"]
+        return {n: layer(x) for n, layer in zip(own, self.layers, strict=True)}
+
+    def parts(self, raw: dict[str, torch.Tensor], temperatures: dict[str, float] | None = None) -> list[torch.Tensor]:
+        """Every part's unit vector (weight-0 parts included), in spec order."""
+        out: dict[str, torch.Tensor] = {}
+        for spec, name, kind in zip(self.specs, self.names, self.kinds, strict=True):
+            if kind == "attribute":
+                t = (temperatures or {}).get(name, float(spec.get("temperature", 1.0)))
+                out[name] = F.softmax(raw[name] / t, dim=1).sqrt()
+            elif kind == "joint":
+                a, b = (out[p] for p in spec["joint"])
+                out[name] = (a[:, :, None] * b[:, None, :]).flatten(1)
+            else:
+                out[name] = F.normalize(raw[name], dim=1)
+        return [out[n] for n in self.names]
+
+    def combine(self, parts: list[torch.Tensor], weights: list[float] | None = None) -> torch.Tensor:
+        w = self.weights if weights is None else weights
+        norm = math.sqrt(sum(x * x for x in w))
+        return torch.cat([wi / norm * p for wi, p in zip(w, parts, strict=True) if wi > 0], dim=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.parts(self.logits(z)))
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -148,10 +255,16 @@ class Encoder(nn.Module):
             if not 0 <= s < n_stages:
                 raise EncoderError(f"pool_stages: stage {s} does not exist; {config.backbone} has stages 0..{n_stages - 1}")
         if config.colour_bins is not None and (len(config.colour_bins) != 3 or min(config.colour_bins) < 1):
-            raise EncoderError(f"colour_bins must be three positive bin counts (L, a, b), got {config.colour_bins}")
+            raise EncoderError(f"colour_bins must be three positive bin counts, got {config.colour_bins}")
+        if config.colour_space not in ("lab", "rgb"):
+            raise EncoderError(f"colour_space must be 'lab' or 'rgb', got {config.colour_space!r}")
         self.feat_dim = self._feature_dim(info.out_channels)
         self.proj: nn.Module | None = None
-        if config.proj_dim and config.head_hidden:
+        if config.parts:
+            if config.proj_dim:
+                raise EncoderError("give either parts (a parts head) or proj_dim (a projection), not both")
+            self.proj = PartsHead(self.feat_dim, config.parts)
+        elif config.proj_dim and config.head_hidden:
             self.proj = nn.Sequential(nn.Linear(self.feat_dim, config.head_hidden), nn.GELU(),
                                       nn.Linear(config.head_hidden, config.proj_dim))
         elif config.proj_dim:
@@ -164,6 +277,8 @@ class Encoder(nn.Module):
     # --- identity ---------------------------------------------------------------------------
     @property
     def dim(self) -> int:
+        if isinstance(self.proj, PartsHead):
+            return self.proj.dim
         return int(self.config.proj_dim or self.feat_dim)
 
     @property
@@ -190,7 +305,7 @@ class Encoder(nn.Module):
                     if i in self.config.pool_stages:
                         dim += h.shape[1]
         bins = self.config.colour_bins
-        return dim + (bins[0] * bins[1] * bins[2] if bins else 0)
+        return dim + (bins[0] * bins[1] * bins[2] if bins else 0) + (COLOUR_STATS_DIM if self.config.colour_stats else 0)
 
     # --- embedding ----------------------------------------------------------------------------
     def preprocess(self, img: Image.Image) -> torch.Tensor:
@@ -214,13 +329,19 @@ class Encoder(nn.Module):
             p = self.pool.p if c.pooling == "gem" else 1.0
             z = torch.cat([F.normalize(v, dim=1) for v in multi_stage(self.trunk, x, tuple(c.pool_stages), weights, p)],
                           dim=1)
-        if c.colour_bins:
+        if c.colour_bins or c.colour_stats:
             x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
-            z = torch.cat([z, colour_histogram(x01, tuple(c.colour_bins), c.colour_size)], dim=1)
+            small = F.interpolate(x01.float(), size=(c.colour_size, c.colour_size), mode="area")
+            extra = [colour_histogram(small, tuple(c.colour_bins), c.colour_size, c.colour_space)] if c.colour_bins else []
+            if c.colour_stats:
+                extra.append(colour_stats(small, c.colour_size))
+            z = torch.cat([z, *extra], dim=1)
         return z
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         z = pooled
+        if isinstance(self.proj, PartsHead):
+            return self.proj(F.normalize(z, dim=1))
         if self.proj is not None:
             z = self.proj(F.normalize(z, dim=1))
         return F.normalize(z, dim=1)

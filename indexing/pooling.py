@@ -79,22 +79,61 @@ def rgb_to_lab(x01: torch.Tensor) -> torch.Tensor:
 LAB_RANGE = ((0.0, 100.0), (-80.0, 80.0), (-80.0, 80.0))
 
 
-def colour_histogram(x01: torch.Tensor, bins: tuple[int, int, int] = (4, 8, 8), size: int = 64) -> torch.Tensor:
-    """``[B, prod(bins)]`` LAB histogram of the garment's pixels, square-rooted and L2-normalised.
+def colour_histogram(x01: torch.Tensor, bins: tuple[int, int, int] = (4, 8, 8), size: int = 64,
+                     space: str = "lab") -> torch.Tensor:
+    """``[B, prod(bins)]`` joint colour histogram of the garment's pixels, square-rooted and L2-normalised.
 
+    ``space`` is ``"lab"`` (CIE LAB, the ranges of :data:`LAB_RANGE`) or ``"rgb"`` (sRGB cube).
     Pixels are counted with their :func:`foreground_weights`, so the white background does not
     fill the histogram. The square root (Hellinger) lets a small second colour still count.
     """
-    if x01.shape[-1] != size or x01.shape[-2] != size:
-        x01 = F.interpolate(x01.float(), size=(size, size), mode="area")
+    if space not in ("lab", "rgb"):
+        raise ValueError(f"colour space must be 'lab' or 'rgb', got {space!r}")
+    x01 = _downscale(x01, size)
     w = foreground_weights(x01).flatten(1)  # [B, HW]
-    lab = rgb_to_lab(x01).flatten(2)  # [B, 3, HW]
-    idx = torch.zeros_like(lab[:, 0], dtype=torch.long)
-    for c, (n, (lo, hi)) in enumerate(zip(bins, LAB_RANGE, strict=True)):
-        k = ((lab[:, c] - lo) / (hi - lo) * n).long().clamp(0, n - 1)
+    values = rgb_to_lab(x01).flatten(2) if space == "lab" else x01.float().flatten(2)  # [B, 3, HW]
+    ranges = LAB_RANGE if space == "lab" else ((0.0, 1.0),) * 3
+    idx = torch.zeros_like(values[:, 0], dtype=torch.long)
+    for c, (n, (lo, hi)) in enumerate(zip(bins, ranges, strict=True)):
+        k = ((values[:, c] - lo) / (hi - lo) * n).long().clamp(0, n - 1)
         idx = idx * n + k
     total = bins[0] * bins[1] * bins[2]
     hist = torch.zeros(x01.shape[0], total, dtype=torch.float32, device=x01.device)
     hist.scatter_add_(1, idx, w.float())
     hist = hist / w.sum(1, keepdim=True).clamp(min=1e-6)
     return F.normalize(hist.sqrt(), dim=1)
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+COLOUR_STATS_DIM = 4 * (len(QUANTILES) + 1) + 1
+
+
+def colour_stats(x01: torch.Tensor, size: int = 64) -> torch.Tensor:
+    """``[B, 25]`` garment-weighted quantiles and means of L, a, b and chroma (LAB / 100), and the
+    garment's share of the photo.
+
+    A histogram splits a colour across bin edges; quantiles say directly how light, how
+    saturated and which hue the garment mostly is (grey vs black vs white is mostly a matter of
+    the L quantiles, navy vs blue of L and chroma). The values are raw, not normalised: the
+    trained head standardises its inputs.
+    """
+    x01 = _downscale(x01, size)
+    w = foreground_weights(x01).flatten(1)
+    lab = rgb_to_lab(x01).flatten(2) / 100.0
+    chroma = (lab[:, 1] ** 2 + lab[:, 2] ** 2).sqrt()
+    q = torch.tensor(QUANTILES, dtype=w.dtype, device=w.device)
+    out = []
+    for ch in (lab[:, 0], lab[:, 1], lab[:, 2], chroma):
+        values, order = ch.sort(dim=1)
+        cdf = torch.gather(w, 1, order).cumsum(1)
+        cdf = cdf / cdf[:, -1:].clamp(min=1e-6)
+        pos = torch.searchsorted(cdf.contiguous(), q.expand(len(cdf), -1).contiguous()).clamp(max=ch.shape[1] - 1)
+        out += [values.gather(1, pos), ((ch * w).sum(1) / w.sum(1).clamp(min=1e-6))[:, None]]
+    out.append(w.mean(1, keepdim=True))
+    return torch.cat(out, dim=1)
+
+
+def _downscale(x01: torch.Tensor, size: int) -> torch.Tensor:
+    if x01.shape[-1] != size or x01.shape[-2] != size:
+        return F.interpolate(x01.float(), size=(size, size), mode="area")
+    return x01.float()

@@ -33,7 +33,8 @@ def test_holdout_split_is_stable_and_disjoint():
 
 def test_train_encoder_cli_writes_versioned_encoder(small_catalog, tmp_path, capsys):
     out = tmp_path / "ft"
-    assert main(["train-encoder", "--catalog", str(small_catalog), "--out", str(out), "--image-size", "64",
+    assert main(["train-encoder", "--recipe", "finetune", "--catalog", str(small_catalog), "--out", str(out),
+                 "--image-size", "64",
                  "--epochs", "30", "--dim", "32", "--workers", "0", "--device", "cpu", "--no-flip"]) == 0
     assert "saved" in capsys.readouterr().out
     enc = Encoder.load(out, "cpu")

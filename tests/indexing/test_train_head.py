@@ -1,0 +1,168 @@
+"""The default encoder recipe (parts head on cached features): artefact, index binding, resume, defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from catalog import load_catalog
+from indexing.__main__ import build_parser, main
+from indexing.encoder import Encoder, EncoderConfig, EncoderError, PartsHead
+from indexing.train_encoder import TrainConfig
+from indexing.train_head import HeadTrainConfig, precision_at_k, train_head_encoder, work_dir
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "indexing.md"
+FAST = ["--image-size", "64", "--workers", "0", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def head_encoder_dir(small_catalog, tmp_path_factory) -> Path:
+    """One epoch of the default recipe through the CLI, on the tiny catalog (64 px to stay fast)."""
+    out = tmp_path_factory.mktemp("head") / "enc"
+    assert main(["train-encoder", "--catalog", str(small_catalog), "--out", str(out), "--epochs", "1", *FAST]) == 0
+    return out
+
+
+def test_one_epoch_writes_an_encoder_that_loads_with_its_checksum(head_encoder_dir, small_catalog):
+    meta = json.loads((head_encoder_dir / "encoder.json").read_text())
+    enc = Encoder.load(head_encoder_dir, "cpu")  # verifies the checksum
+    assert enc.checksum == meta["checksum"] and enc.config.kind == "head"
+    names = [p["name"] for p in enc.config.parts]
+    assert names == ["category", "color"]
+    # the stated dimension: the blocks of weight > 0 (3 categories, 4 colours in the tiny catalog)
+    sizes = {"category": 3, "color": 4}
+    assert meta["dim"] == enc.dim == sum(sizes[p["name"]] for p in enc.config.parts if p["weight"] > 0)
+    ims = [Image.open(p) for p in sorted((small_catalog / "images").glob("*.jpg"))[:5]]
+    v = enc.embed_images(ims)
+    assert v.shape == (5, meta["dim"]) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert not work_dir(head_encoder_dir).exists()  # the feature cache is removed after success
+    report = json.loads((head_encoder_dir / "train_report.json").read_text())
+    assert report["recipe"] == "head" and len(report["history"]) == 1
+
+
+def test_an_edited_weight_is_refused(head_encoder_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(head_encoder_dir, folder)
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    state["proj.layers.0.bias"] = state["proj.layers.0.bias"] + 0.5
+    torch.save(state, folder / "weights.pt")
+    with pytest.raises(EncoderError, match="checksum mismatch"):
+        Encoder.load(folder, "cpu")
+
+
+def test_an_index_built_with_it_refuses_a_different_encoder(head_encoder_dir, small_catalog, tmp_path):
+    from indexing.build import BuildConfig, build
+    from indexing.store import EncoderMismatchError, IndexStore
+
+    enc = Encoder.load(head_encoder_dir, "cpu")
+    cat = load_catalog(small_catalog)
+    build(cat, tmp_path / "idx", enc, BuildConfig(num_workers=0))
+    store = IndexStore.open(tmp_path / "idx", enc)
+    assert store.count == len(cat.items) and store.manifest["encoder"]["checksum"] == enc.checksum
+    with pytest.raises(EncoderMismatchError):
+        IndexStore.open(tmp_path / "idx", Encoder.builtin(EncoderConfig(image_size=64), device="cpu"))
+    # another trained head (different seed) is a different encoder too
+    cfg = HeadTrainConfig(image_size=64, epochs=1, seed=1, num_workers=0, tune=False)
+    other, _ = train_head_encoder(cat, tmp_path / "other", cfg)
+    assert other.checksum != enc.checksum
+    with pytest.raises(EncoderMismatchError):
+        IndexStore.open(tmp_path / "idx", other)
+
+
+def test_a_rerun_resumes_from_the_cached_features(small_catalog, tmp_path, monkeypatch):
+    """Features cached by a run that died after caching are reused, and the result is identical."""
+    cat = load_catalog(small_catalog)
+    cfg = HeadTrainConfig(image_size=64, epochs=3, num_workers=0, keep_cache=True)
+    first, _ = train_head_encoder(cat, tmp_path / "a", cfg)
+    shards = sorted((work_dir(tmp_path / "a") / "features").glob("shard-*.npz"))
+    assert shards
+    # the run "dies" here: the encoder folder is gone, the cache stays; the rerun must not embed again
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    import indexing.embed
+
+    def no_engine(name):
+        raise AssertionError("the rerun embedded images again instead of using the cached features")
+
+    monkeypatch.setattr(indexing.embed, "get_engine", no_engine)
+    again, _ = train_head_encoder(cat, tmp_path / "a", HeadTrainConfig(image_size=64, epochs=3, num_workers=0))
+    assert again.checksum == first.checksum
+    assert not work_dir(tmp_path / "a").exists()
+
+
+def test_a_partial_encoder_folder_never_loads(head_encoder_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "partial"
+    folder.mkdir()
+    shutil.copy(head_encoder_dir / "weights.pt", folder / "weights.pt")  # weights written, description not
+    with pytest.raises(EncoderError, match="not an encoder folder"):
+        Encoder.load(folder, "cpu")
+
+
+def test_trained_head_ranks_category_and_colour_better_than_builtin(small_catalog, tmp_path):
+    cat = load_catalog(small_catalog)
+    enc, report = train_head_encoder(cat, tmp_path / "enc", HeadTrainConfig(image_size=64, epochs=30, num_workers=0))
+    ims = [Image.open(cat.image_path(it)) for it in cat.items]
+    labels = np.array([[cat.schema.index(g, it.labels[g]) for g in ("category", "color")] for it in cat.items])
+    builtin = Encoder.builtin(EncoderConfig(image_size=64), device="cpu")
+    both_trained = precision_at_k(enc.embed_images(ims), labels, k=2)[-1]
+    both_builtin = precision_at_k(builtin.embed_images(ims), labels, k=2)[-1]
+    assert both_trained > both_builtin
+    assert report["history"][-1]["ce"] < report["history"][0]["ce"]
+
+
+def test_joint_block_similarity_is_the_product_of_the_group_similarities():
+    parts = [{"name": "a", "values": ["x", "y", "z"]}, {"name": "b", "values": ["u", "v"]},
+             {"name": "a*b", "joint": ["a", "b"]}]
+    head = PartsHead(5, parts)
+    torch.manual_seed(0)
+    raw = head.logits(torch.randn(2, 5))
+    pa, pb, pj = head.parts(raw)
+    assert pj.shape == (2, 6)
+    np.testing.assert_allclose(float(pj[0] @ pj[1]), float((pa[0] @ pa[1]) * (pb[0] @ pb[1])), rtol=1e-5)
+    only_joint = PartsHead(5, [{**parts[0], "weight": 0}, {**parts[1], "weight": 0}, parts[2]])
+    assert only_joint.dim == 6
+    with pytest.raises(EncoderError, match="joint"):
+        PartsHead(5, [parts[0], {"name": "a*c", "joint": ["a", "c"]}])
+
+
+def _docs_defaults() -> dict[str, tuple[str, str]]:
+    """``{option: (head default, finetune default)}`` from the train-encoder table in docs/indexing.md."""
+    text = DOCS.read_text()
+    section = text[text.index("### train-encoder options"):]
+    rows = re.findall(r"^\| `(--[a-z-]+)` \| ([^|]+) \| ([^|]+) \|", section, flags=re.M)
+    return {opt: (head.strip().strip("`"), ft.strip().strip("`")) for opt, head, ft in rows}
+
+
+def test_help_defaults_are_the_documented_ones(capsys):
+    docs = _docs_defaults()
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train-encoder"]
+    actions = {a.option_strings[0]: a for a in sub._actions if a.option_strings}
+    recipe_defaults = {"--image-size": (HeadTrainConfig.image_size, TrainConfig.image_size),
+                       "--epochs": (HeadTrainConfig.epochs, TrainConfig.epochs),
+                       "--train-stages": ("-", TrainConfig.train_stages), "--dim": ("-", TrainConfig.proj_dim)}
+    assert set(recipe_defaults) <= set(docs) and "--recipe" in docs
+    for opt, (head, ft) in recipe_defaults.items():
+        assert docs[opt] == (str(head), str(ft)), opt
+        helptext = actions[opt].help
+        for value in (head, ft):
+            if value != "-":
+                assert str(value) in helptext, (opt, helptext)
+    assert docs["--recipe"][0] == actions["--recipe"].default == "head"
+    for opt in ("--holdout", "--seed"):
+        assert docs[opt][0] == str(actions[opt].default)
+    with pytest.raises(SystemExit):
+        main(["train-encoder", "--help"])
+    out = capsys.readouterr().out
+    assert "head 224, finetune 160" in out and "head 30, finetune 12" in out
