@@ -256,7 +256,12 @@ def contact_sheet(tiles: Sequence[tuple[Image.Image, Sequence[str]]], title: Seq
 
 
 def _pick_query(client, attrs, opts: DemoOptions, catalog_dir: Path) -> tuple[str, str]:
-    """An item and an edit that changes it: the first colour the generators support that differs."""
+    """An item and an edit that changes it. Default: the first item, and the colour (else the
+    first editable group's value) that its unedited search finds least, of those most products of
+    its category have: an edit towards what the shopper does not already get, with many right
+    answers to find."""
+    from collections import Counter
+
     cat = load_catalog(catalog_dir, check_images=False)
     editable = {g.name: list(g.editable_values) for g in attrs.groups if g.editable_values}
     if not editable:
@@ -271,10 +276,13 @@ def _pick_query(client, attrs, opts: DemoOptions, catalog_dir: Path) -> tuple[st
             continue
         own = item.labels.get(group)
         if not value:
-            choice = next((v for v in editable[group] if v != own), None)
-            if choice is None:
+            anchor = item.labels.get("category")
+            counts = Counter(it.labels.get(group) for it in cat.items if it.labels.get("category") == anchor)
+            found = Counter(h.item.attributes.get(group) for h in client.search(item_id=item.id, top_k=opts.top_k).hits)
+            choices = sorted((v for v in editable[group] if v != own), key=lambda v: (found[v], -counts[v], v))
+            if not choices:
                 continue
-            return item.id, f"{group}={choice}"
+            return item.id, f"{group}={choices[0]}"
         return item.id, f"{group}={value}"
     raise SystemExit(f"no item to query with an edit of {group!r}" + (f" (id {opts.query})" if opts.query else ""))
 
