@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-stargan", action="store_true", help="only the new design (and the baselines)")
     ap.add_argument("--stargan-checkpoint", type=Path,
                     help="demo part: evaluate this StarGAN checkpoint as the old design instead of training one "
-                         "(e.g. the previously committed demo StarGAN)")
+                         "(e.g. the previously committed demo StarGAN); the myntra part then has no StarGAN")
     args = ap.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         ["--recipe", "colour-cpu", "--infer-schema", "category,color",
                                                          *budget], work, args.reuse)
             editors = {"maskedit": work / "myntra_maskedit"}
-            if not args.skip_stargan:
+            if not (args.skip_stargan or args.stargan_checkpoint):
                 cfg = work / "stargan_myntra.json"
                 cfg.write_text(json.dumps(STARGAN_DEMO))
                 part["training"]["stargan"] = train_editor(
