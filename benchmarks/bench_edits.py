@@ -108,10 +108,11 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
         res = edited_search(editors, catalog, encoder, cfg, cache_dir=work / "gallery_cache", progress=True)
         res.report["seconds"] = round(time.perf_counter() - t, 1)
         out[f"search_{enc_name}"] = res.report
-        grid = example_grid(res, [*editors, "truth" if res.report["mode"] == "render" else "unedited"])
-        path = RESULTS / f"bench_edits_{name}_{enc_name}.png"
-        grid.save(path)
-        print(f"grid -> {path}")
+        if enc_name == next(iter(encoders)):  # the edited images are the same whatever the encoder
+            grid = example_grid(res, [*editors, "truth" if res.report["mode"] == "render" else "unedited"])
+            path = RESULTS / f"bench_edits_{name}.png"
+            grid.save(path, optimize=True)
+            print(f"grid -> {path}")
         head = res.report["headline" if res.report["headline"]["groups"] else "overall"]
         print(name, enc_name, json.dumps(head, indent=1))
     return out
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     result: dict = {"benchmark": "bench_edits", "machine": describe_machine(), "budget_min": args.budget, "parts": {}}
+    previous = RESULTS / "bench_edits.json"
+    if args.part != "all" and previous.is_file():  # one part re-run: keep the other part's last result
+        result["parts"] = json.loads(previous.read_text()).get("parts", {})
     budget = ["--time-budget", str(args.budget)]
     if args.part in ("demo", "all"):
         cat = work / "demo"
