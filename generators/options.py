@@ -114,6 +114,8 @@ class MaskEditOptions:
     res_blocks: int = 1
     upsample: str = "guided"  # guided (edges from the full-resolution photo) or bilinear
     mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
+    flow: bool = True  # warp the photo by a predicted displacement field before recolouring (shape edits)
+    templates: bool = True  # a learned map per target value added to the U-Net's maps (shape edits)
     d_width: int = 64  # channels of each projected-discriminator head
     anchor_group: str = "category"  # not edited by default; targets are values seen with it
     judge_groups: list[str] | None = None  # groups the frozen heads read (None: the whole schema)

@@ -80,7 +80,7 @@ def edited_search_report(editor, catalog: Catalog, cfg: EvalConfig, progress: bo
         holdout = getattr(getattr(editor, "cfg", None), "train", None) and editor.cfg.train.holdout or 0.3
     encoder = Encoder.load(cfg.encoder, device=cfg.device)
     scfg = SearchEvalConfig(queries_per_group=cfg.queries_per_group, holdout=holdout, seed=cfg.seed,
-                            batch_size=cfg.batch_size)
+                            batch_size=cfg.batch_size, groups=cfg.groups)
     result = edited_search(search_editors(editor, catalog, cfg, holdout), catalog, encoder, scfg, progress=progress)
     trained = getattr(getattr(editor, "cfg", None), "train", None)
     if trained is not None and not trained.holdout:
@@ -155,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout", type=float, default=None,
                     help="edited search: the hash split of held-out products (default: the run's train.holdout)")
     ap.add_argument("--no-search", action="store_true", help="skip the edited-search report")
+    ap.add_argument("--groups", help="edited search: comma-separated groups (default: every editable one)")
     ap.add_argument("--no-baseline", action="store_true", help="edited search without the LAB colour shift")
     ap.add_argument("--no-classifier", action="store_true", help="skip the classifier-judged edit report")
     args = ap.parse_args(argv)
     cfg = EvalConfig(items=args.items, seed=args.seed, batch_size=args.batch_size, variant_of=args.variant_of,
                      device=args.device, encoder=args.encoder, classifier_dir=args.classifier, pairs=args.pairs,
                      search=not args.no_search, queries_per_group=args.queries, holdout=args.holdout,
-                     baseline=not args.no_baseline, classifier_report=not args.no_classifier)
+                     baseline=not args.no_baseline, classifier_report=not args.no_classifier,
+                     groups=args.groups.split(",") if args.groups else None)
     if cfg.classifier_dir is None:
         cfg.classifier_dir = str(args.out.parent / f".classifier_{args.out.stem}")
     try:

@@ -26,6 +26,7 @@ class EvalConfig:
     classifier_dir: str | None = None  # cache of the classifier (default next to the output)
     pairs: str | None = None  # truth for to_model when there is no ground_truth.json
     search: bool = True  # the edited-search report (generators.evaluate.search)
+    groups: list[str] | None = None  # edited search: only these groups (default: every editable one)
     queries_per_group: int = 40
     holdout: float | None = None  # products searched with; None: the run's train.holdout (else 0.3)
     baseline: bool = True  # run the LAB colour shift next to the editor when it edits colour

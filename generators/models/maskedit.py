@@ -51,7 +51,10 @@ from generators.models.features import (
 from generators.options import Config
 from indexing.pooling import foreground_weights
 
-OUT_CHANNELS = 1 + 1 + 3 + 3  # mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b
+# mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b; then flow (dx, dy)
+COLOUR_CHANNELS = 1 + 1 + 3 + 3
+FLOW_CHANNELS = 2
+MAX_FLOW = 0.25  # the largest displacement, as a share of the image's half-width (grid units)
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,7 +112,8 @@ class MaskEditGenerator(nn.Module):
     through a mask that is open on the garment (see :func:`apply_maps`).
     """
 
-    def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2) -> None:
+    def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
+                 flow: bool = True, pred_size: int = 32, templates: bool = True) -> None:
         super().__init__()
         dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
         self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
@@ -124,13 +128,17 @@ class MaskEditGenerator(nn.Module):
             self.ups.append(_conv(dims[i + 1], dims[i]))
             self.merges.append(_conv(2 * dims[i], dims[i]))
             self.films.append(FiLM(c_dim, dims[i]))
-        self.out = nn.Conv2d(dims[0], OUT_CHANNELS, 3, 1, 1)
+        out_channels = COLOUR_CHANNELS + (FLOW_CHANNELS if flow else 0)
+        self.out = nn.Conv2d(dims[0], out_channels, 3, 1, 1)
         # Each target value also gets its own constant for every map: "black" can learn its
         # colour directly instead of through the whole U-Net, which is what makes a value's
         # edit appear within a few hundred steps on a CPU.
-        self.value_bias = nn.Linear(c_dim, OUT_CHANNELS, bias=False)
+        self.value_bias = nn.Linear(c_dim, out_channels, bias=False)
         for layer in (self.out, self.value_bias):
             nn.init.zeros_(layer.weight)
+        # ... and, for shape edits, its own map over the image (every channel but the mask):
+        # "short" learns where hems move, "long sleeves" where fabric goes, on photos framed alike.
+        self.templates = nn.Parameter(torch.zeros(c_dim, out_channels - 1, pred_size, pred_size)) if templates else None
         nn.init.zeros_(self.out.bias)  # k = a = b = 0: the change is zero, the output is the input
 
     def forward(self, x_lo: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -145,10 +153,13 @@ class MaskEditGenerator(nn.Module):
         for up, merge, film in zip(self.ups, self.merges, self.films, strict=True):
             h = up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
             h = film(merge(torch.cat([h, skips.pop()], dim=1)), c)
-        bias = self.value_bias(c.to(h.dtype))[:, :, None, None]
+        per_value = self.value_bias(c.to(h.dtype))[:, 1:, None, None]
+        if self.templates is not None:
+            per_value = per_value + torch.einsum("bc,cohw->bohw", c.to(h.dtype), self.templates)
         # not the mask: a per-value constant there would let a value switch its edit off wholesale,
         # the cheapest way to satisfy every regulariser and the one training otherwise falls into
-        return self.out(h) + torch.cat([torch.zeros_like(bias[:, :1]), bias[:, 1:]], dim=1)
+        maps = self.out(h)
+        return torch.cat([maps[:, :1], maps[:, 1:] + per_value], dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,8 +200,20 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``x`` resampled at ``identity + flow`` (flow ``[B, 2, H, W]`` in grid units, x then y);
+    outside the photo it repeats the border, i.e. the background."""
+    b, _, h, w = x.shape
+    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
+    base = F.affine_grid(theta, [b, 3, h, w], align_corners=False)
+    sample = lambda g: F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=False)  # noqa: E731
+    # minus the resampling error of the identity grid: a zero field returns x exactly
+    return x + (sample(base + flow.permute(0, 2, 3, 1)) - sample(base))
+
+
 def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
-               strength: torch.Tensor | float = 1.0, prior: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               strength: torch.Tensor | float = 1.0, prior: float = 3.0,
+               flow: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The edited photo at ``x``'s resolution, its mask and the garment prior.
 
     ``out = m * change + (1 - m) * x`` with ``change = (1 - k) * x + a * Y + b``: where the mask is
@@ -201,7 +224,19 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     garment prior (``prior * (2 * garment - 1)``, the garment being the pixels unlike the
     background, taken at full resolution), so an edit acts on the garment unless the
     generator learns to reach beyond it (a longer sleeve) or to hold back (a collar).
+
+    With ``flow``, the photo is first warped by a smooth displacement field (bilinear from the
+    low-resolution map, at most ``MAX_FLOW``): a hem moves down, a sleeve stretches, a body
+    widens, all with the garment's own sharp pixels; the colour change then acts on the warped
+    photo. ``strength`` scales both the displacement and the change.
     """
+    s_map = strength.view(-1, 1, 1, 1) if isinstance(strength, torch.Tensor) else float(strength)
+    if flow:
+        f = MAX_FLOW * torch.tanh(maps_lo[:, 8:10])
+        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False) if f.shape[-2:] != x.shape[-2:] else f
+        x = warp(x, f * s_map)
+        x_lo = downsample(x, x_lo.shape[-1])
+    maps_lo = maps_lo[:, :8]
     if x.shape[-2:] == maps_lo.shape[-2:]:
         maps = maps_lo
     elif upsample == "guided":
@@ -213,9 +248,7 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     mask = torch.sigmoid(logit)
     k = maps[:, 1:2].clamp(0, 1)
     delta = maps[:, 2:5] * _grey(x) + maps[:, 5:8] - k * x
-    if not isinstance(strength, float):
-        strength = strength.view(-1, 1, 1, 1)
-    m = mask * strength if not (isinstance(strength, float) and strength == 1.0) else mask
+    m = mask * s_map if not (isinstance(s_map, float) and s_map == 1.0) else mask
     return (x + m * delta).clamp(-1, 1), mask, garment
 
 
@@ -237,7 +270,8 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
 def build_maskedit_generator(cfg: Config, schema: Schema) -> MaskEditGenerator:
     o = cfg.maskedit
     sizes = [len(schema.values(g)) for g in editable_groups(cfg, schema)]
-    return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks)
+    return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
+                             o.pred_size, o.templates)
 
 
 class MaskEditSolver(Solver):
@@ -411,7 +445,7 @@ class MaskEditSolver(Solver):
         o = self.cfg.maskedit
         x_lo = downsample(x, o.pred_size)
         maps = self.G(x_lo, c)
-        out, mask, garment = apply_maps(x, maps, x_lo, o.upsample, prior=o.mask_prior)
+        out, mask, garment = apply_maps(x, maps, x_lo, o.upsample, prior=o.mask_prior, flow=o.flow)
         return out, mask, garment
 
     # --- one iteration ------------------------------------------------------------------------
@@ -578,7 +612,8 @@ class MaskEditInference:
         c = condition(trg, self.edit_sizes).to(self.device)
         x_lo = downsample(x, self.cfg.maskedit.pred_size)
         maps = self.G(x_lo, c)
-        out, _, _ = apply_maps(x, maps, x_lo, self.cfg.maskedit.upsample, float(strength), self.cfg.maskedit.mask_prior)
+        o = self.cfg.maskedit
+        out, _, _ = apply_maps(x, maps, x_lo, o.upsample, float(strength), o.mask_prior, o.flow)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:

@@ -86,7 +86,7 @@ def test_edit_errors_name_what_is_allowed(ckpts: dict[str, Path]) -> None:
     with pytest.raises(EditError, match="expected PIL.Image"):
         ed.edit(["not an image"], {"color": "red"})
     p2p = load_editor(ckpts["pix2pix"], device="cpu")
-    with pytest.raises(EditError, match="edits no attributes; it only supports to_model"):
+    with pytest.raises(EditError, match="edits no attributes; it only translates product <-> model"):
         p2p.edit(_images(), {"color": "red"})
     cyc = load_editor(ckpts["cyclegan_pattern"], device="cpu")
     with pytest.raises(EditError, match="it edits: pattern"):
@@ -155,7 +155,7 @@ def test_demo_checkpoints_are_small_and_load() -> None:
 def test_demo_stargan_edits_change_the_image(demo_catalog_dir: Path) -> None:
     ed = load_editor(DEMO_STARGAN, "cpu")
     images, labels = _demo_products(demo_catalog_dir)
-    x = ed._to_tensor(images)[0]
+    x = ed._to_batch(images).x[0]
     for change in ({"color": "red"}, {"color": "black"}, {"color": "yellow"}):
         todo = [i for i, lab in enumerate(labels) if lab["color"] != change["color"]]
         y = ed.edit(x[todo], change)

@@ -142,7 +142,7 @@ def test_config_overrides_are_checked() -> None:
     with pytest.raises(ConfigError, match="sections are"):
         apply_overrides(cfg, {"stargn": {}})
     cfg.train.image_size = 100
-    with pytest.raises(ConfigError, match="power of two"):
+    with pytest.raises(ConfigError, match="multiple of 32"):
         cfg.validate()
 
 

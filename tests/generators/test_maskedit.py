@@ -36,12 +36,15 @@ def trained(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_pixel_with_mask_zero_is_the_input_exactly() -> None:
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
-    maps = torch.randn(2, 8, 64, 64)
+    maps = torch.randn(2, 10, 64, 64)
     maps[:, 0, :, :32] = -200.0  # sigmoid(-200) == 0 in float32: left half masked out
     out, mask, _ = apply_maps(x, maps, x)
     assert torch.all(mask[:, :, :, :32] == 0)
     assert torch.equal(out[..., :32], x[..., :32])
     assert not torch.allclose(out[..., 32:], x[..., 32:])  # the unmasked half did change
+    maps[:, 8:10] = 0.0  # with a zero displacement field the warp is the identity
+    warped, _, _ = apply_maps(x, maps, x, flow=True)
+    assert torch.allclose(warped[..., :32], x[..., :32], atol=1e-5)
 
 
 def test_guided_upsampling_is_bilinear_on_a_flat_photo_and_follows_edges() -> None:
