@@ -136,7 +136,7 @@ def variants_part(catalog_dir: Path, munit: Path | None, fader: Path | None, enc
 
     from catalog import load_catalog
     from generators.evaluate.classifier import ClassifierConfig, load_or_fit
-    from generators.evaluate.search import SearchEvalConfig, edited_search
+    from generators.evaluate.search import HEADLINE_GROUPS, SearchEvalConfig, edited_search
     from generators.evaluate.variants import STRENGTHS, slider_report, strip, variants_report
     from generators.inference import load_editor
     from indexing.encoder import Encoder
@@ -165,7 +165,8 @@ def variants_part(catalog_dir: Path, munit: Path | None, fader: Path | None, enc
     if fader is not None:
         ed = load_editor(fader, device="cpu")
         t = time.perf_counter()
-        res = edited_search({"fader": ed}, catalog, encoder, SearchEvalConfig(queries_per_group=queries, holdout=0.3),
+        scfg = SearchEvalConfig(queries_per_group=queries, holdout=0.3, groups=list(HEADLINE_GROUPS))
+        res = edited_search({"fader": ed}, catalog, encoder, scfg,
                             cache_dir=work / "gallery_cache", progress=True)
         search = res.report
         clf = load_or_fit(catalog, work / "classifier_64", ClassifierConfig(resolution=64), progress=True)
