@@ -170,7 +170,8 @@ def variants_part(catalog_dir: Path, munit: Path | None, fader: Path | None, enc
                             cache_dir=work / "gallery_cache", progress=True)
         search = res.report
         clf = load_or_fit(catalog, work / "classifier_64", ClassifierConfig(resolution=64), progress=True)
-        sliders, shown = slider_report(ed, catalog, clf, queries=min(queries, 20), holdout=0.3)
+        sliders, shown = slider_report(ed, catalog, clf, queries=min(queries, 20), holdout=0.3,
+                                       groups=list(HEADLINE_GROUPS))
         head = search["headline"]
         ratio = head["ratio_to_truth"].get("fader") if "ratio_to_truth" in head else None
         out["fader"] = {"checkpoint": str(fader), "seconds": round(time.perf_counter() - t, 1),
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--munit", type=Path, default=REPO / "generators" / "demo_checkpoints" / "munit_demo64.pt")
     ap.add_argument("--fader", type=Path, default=REPO / "generators" / "demo_checkpoints" / "fader_demo64.pt")
     ap.add_argument("--encoder", help="variants: encoder folder (default: the built-in encoder)")
+    ap.add_argument("--skip", choices=["munit", "fader"], action="append", default=[],
+                    help="variants: leave this model out (two parts can run in parallel with --result)")
+    ap.add_argument("--result", default="bench_edits_variants", help="variants: result name in benchmarks/results")
     ap.add_argument("--budget", type=float, default=45.0, help="CPU minutes of training for each editor")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_edits")
     ap.add_argument("--demo-products", type=int, default=1200)
@@ -205,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     budget = ["--time-budget", str(args.budget)]
     if args.part == "variants":
         cat = args.catalog or work / "demo"
-        munit = args.munit if args.munit and args.munit.is_file() else None
-        fader = args.fader if args.fader and args.fader.is_file() else None
+        munit = args.munit if "munit" not in args.skip else None
+        fader = args.fader if "fader" not in args.skip else None
         result["parts"]["variants"] = variants_part(cat, munit, fader, args.encoder, args.queries, work)
         result.pop("budget_min")
-        write_result("bench_edits_variants", result)
+        write_result(args.result, result)
         return 0
     if args.part in ("demo", "all"):
         cat = work / "demo"
