@@ -158,7 +158,7 @@ def test_fader_asked_for_the_value_an_item_has_returns_it_unchanged(runs: dict[s
 def test_reciprocal_rank_fusion_prefers_agreement() -> None:
     fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"], ["b", "d"]])
     assert [i for i, _ in fused] == ["b", "a", "c", "d"]
-    assert fused[0][1] == pytest.approx(3 / 61)
+    assert fused[0][1] == pytest.approx(1 / 62 + 2 / 61)  # b: ranks 2, 1, 1
     assert fused[1][1] == pytest.approx(1 / 61 + 1 / 63)
     # ties: the better best rank, then the order seen
     assert [i for i, _ in reciprocal_rank_fusion([["x", "y"], ["y", "x"]])] == ["x", "y"]
