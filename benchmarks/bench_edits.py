@@ -1,6 +1,7 @@
 """Edits that retrieve: the masked editor against the thesis's StarGAN and a non-learned colour shift.
 
     python -m benchmarks.bench_edits [--part demo|myntra|all] [--budget 45] [--work DIR] [--reuse]
+    python -m benchmarks.bench_edits --part variants --catalog DEMO_DIR [--munit CKPT] [--fader CKPT]
 
 Both designs are trained with the same wall-clock CPU budget, through the real training CLI
 (``python -m generators.train --time-budget``), then judged by what a shopper gets: success@10
@@ -13,6 +14,13 @@ of the edited query in the catalog's index, next to the unedited query and the t
   oracle that filters the index to the target colour. Searched with the encoder that
   ``train-encoder`` makes with its defaults on the same training split, and with the built-in
   encoder.
+
+**variants** (issue 13): the committed MUNIT and Fader demo checkpoints (or any given) on a
+demo catalog's held-out products: MUNIT's diversity (pairwise L1 of its variants, cosine
+distance of their embeddings) and fused search (reciprocal rank fusion of the variants'
+rankings) against its single edit; Fader's success@10 at strength 1 against the true
+re-rendering, and its sliders' monotonicity over strengths 0..1. Writes
+``benchmarks/results/bench_edits_variants.json`` and one PNG strip per model.
 
 Also the cost of one edit of a 256 px photo on this CPU. Writes
 ``benchmarks/results/bench_edits.json`` and PNG grids (input | edits | truth) to
@@ -118,9 +126,77 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
     return out
 
 
+# issue 13's targets, checked in the JSON
+TARGETS = {"munit_pairwise_l1": 0.03, "fader_ratio_to_truth": 0.7, "fader_monotone_probability": 0.9}
+
+
+def variants_part(catalog_dir: Path, munit: Path | None, fader: Path | None, encoder_dir: str | None, queries: int,
+                  work: Path) -> dict:
+    """MUNIT diversity + fused search, Fader success@10 vs truth + slider monotonicity (module docstring)."""
+    import torch
+
+    from catalog import load_catalog
+    from generators.evaluate.classifier import ClassifierConfig, load_or_fit
+    from generators.evaluate.search import HEADLINE_GROUPS, SearchEvalConfig, edited_search
+    from generators.evaluate.variants import STRENGTHS, slider_report, strip, variants_report
+    from generators.inference import load_editor
+    from indexing.encoder import Encoder
+
+    torch.set_num_threads(2)
+    catalog = load_catalog(catalog_dir, check_images=False)
+    encoder = Encoder.load(encoder_dir, device="cpu")
+    out: dict = {"catalog": str(catalog_dir), "items": len(catalog.items), "encoder": encoder.encoder_id,
+                 "targets": TARGETS}
+    if munit is not None:
+        ed = load_editor(munit, device="cpu")
+        t = time.perf_counter()
+        rep, shown = variants_report(ed, catalog, encoder, n_variants=4, queries=queries, holdout=0.3,
+                                     cache_dir=work / "gallery_cache", progress=True)
+        rep["seconds"] = round(time.perf_counter() - t, 1)
+        rep["checkpoint"] = str(munit)
+        ov = rep["overall"]
+        succ = ov[f"success@{rep['k']}"]
+        rep["meets"] = {"fused_ge_single": succ["fused"] >= succ["single"],
+                        "pairwise_l1": ov["pairwise_l1_pixels"] >= TARGETS["munit_pairwise_l1"]}
+        out["munit"] = rep
+        path = RESULTS / "bench_edits_munit_strip.png"
+        strip([(f"{s['edit']}\n{s['id']}", s["input"], [*s["variants"], *([s["truth"]] if s["truth"] else [])])
+               for s in shown], [*(f"variant {i + 1}" for i in range(4)), "truth"]).save(path)
+        print(f"strip -> {path}\nmunit", json.dumps(ov, indent=1))
+    if fader is not None:
+        ed = load_editor(fader, device="cpu")
+        t = time.perf_counter()
+        scfg = SearchEvalConfig(queries_per_group=queries, holdout=0.3, groups=list(HEADLINE_GROUPS))
+        res = edited_search({"fader": ed}, catalog, encoder, scfg,
+                            cache_dir=work / "gallery_cache", progress=True)
+        search = res.report
+        clf = load_or_fit(catalog, work / "classifier_64", ClassifierConfig(resolution=64), progress=True)
+        sliders, shown = slider_report(ed, catalog, clf, queries=min(queries, 20), holdout=0.3,
+                                       groups=list(HEADLINE_GROUPS))
+        head = search["headline"]
+        ratio = head["ratio_to_truth"].get("fader") if "ratio_to_truth" in head else None
+        out["fader"] = {"checkpoint": str(fader), "seconds": round(time.perf_counter() - t, 1),
+                        "edited_search": search, "sliders": sliders,
+                        "meets": {"ratio_to_truth": ratio is not None and ratio >= TARGETS["fader_ratio_to_truth"],
+                                  "monotone_probability": (sliders["overall"]["monotone_probability"] or 0)
+                                  >= TARGETS["fader_monotone_probability"]}}
+        path = RESULTS / "bench_edits_fader_strip.png"
+        strip([(f"{s['edit']}\n{s['id']}", s["input"], s["outputs"]) for s in shown],
+              [f"strength {x:g}" for x in STRENGTHS]).save(path)
+        print(f"strip -> {path}\nfader", json.dumps({"headline": head, "sliders": sliders["overall"]}, indent=1))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["demo", "myntra", "all"], default="all")
+    ap.add_argument("--part", choices=["demo", "myntra", "all", "variants"], default="all")
+    ap.add_argument("--catalog", type=Path, help="variants: the demo catalog (default: WORK/demo)")
+    ap.add_argument("--munit", type=Path, default=REPO / "generators" / "demo_checkpoints" / "munit_demo64.pt")
+    ap.add_argument("--fader", type=Path, default=REPO / "generators" / "demo_checkpoints" / "fader_demo64.pt")
+    ap.add_argument("--encoder", help="variants: encoder folder (default: the built-in encoder)")
+    ap.add_argument("--skip", choices=["munit", "fader"], action="append", default=[],
+                    help="variants: leave this model out (two parts can run in parallel with --result)")
+    ap.add_argument("--result", default="bench_edits_variants", help="variants: result name in benchmarks/results")
     ap.add_argument("--budget", type=float, default=45.0, help="CPU minutes of training for each editor")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_edits")
     ap.add_argument("--demo-products", type=int, default=1200)
@@ -138,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.part != "all" and previous.is_file():  # one part re-run: keep the other part's last result
         result["parts"] = json.loads(previous.read_text()).get("parts", {})
     budget = ["--time-budget", str(args.budget)]
+    if args.part == "variants":
+        cat = args.catalog or work / "demo"
+        munit = args.munit if "munit" not in args.skip else None
+        fader = args.fader if "fader" not in args.skip else None
+        result["parts"]["variants"] = variants_part(cat, munit, fader, args.encoder, args.queries, work)
+        result.pop("budget_min")
+        write_result(args.result, result)
+        return 0
     if args.part in ("demo", "all"):
         cat = work / "demo"
         if not (cat / "catalog.csv").is_file():

@@ -95,6 +95,9 @@ class Editor:
             "model": self.model, "checkpoint": self.source, "step": self.step,
             "image_size": self.image_size, "full_resolution": self.full_resolution, "device": str(self.device),
             "edit": edit, "to_model": "to_model" in tr, "to_product": "to_product" in tr,
+            # several diverse edits per request (edit_variants), and a strength that is a real
+            # control of the model (maskedit, fader, masked munit) rather than a cross-fade
+            "multi_modal": bool(edit and edit.get("multi_modal")), "continuous": bool(edit and edit.get("continuous")),
         }
 
     # --- input / output --------------------------------------------------------------------------
@@ -170,8 +173,9 @@ class Editor:
                     x = torch.cat([batch.x[i] for i in part])
                     args = [a_[part] if a_ is not None else None for a_ in per_image]
                     y = fn(x, *args).float()
+                    rows = y.size(0) // len(part)  # 1, or n for edit_variants
                     for k, i in enumerate(part):
-                        results[i] = y[k:k + 1]
+                        results[i] = y[k * rows:(k + 1) * rows]
             return [r for r in results if r is not None]
 
     # --- edits -------------------------------------------------------------------------------------
@@ -203,21 +207,27 @@ class Editor:
                 out[i, self.schema.names.index(g)] = self.schema.index(g, v)
         return out
 
-    def edit(self, images: ImagesIn, changes: Mapping[str, str],
-             source_labels: Sequence[Mapping[str, str | None]] | None = None, strength: float = 1.0):
-        """Change the named groups to the given values; every other group stays as it is.
-
-        ``strength`` in ``[0, 1]`` scales the change (0 returns the input). ``source_labels``
-        (the known labels of catalog items) help editors that need the input's labels (StarGAN);
-        maskedit ignores them.
-        """
+    def _check_edit(self, changes: Mapping[str, str], strength: float) -> dict[str, Any]:
         caps = self.capabilities()
         if caps["edit"] is None:
             what = "it only translates product <-> model photos" if caps["to_model"] or caps["to_product"] else "it supports no edits"
             raise EditError(f"this {self.model} checkpoint edits no attributes; {what}")
         self._check_changes(changes, caps["edit"])
-        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
             raise EditError(f"strength must be a number in [0, 1]; got {strength!r}")
+        return caps
+
+    def edit(self, images: ImagesIn, changes: Mapping[str, str],
+             source_labels: Sequence[Mapping[str, str | None]] | None = None, strength: float = 1.0):
+        """Change the named groups to the given values; every other group stays as it is.
+
+        ``strength`` in ``[0, 1]`` scales the change (0 returns the input): natively for the
+        continuous models (fader slides its condition, maskedit and munit scale their masked
+        change), as a blend of input and output for the others. ``source_labels`` (the known
+        labels of catalog items) help editors that need the input's labels (StarGAN, fader);
+        maskedit ignores them.
+        """
+        self._check_edit(changes, strength)
         batch = self._to_batch(images)
         n = sum(t.size(0) for t in batch.x)
         if n == 0:
@@ -231,6 +241,40 @@ class Editor:
             ys = self._run(lambda x, lab: self.impl.edit(x, ch, source_labels=lab, strength=float(strength)),
                            batch, labels)
         return self._from_batch(ys, batch)
+
+    def edit_variants(self, images: ImagesIn, changes: Mapping[str, str], n: int, strength: float = 1.0,
+                      source_labels: Sequence[Mapping[str, str | None]] | None = None):
+        """``n`` diverse answers to one edit (a multi-modal checkpoint, e.g. munit).
+
+        Returns, per image, a list of ``n`` images (a tensor ``[B, 3, H, W]`` gives
+        ``[B, n, 3, H, W]``; one PIL image gives one list). Variant 1 is what :meth:`edit`
+        returns; the same request always gives the same variants.
+        """
+        caps = self._check_edit(changes, strength)
+        if not caps["multi_modal"]:
+            raise EditError(f"this {self.model} checkpoint is not multi-modal: it makes one image per edit; "
+                            "load a munit checkpoint for variants")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise EditError(f"variants must be an integer >= 1; got {n!r}")
+        batch = self._to_batch(images)
+        total = sum(t.size(0) for t in batch.x)
+        if total == 0:
+            x = batch.x[0]
+            return x.new_zeros(0, n, *x.shape[1:]).to(batch.device) if batch.kind == "tensor" else []
+        labels = self._label_tensor(source_labels, total) if source_labels is not None else None
+        ch = dict(changes)
+
+        def run(x: torch.Tensor, lab: torch.Tensor | None = None) -> torch.Tensor:
+            y = self.impl.edit_variants(x, ch, n, strength=float(strength), source_labels=lab)
+            return y.flatten(0, 1)  # [B * n, 3, H, W]: each image's variants next to each other
+
+        ys = self._run(run, batch) if labels is None else self._run(run, batch, labels)
+        if batch.kind == "tensor":
+            out = torch.cat(ys).to(batch.device)
+            return out.view(-1, n, *out.shape[1:])
+        flat = self._from_batch(ys, _Batch(batch.x, "list", [s for s in batch.sizes for _ in range(n)]))
+        grouped = [flat[i * n:(i + 1) * n] for i in range(len(flat) // n)]
+        return grouped[0] if batch.kind == "single" else grouped
 
     def predict_labels(self, images: ImagesIn) -> list[dict[str, str]]:
         """Each image's value per group, as the checkpoint's own classifier reads it."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODELS = ("maskedit", "stargan", "pix2pix", "cyclegan")
+MODELS = ("maskedit", "stargan", "pix2pix", "cyclegan", "munit", "fader")
 
 
 class ConfigError(ValueError):
@@ -58,7 +58,7 @@ class TrainOptions:
     holdout: float = 0.0
     time_budget_min: float = 0.0  # stop after this many minutes of training (0: no limit)
     pairs: str | None = None  # pix2pix (and CycleGAN model domain): pairs file
-    domain_a: str = "product:pattern=unicolors"  # CycleGAN domains, see datasets.parse_domain
+    domain_a: str = "product:pattern=unicolors"  # CycleGAN and MUNIT domains, see datasets.parse_domain
     domain_b: str = "product:pattern=stripes"
 
 
@@ -176,6 +176,66 @@ class CycleGANOptions:
 
 
 @dataclass
+class MunitOptions:
+    """MUNIT (:mod:`generators.models.munit`): content and style codes, AdaIN decoder, per domain pair.
+
+    Huang et al.'s losses and weights (image reconstruction 10, content and style
+    reconstruction 1, optional cycle); the discriminator is the projected one on frozen
+    Lite0 features, with a frozen domain head as a classification signal.
+    """
+
+    dim: int = 16  # channels of the first conv; doubled per downsampling
+    n_down: int = 2  # content: image_size / 2**n_down (16 x 16 at 64 px)
+    n_res: int = 2  # residual blocks of the content encoder and of the decoder (AdaIN)
+    up_kernel: int = 5  # the decoder's upsampling convs (the paper's 5; 3 costs a third on a CPU)
+    style_dim: int = 8  # the paper's style code size
+    mlp_dim: int = 64  # the MLP from the style code to the AdaIN parameters
+    masked: str = "auto"  # masked residual output: auto (when both domains are product photos), on, off
+    mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
+    d_width: int = 32  # channels of each projected-discriminator head
+    translate: bool = True  # DiffAugment translation before the judges
+    lambda_x: float = 10.0  # within-domain image reconstruction
+    lambda_c: float = 1.0  # cross-domain content reconstruction
+    lambda_s: float = 1.0  # cross-domain style reconstruction
+    lambda_cyc: float = 0.0  # explicit cycle (the paper's option; 0 as for most of its datasets)
+    lambda_adv: float = 1.0
+    lambda_cls: float = 1.0  # frozen domain head: a translation must read as the target domain
+    lambda_mask: float = 0.05  # L1 on the mask outside the garment
+    judge_steps: int = 200  # AdamW steps fitting the frozen domain head before training
+    diverse_pool: int = 4  # variants are the most spread of this many draws per variant (1: plain draws)
+    lr: float = 1e-4  # the paper's Adam settings
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class FaderOptions:
+    """Fader Networks (:mod:`generators.models.fader`): an attribute-invariant latent and a
+    decoder conditioned on continuous attribute values, applied as a residual."""
+
+    dim: int = 16  # channels of the first conv; doubled per downsampling up to max_dim
+    max_dim: int = 128
+    n_down: int = 3  # latent: image_size / 2**n_down (8 x 8 at 64 px)
+    latent_dim: int = 64  # channels of the latent map
+    mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
+    d_width: int = 32  # channels of each projected-discriminator head (0: no image discriminator)
+    translate: bool = True
+    lambda_rec: float = 1.0  # reconstruction (MSE), as in the paper
+    lambda_lat: float = 0.05  # the encoder fooling the latent discriminator (ramped up over lat_warmup)
+    lat_warmup: float = 0.3  # share of the steps over which lambda_lat ramps from 0
+    lambda_cls: float = 0.5  # frozen attribute heads: the flipped decoding must read as the target values
+    lambda_adv: float = 0.1  # projected discriminator on the flipped decoding
+    lambda_mask: float = 0.05  # L1 on the mask outside the garment
+    flip_share: float = 1.0  # share of each batch decoded with changed attributes (for cls/adv)
+    judge_steps: int = 300
+    lr: float = 2e-4  # the paper's Adam settings
+    beta1: float = 0.5
+    beta2: float = 0.999
+    dis_lr: float = 2e-4
+
+
+@dataclass
 class Config:
     train: TrainOptions = field(default_factory=TrainOptions)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
@@ -183,6 +243,8 @@ class Config:
     stargan: StarGANOptions = field(default_factory=StarGANOptions)
     pix2pix: Pix2PixOptions = field(default_factory=Pix2PixOptions)
     cyclegan: CycleGANOptions = field(default_factory=CycleGANOptions)
+    munit: MunitOptions = field(default_factory=MunitOptions)
+    fader: FaderOptions = field(default_factory=FaderOptions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,7 +259,7 @@ class Config:
         t = self.train
         if t.model not in MODELS:
             raise ConfigError(f"train.model must be one of {', '.join(MODELS)}; got {t.model!r}")
-        if t.model == "maskedit":  # the judges' trunk needs only a multiple of its total stride
+        if t.model in ("maskedit", "munit", "fader"):  # the judges' trunk needs only a multiple of its total stride
             if t.image_size < 32 or t.image_size > 1024 or t.image_size % 32:
                 raise ConfigError(f"train.image_size must be a multiple of 32 from 32 to 1024 (96/128/256 usual); "
                                   f"got {t.image_size}")
@@ -221,6 +283,19 @@ class Config:
                                   f"2**levels ({2 ** m.levels}); got {m.pred_size}")
             if m.max_edit_groups < 1:
                 raise ConfigError(f"maskedit.max_edit_groups must be >= 1; got {m.max_edit_groups}")
+        if t.model == "munit":
+            mu = self.munit
+            if mu.masked not in ("auto", "on", "off"):
+                raise ConfigError(f"munit.masked must be auto, on or off; got {mu.masked!r}")
+            if mu.style_dim < 1 or mu.dim < 1 or mu.n_down < 1 or mu.diverse_pool < 1:
+                raise ConfigError("munit.style_dim, munit.dim, munit.n_down and munit.diverse_pool must be >= 1")
+        if t.model == "fader":
+            fa = self.fader
+            if fa.n_down < 1 or t.image_size % 2 ** fa.n_down:
+                raise ConfigError(f"fader.n_down must be >= 1 and 2**n_down must divide train.image_size "
+                                  f"({t.image_size}); got {fa.n_down}")
+            if not 0.0 <= fa.flip_share <= 1.0:
+                raise ConfigError(f"fader.flip_share must be in [0, 1]; got {fa.flip_share}")
         if self.stargan.n_critic < 1:
             raise ConfigError(f"stargan.n_critic must be >= 1; got {self.stargan.n_critic}")
         if t.model == "pix2pix" and self.pix2pix.gan_mode not in ("vanilla", "lsgan"):
@@ -239,6 +314,14 @@ def defaults_for(model: str) -> Config:
         cfg.train.steps = 4000
         cfg.train.sample_every = 500
         cfg.train.checkpoint_every = 500
+    if model in ("munit", "fader"):
+        cfg.train.image_size = 64
+        cfg.train.batch_size = 8
+        cfg.train.steps = 4000
+        cfg.train.sample_every = 500
+        cfg.train.checkpoint_every = 500
+        if model == "munit":
+            cfg.train.domain_b = "product:pattern=floral"
     if model in ("pix2pix", "cyclegan"):
         cfg.train.image_size = 256
         cfg.train.batch_size = 1

@@ -46,6 +46,40 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                           "d_width": 96}},
         ),
     },
+    "munit": {
+        "demo-cpu": Recipe(
+            "munit",
+            "the committed demo: pattern unicolors <-> floral, 64 px, masked residual at full resolution; "
+            "600 steps (the demo was cut by --time-budget 15 on a shared CPU)",
+            {"train": {"image_size": 64, "batch_size": 8, "steps": 600, "holdout": 0.3, "sample_every": 100,
+                       "checkpoint_every": 50, "log_every": 10,
+                       "domain_a": "product:pattern=unicolors", "domain_b": "product:pattern=floral"}},
+        ),
+        "gpu": Recipe(
+            "munit",
+            "for a lent GPU: 256 px, the paper's widths (dim 64, 4 residual blocks, MLP 256), 50k steps",
+            {"train": {"image_size": 256, "batch_size": 8, "steps": 50000, "holdout": 0.3, "sample_every": 1000,
+                       "checkpoint_every": 1000, "log_every": 50,
+                       "domain_a": "product:pattern=unicolors", "domain_b": "product:pattern=floral"},
+             "munit": {"dim": 64, "n_res": 4, "mlp_dim": 256, "d_width": 64}},
+        ),
+    },
+    "fader": {
+        "demo-cpu": Recipe(
+            "fader",
+            "the committed demo: sliders for every group but the category, 64 px, residual at full resolution; "
+            "600 steps (the demo was cut by --time-budget 15 on a shared CPU)",
+            {"train": {"image_size": 64, "batch_size": 12, "steps": 600, "holdout": 0.3, "sample_every": 100,
+                       "checkpoint_every": 50, "log_every": 10}},
+        ),
+        "gpu": Recipe(
+            "fader",
+            "for a lent GPU: 256 px, wider nets and a 4x4 latent as in the paper, 50k steps",
+            {"train": {"image_size": 256, "batch_size": 32, "steps": 50000, "holdout": 0.3, "sample_every": 1000,
+                       "checkpoint_every": 1000, "log_every": 50},
+             "fader": {"dim": 32, "max_dim": 512, "n_down": 6, "latent_dim": 256, "d_width": 64}},
+        ),
+    },
 }
 
 

@@ -1,10 +1,11 @@
-"""``python -m generators.train``: train StarGAN, pix2pix or CycleGAN on a catalog.
+"""``python -m generators.train``: train a generator of the registry (:mod:`generators.models`) on a catalog.
 
     python -m generators.train --model stargan --catalog DIR --out RUN_DIR \
         [--config FILE] [--image-size 64|128|256] [--steps N] [--batch-size N] [--device auto] [--resume]
     python -m generators.train --model pix2pix --catalog DIR --pairs pairs.jsonl --out RUN_DIR
     python -m generators.train --model cyclegan --catalog DIR --out RUN_DIR \
         --domain-a product:pattern=unicolors --domain-b product:pattern=stripes
+    python -m generators.train --recipe demo-cpu --model munit --catalog DIR --out RUN_DIR   # or --model fader
 
 A run folder holds ``config.json``, ``schema.json``, ``checkpoints/`` (``step_*.pt`` and
 ``last.pt``), ``samples/step_*.png`` (+ ``samples/columns.json``), ``logs.jsonl`` and
@@ -116,7 +117,7 @@ def build_data(cfg: Config, cat: Catalog, schema: Schema) -> tuple[TrainData, di
     t = cfg.train
     if t.holdout > 0:
         cat.items, held = training_items(cat, t.holdout)
-    if t.model in ("stargan", "maskedit"):
+    if t.model in ("stargan", "maskedit", "fader"):
         return attribute_data(cat, schema, t.image_size, t.max_items), {}
     pairs = read_pairs(t.pairs, cat.root) if t.pairs else None
     if t.model == "pix2pix":
@@ -252,7 +253,10 @@ def _train(
     start = 0
     if state is None and hasattr(solver, "prepare"):
         # e.g. maskedit fits its frozen judges on the training photos before the first step
-        solver.prepare(stream.all_images("image"), data.labels, progress=progress)
+        # (two-domain models, MUNIT, get each domain's photos by field name)
+        images = (stream.all_images("image") if "image" in data.fields
+                  else {name: stream.all_images(name) for name in data.fields})
+        solver.prepare(images, data.labels, progress=progress)
     if state is not None:
         solver.load_state_dict(state)
         stream.load_state_dict(state["data"])
@@ -344,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = "\n".join(f"  {name:<11} {e.summary}" for name, e in REGISTRY.items())
     ap = argparse.ArgumentParser(
         prog="python -m generators.train",
-        description="Train a generator: an attribute editor (maskedit, stargan), product->model (pix2pix) "
-                    "or unpaired translation (cyclegan).",
+        description="Train a generator: an attribute editor (maskedit, stargan), attribute sliders (fader), "
+                    "product->model (pix2pix) or unpaired translation (cyclegan; munit, multi-modal).",
         epilog=f"recipes (--recipe NAME; flags still override their fields):\n{describe()}\n\nmodels:\n{models}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -371,8 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "maskedit: all but the anchor group, category)")
     ap.add_argument("--holdout", type=float, help="share of items held out of training by a hash of the id "
                                                   "(the split train-encoder uses), e.g. 0.3")
-    ap.add_argument("--domain-a", help="CycleGAN domain A, e.g. product:pattern=unicolors or product")
-    ap.add_argument("--domain-b", help="CycleGAN domain B, e.g. product:pattern=stripes or model")
+    ap.add_argument("--domain-a", help="CycleGAN / MUNIT domain A, e.g. product:pattern=unicolors or product")
+    ap.add_argument("--domain-b", help="CycleGAN / MUNIT domain B, e.g. product:pattern=floral or model")
     ap.add_argument("--max-items", type=int, help="use only the first N items")
     ap.add_argument("--log-every", type=int)
     ap.add_argument("--sample-every", type=int)

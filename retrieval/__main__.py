@@ -5,6 +5,9 @@ Examples::
     python -m retrieval serve --index runs/index --generators ckpt/stargan.pt ckpt/pix2pix.pt [--http-port 8080]
     python -m retrieval search --server localhost:50051 --image q.jpg --edit color=blue \\
         --edit sleeve_length=short -k 10 --save-modified modified.png
+    python -m retrieval search --item ID --edit length=long --strength 0.5        # a slider (fader)
+    python -m retrieval search --item ID --edit pattern=floral --variants 4 \\
+        --save-modified floral.png                                                # diverse edits (munit), fused
 """
 
 from __future__ import annotations
@@ -112,7 +115,12 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", "--top-k", type=int, default=10)
     p.add_argument("--filter", action="append", default=[], metavar="GROUP=VALUE[,VALUE]",
                    help="only items with one of these values (repeatable)")
-    p.add_argument("--save-modified", metavar="PNG", help="write the modified query image here")
+    p.add_argument("--strength", type=float, metavar="S",
+                   help="how far every --edit goes, 0..1 (default 1: the full edit; 0 keeps the query)")
+    p.add_argument("--variants", type=int, default=0, metavar="N",
+                   help="ask a multi-modal generator for N diverse edits; each is searched and the rankings fused")
+    p.add_argument("--save-modified", metavar="PNG",
+                   help="write the modified query image here (with --variants: PNG_1.png, PNG_2.png, ...)")
     p.add_argument("--json", action="store_true", help="print the response as JSON")
     p.set_defaults(func=cmd_search)
 
@@ -130,6 +138,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             resp = client.search(
                 image=args.image, item_id=args.item, modifications=args.mods, top_k=args.top_k,
                 filters=filters, return_modified_image=bool(args.save_modified),
+                strength=args.strength, variants=args.variants,
             )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -137,16 +146,25 @@ def cmd_search(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    saved = []
     if args.save_modified:
-        atomic_write_bytes(args.save_modified, resp.modified_image)
+        if len(resp.modified_images) > 1:
+            stem = Path(args.save_modified)
+            for i, png in enumerate(resp.modified_images, start=1):
+                saved.append(str(stem.with_name(f"{stem.stem}_{i}{stem.suffix or '.png'}")))
+                atomic_write_bytes(saved[-1], png)
+        else:
+            atomic_write_bytes(args.save_modified, resp.modified_image)
+            saved.append(args.save_modified)
     if args.json:
         d = MessageToDict(resp, preserving_proto_field_name=True)
         d.pop("modified_image", None)
+        d.pop("modified_images", None)
         print(json.dumps(d, indent=2, ensure_ascii=False))
     else:
         print(format_hits(resp))
-        if args.save_modified:
-            print(f"modified query image: {args.save_modified}")
+        if saved:
+            print(f"modified query image{'s' if len(saved) > 1 else ''}: {', '.join(saved)}")
     return 0
 
 
@@ -187,7 +205,9 @@ def cmd_attributes(args: argparse.Namespace) -> int:
         print(f"    editable: {', '.join(g.editable_values) or '-'}")
     for gen in resp.generators:
         print(f"  generator {gen.name} ({gen.kind}): groups {', '.join(gen.groups) or '-'}"
-              f"{', product_to_model' if gen.product_to_model else ''}")
+              f"{', product_to_model' if gen.product_to_model else ''}"
+              f"{', multi-modal (--variants)' if gen.multi_modal else ''}"
+              f"{', continuous (--strength)' if gen.continuous else ''}")
     return 0
 
 

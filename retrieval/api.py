@@ -140,7 +140,9 @@ def modifications_from_proto(mods: Sequence[pb.Modification]) -> list[Modificati
     for i, m in enumerate(mods):
         kind = m.WhichOneof("kind")
         if kind == "edit":
-            out.append(AttributeEdit(m.edit.group, m.edit.value))
+            # unset strength means the full edit; the pipeline checks the range (0..1)
+            strength = float(m.edit.strength) if m.edit.HasField("strength") else 1.0
+            out.append(AttributeEdit(m.edit.group, m.edit.value, strength))
         elif kind == "product_to_model":
             out.append(ToModel())
         else:
@@ -203,6 +205,7 @@ def search_query_from_proto(request: pb.SearchRequest) -> SearchQuery:
         filters={g: list(f.values) for g, f in request.filters.items()},
         return_modified_image=request.return_modified_image,
         include_query_item=request.include_query_item,
+        variants=request.variants,
     )
 
 
@@ -216,6 +219,7 @@ async def search(p: Pipeline, request: pb.SearchRequest) -> pb.SearchResponse:
             for i, h in enumerate(res.hits)
         ],
         modified_image=res.modified_png or b"",
+        modified_images=res.modified_pngs,
         timings=timings_to_proto(res.timings),
         index_version=res.index_version,
     )
@@ -226,8 +230,8 @@ async def modify(p: Pipeline, request: pb.ModifyRequest) -> pb.ModifyResponse:
     mods = modifications_from_proto(request.modifications)
     if not mods:
         raise InvalidArgument("modifications is empty: Modify needs at least one")
-    png, timings = await p.modify(image, item_id, mods)
-    return pb.ModifyResponse(image=png, timings=timings_to_proto(timings))
+    pngs, timings = await p.modify(image, item_id, mods, request.variants)
+    return pb.ModifyResponse(image=pngs[0], images=pngs if len(pngs) > 1 else [], timings=timings_to_proto(timings))
 
 
 async def get_item(p: Pipeline, request: pb.GetItemRequest) -> pb.GetItemResponse:
@@ -241,7 +245,8 @@ async def list_attributes(p: Pipeline, request: pb.ListAttributesRequest) -> pb.
         groups=[pb.AttributeGroup(name=g, values=v, editable_values=e) for g, v, e in caps["groups"]],
         product_to_model=caps["product_to_model"],
         generators=[
-            pb.GeneratorInfo(name=e.name, kind=e.kind, groups=list(e.groups), product_to_model=e.to_model)
+            pb.GeneratorInfo(name=e.name, kind=e.kind, groups=list(e.groups), product_to_model=e.to_model,
+                             multi_modal=e.multi_modal, continuous=e.continuous)
             for e in caps["generators"]
         ],
         index_size=caps["index_size"],

@@ -16,14 +16,18 @@ MiB = 1024 * 1024
 TO_MODEL = "to_model"
 
 
-def parse_modification(spec: str) -> pb.Modification:
-    """``"color=blue"`` -> an attribute edit; ``"to_model"`` -> product-to-model."""
+def parse_modification(spec: str, strength: float | None = None) -> pb.Modification:
+    """``"color=blue"`` -> an attribute edit (with ``strength`` when given); ``"to_model"`` ->
+    product-to-model. The server checks the strength's range (0..1)."""
     if spec in (TO_MODEL, "product_to_model"):
         return pb.Modification(product_to_model=pb.ProductToModel())
     group, sep, value = spec.partition("=")
     if not sep or not group.strip() or not value.strip():
         raise ValueError(f"modification {spec!r}: expected GROUP=VALUE (e.g. color=blue) or {TO_MODEL!r}")
-    return pb.Modification(edit=pb.AttributeEdit(group=group.strip(), value=value.strip()))
+    edit = pb.AttributeEdit(group=group.strip(), value=value.strip())
+    if strength is not None:
+        edit.strength = strength
+    return pb.Modification(edit=edit)
 
 
 def parse_filters(specs: Iterable[str]) -> dict[str, list[str]]:
@@ -86,8 +90,8 @@ class RetrievalClient:
         return pb.Query(image=data)
 
     @staticmethod
-    def _mods(modifications: Sequence[str | pb.Modification]) -> list[pb.Modification]:
-        return [m if isinstance(m, pb.Modification) else parse_modification(m) for m in modifications]
+    def _mods(modifications: Sequence[str | pb.Modification], strength: float | None = None) -> list[pb.Modification]:
+        return [m if isinstance(m, pb.Modification) else parse_modification(m, strength) for m in modifications]
 
     def search(
         self,
@@ -99,15 +103,20 @@ class RetrievalClient:
         filters: Mapping[str, Sequence[str]] | None = None,
         return_modified_image: bool = False,
         include_query_item: bool = False,
+        strength: float | None = None,
+        variants: int = 0,
         timeout: float | None = None,
     ) -> pb.SearchResponse:
+        """``strength`` applies to every edit given as a string; ``variants`` > 1 asks a multi-modal
+        generator for that many diverse edits, searched and fused (``modified_images`` holds them)."""
         req = pb.SearchRequest(
             query=self._query(image, item_id),
-            modifications=self._mods(modifications),
+            modifications=self._mods(modifications, strength),
             top_k=top_k,
             filters={g: pb.FilterValues(values=list(v)) for g, v in (filters or {}).items()},
             return_modified_image=return_modified_image,
             include_query_item=include_query_item,
+            variants=variants,
         )
         return self.stub.Search(req, timeout=timeout or self.timeout)
 
@@ -117,10 +126,28 @@ class RetrievalClient:
         *,
         item_id: str | None = None,
         modifications: Sequence[str | pb.Modification] = (),
+        strength: float | None = None,
         timeout: float | None = None,
     ) -> bytes:
-        req = pb.ModifyRequest(query=self._query(image, item_id), modifications=self._mods(modifications))
-        return self.stub.Modify(req, timeout=timeout or self.timeout).image
+        """The modified image (PNG bytes)."""
+        return self.modify_variants(image, item_id=item_id, modifications=modifications, strength=strength,
+                                    timeout=timeout)[0]
+
+    def modify_variants(
+        self,
+        image: bytes | str | Path | None = None,
+        *,
+        item_id: str | None = None,
+        modifications: Sequence[str | pb.Modification] = (),
+        strength: float | None = None,
+        variants: int = 0,
+        timeout: float | None = None,
+    ) -> list[bytes]:
+        """Every modified image (PNG bytes): ``variants`` of them from a multi-modal generator, else one."""
+        req = pb.ModifyRequest(query=self._query(image, item_id), modifications=self._mods(modifications, strength),
+                               variants=variants)
+        resp = self.stub.Modify(req, timeout=timeout or self.timeout)
+        return list(resp.images) or [resp.image]
 
     def get_item(self, item_id: str, include_image: bool = False) -> pb.GetItemResponse:
         return self.stub.GetItem(pb.GetItemRequest(id=item_id, include_image=include_image), timeout=self.timeout)

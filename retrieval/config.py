@@ -64,6 +64,7 @@ class ServerConfig:
     default_top_k: int = 10
     max_top_k: int = 1000
     max_modifications: int = 8
+    max_variants: int = 8  # SearchRequest/ModifyRequest.variants: diverse edits per request
     admin_token: str | None = None  # falls back to $RETRIEVAL_ADMIN_TOKEN
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -98,6 +99,8 @@ class ServerConfig:
                                   f"got {getattr(self, key)}")
         if not 1 <= self.default_top_k <= self.max_top_k:
             raise ConfigError(f"default_top_k must be in 1..max_top_k ({self.max_top_k}), got {self.default_top_k}")
+        if self.max_variants < 1:
+            raise ConfigError(f"max_variants must be >= 1, got {self.max_variants}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key must be given together")
         for name in ("tls_cert", "tls_key"):

@@ -76,6 +76,7 @@ class ModelFailure(RetrievalError):
 class AttributeEdit:
     group: str
     value: str
+    strength: float = 1.0  # 0..1: how far to go (0 returns the query unchanged)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class SearchQuery:
     filters: dict[str, list[str]] = field(default_factory=dict)
     return_modified_image: bool = False
     include_query_item: bool = False
+    variants: int = 0  # diverse edits from a multi-modal generator, searched and fused (0 or 1: one)
 
 
 @dataclass
@@ -107,9 +109,10 @@ class SearchHit:
 @dataclass
 class SearchResult:
     hits: list[SearchHit]
-    modified_png: bytes | None
+    modified_png: bytes | None  # the (first) modified image
     timings: list[tuple[str, float]]
     index_version: str
+    modified_pngs: list[bytes] = field(default_factory=list)  # every variant, when there are several
 
 
 @dataclass
@@ -194,6 +197,8 @@ class LoadedEditor:
     groups: dict[str, tuple[str, ...]]
     to_model: bool
     multi_group: bool = True  # one call may change several groups (StarGAN); CycleGAN: one edit per call
+    multi_modal: bool = False  # several diverse answers per edit (MUNIT): SearchRequest.variants
+    continuous: bool = False  # strength is the model's own control (Fader, maskedit), not a blend
 
     @classmethod
     def from_editor(cls, name: str, editor: Any) -> LoadedEditor:
@@ -207,6 +212,8 @@ class LoadedEditor:
             groups=groups,
             to_model=bool(caps.get("to_model", False)),
             multi_group=bool(edit.get("multi_group", True)),
+            multi_modal=bool(caps.get("multi_modal", edit.get("multi_modal", False))),
+            continuous=bool(caps.get("continuous", edit.get("continuous", False))),
         )
 
 
@@ -216,20 +223,36 @@ class Step:
 
     editor: int
     edits: tuple[tuple[str, str], ...] = ()  # empty: product -> model
+    strength: float = 1.0
+    variants: int = 1  # > 1: a multi-modal generator makes this many images of each input
 
     @property
     def label(self) -> str:
-        return ",".join(f"{g}={v}" for g, v in self.edits) if self.edits else "to_model"
+        text = ",".join(f"{g}={v}" for g, v in self.edits) if self.edits else "to_model"
+        if self.strength != 1.0:
+            text += f"@{self.strength:g}"
+        return text + (f" x{self.variants}" if self.variants > 1 else "")
+
+
+def check_strength(i: int, strength: float) -> float:
+    if not (isinstance(strength, (int, float)) and 0.0 <= strength <= 1.0):  # NaN fails both comparisons
+        raise InvalidArgument(f"modification {i}: strength must be in 0..1 (unset means 1); got {strength}")
+    return float(strength)
 
 
 def plan_modifications(
-    mods: Sequence[Modification], editors: Sequence[LoadedEditor], max_mods: int
+    mods: Sequence[Modification], editors: Sequence[LoadedEditor], max_mods: int, variants: int = 1
 ) -> list[Step]:
     """Route each modification to a generator that can make it, checking everything first.
 
-    Consecutive attribute edits that go to the same generator and touch different groups
-    become one call (StarGAN-style generators take a full target label), which costs one
-    forward instead of several and keeps the image from degrading through repeated passes.
+    Consecutive attribute edits that go to the same generator, touch different groups and have
+    the same strength become one call (StarGAN-style generators take a full target label),
+    which costs one forward instead of several and keeps the image from degrading through
+    repeated passes.
+
+    ``variants > 1``: the first edit that a multi-modal generator can make goes to it and
+    becomes the step that makes the variants (every later step runs on each of them). When no
+    loaded multi-modal generator can make any of the edits, :class:`FailedPrecondition`.
     """
     if len(mods) > max_mods:
         raise InvalidArgument(f"{len(mods)} modifications; at most {max_mods} are allowed per request")
@@ -251,19 +274,51 @@ def plan_modifications(
             allowed = ", ".join(sorted(editable)) or "none (no attribute generator loaded)"
             raise InvalidArgument(f"modification {i}: unknown attribute group {shown(mod.group)}; "
                                   f"editable groups: {allowed}")
-        idx = next((k for k, e in enumerate(editors) if mod.value in e.groups.get(mod.group, ())), None)
-        if idx is None:
+        strength = check_strength(i, mod.strength)
+        able = [k for k, e in enumerate(editors) if mod.value in e.groups.get(mod.group, ())]
+        if not able:
             raise InvalidArgument(
                 f"modification {i}: unknown value {shown(mod.value)} for group {shown(mod.group)}; "
                 f"allowed: {', '.join(editable[mod.group])}"
             )
+        if variants > 1 and not any(st.variants > 1 for st in steps):
+            multi = [k for k in able if editors[k].multi_modal]
+            if multi:
+                steps.append(Step(multi[0], ((mod.group, mod.value),), strength, variants))
+                continue
+        idx = able[0]
         prev = steps[-1] if steps else None
         if (prev is not None and prev.edits and prev.editor == idx and editors[idx].multi_group
-                and mod.group not in dict(prev.edits)):
-            steps[-1] = Step(idx, (*prev.edits, (mod.group, mod.value)))
+                and mod.group not in dict(prev.edits) and prev.strength == strength and prev.variants == 1):
+            steps[-1] = Step(idx, (*prev.edits, (mod.group, mod.value)), strength)
         else:
-            steps.append(Step(idx, ((mod.group, mod.value),)))
+            steps.append(Step(idx, ((mod.group, mod.value),), strength))
+    if variants > 1 and not any(st.variants > 1 for st in steps):
+        edits = [m for m in mods if isinstance(m, AttributeEdit)]
+        if not edits:
+            raise InvalidArgument(f"variants = {variants} needs an attribute edit to make variants of")
+        multi = [e for e in editors if e.multi_modal]
+        can = "; ".join(f"{e.name} edits " + ", ".join(f"{g}: {'/'.join(v)}" for g, v in e.groups.items())
+                        for e in multi) or "none is loaded"
+        asked = ", ".join(f"{m.group}={m.value}" for m in edits)
+        raise FailedPrecondition(
+            f"variants = {variants} needs a multi-modal generator that can make one of the edits ({asked}); "
+            f"multi-modal generators: {can}"
+        )
     return steps
+
+
+# --- fused search (variants) -------------------------------------------------------------------
+FUSION_DEPTH = 2  # each variant contributes its top FUSION_DEPTH * k to the fusion
+
+
+def fuse_hits(lists: Sequence[Sequence[Any]], k: int) -> list[SearchHit]:
+    """Reciprocal rank fusion of several hit lists (one per variant): the top ``k``, each with its
+    fused score ``sum 1 / (60 + rank)`` (:func:`indexing.fusion.reciprocal_rank_fusion`)."""
+    from indexing.fusion import reciprocal_rank_fusion
+
+    fused = reciprocal_rank_fusion([[h.id for h in hits] for hits in lists])[:k]
+    return [SearchHit(i, score, {}) for i, score in fused]
 
 
 # --- the index --------------------------------------------------------------------------------
@@ -380,22 +435,27 @@ class Pipeline:
         self.io_executor.shutdown(wait=True)
 
     # -- model calls (model thread) ----------------------------------------------------------
-    def _edit_fn(self, key: Step) -> Callable[[list[tuple[Image.Image, dict | None]]], list[Image.Image]]:
+    def _edit_fn(self, key: Step) -> Callable[[list[tuple[Image.Image, dict | None]]], list[Any]]:
+        """The generator call of ``key`` over a batch: one image per input, or a list of
+        ``key.variants`` images per input for a multi-modal step."""
         handle = self.editors[key.editor]
 
-        def run(items: list[tuple[Image.Image, dict | None]]) -> list[Image.Image]:
+        def run(items: list[tuple[Image.Image, dict | None]]) -> list[Any]:
             import torch
 
             images = [im for im, _ in items]
+            kw: dict[str, Any] = {"strength": key.strength}
+            # editors that read the input's own values (StarGAN, Fader) get a catalog item's known labels
+            if handle.kind in ("stargan", "fader") and any(labels for _, labels in items):
+                kw["source_labels"] = [{g: v for g, v in (labels or {}).items() if v in handle.groups.get(g, ())}
+                                       for _, labels in items]
             with torch.inference_mode():
                 if not key.edits:
-                    out = handle.editor.to_model(images)
-                elif handle.kind == "stargan" and any(labels for _, labels in items):
-                    known = [{g: v for g, v in (labels or {}).items() if v in handle.groups.get(g, ())}
-                             for _, labels in items]
-                    out = handle.editor.edit(images, dict(key.edits), source_labels=known)
-                else:
-                    out = handle.editor.edit(images, dict(key.edits))
+                    return [to_rgb(im) for im in handle.editor.to_model(images)]
+                if key.variants > 1:
+                    out = handle.editor.edit_variants(images, dict(key.edits), key.variants, **kw)
+                    return [[to_rgb(im) for im in variants] for variants in out]
+                out = handle.editor.edit(images, dict(key.edits), **kw)
             return [to_rgb(im) for im in out]
 
         return run
@@ -512,30 +572,35 @@ class Pipeline:
 
     def _chain(
         self, image: Image.Image, labels: dict | None, steps: list[Step], encode: bool
-    ) -> tuple[Image.Image, np.ndarray | None, float, float, float]:
-        """Unbatched: every model call of one request in one visit to the model thread."""
+    ) -> tuple[list[Image.Image], list[np.ndarray] | None, float, float, float]:
+        """Unbatched: every model call of one request in one visit to the model thread.
+
+        Returns the modified images (one, or one per variant) and their vectors."""
         t0 = time.perf_counter()
         self._unbatched_requests += 1  # only the model thread writes it
+        images = [image]
         for step in steps:
             try:
-                (image,) = self._edit_fn(step)([(image, labels)])
+                out = self._edit_fn(step)([(im, labels) for im in images])
             except Exception as exc:
                 raise self._model_error(exc, "generator", f"{self.editors[step.editor].name} {step.label}") from None
+            images = [v for variants in out for v in variants] if step.variants > 1 else out
             if labels is not None:
                 labels = {**labels, **dict(step.edits)}
         t1 = time.perf_counter()
-        vec = None
+        vecs = None
         if encode:
             try:
-                (vec,) = self._encode_batch([image])
+                vecs = self._encode_batch(images)
             except Exception as exc:
                 raise self._model_error(exc, "encoder", "a query") from None
-        return image, vec, t0, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
+        return images, vecs, t0, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
 
     async def run_models(
         self, image: Image.Image, labels: dict | None, steps: list[Step], encode: bool = True
-    ) -> tuple[Image.Image, np.ndarray | None, list[tuple[str, float]]]:
-        """Modifications then (optionally) the embedding; returns image, vector and stage timings.
+    ) -> tuple[list[Image.Image], list[np.ndarray] | None, list[tuple[str, float]]]:
+        """Modifications then (optionally) the embedding; returns the images (one per variant),
+        their vectors and stage timings.
 
         Batched, each generator call and the encoder are separate submissions, so requests
         with the same call can share a forward. Unbatched, the whole chain is one call on the
@@ -544,43 +609,47 @@ class Pipeline:
         if not self.batching:
             loop = asyncio.get_running_loop()
             submitted = time.perf_counter()
-            image, vec, started, mod_ms, enc_ms = await loop.run_in_executor(
+            images, vecs, started, mod_ms, enc_ms = await loop.run_in_executor(
                 self.model_executor, self._chain, image, labels, steps, encode
             )
             timings = [("model_queue", (started - submitted) * 1000.0)]
             timings += ([("modify", mod_ms)] if steps else []) + ([("encode", enc_ms)] if encode else [])
-            return image, vec, timings
+            return images, vecs, timings
         timings = []
         t = time.perf_counter()
+        images = [image]
         if steps:
-            image = await self.apply(image, steps, labels)
+            images = await self.apply(image, steps, labels)
             timings.append(("modify", (time.perf_counter() - t) * 1000.0))
             t = time.perf_counter()
-        vec = None
+        vecs = None
         if encode:
-            vec = await self.embed(image)
+            vecs = list(await asyncio.gather(*(self.embed(im) for im in images)))
             timings.append(("encode", (time.perf_counter() - t) * 1000.0))
-        return image, vec, timings
+        return images, vecs, timings
 
     async def apply(
         self, image: Image.Image, steps: list[Step], labels: dict[str, str | None] | None = None
-    ) -> Image.Image:
-        """Run the planned generator calls in order, through the micro-batcher.
+    ) -> list[Image.Image]:
+        """Run the planned generator calls in order, through the micro-batcher; returns the
+        modified image, or one per variant after a multi-modal step.
 
         A StarGAN edit keeps every group it is not asked to change, so it needs the image's
         current labels: for a catalog item they are known (and updated edit by edit); for an
         uploaded photo the generator's classifier reads them from the image.
         """
+        images = [image]
         for step in steps:
             try:
-                image = await self.edit_batcher.submit(step, (image, labels))
+                out = await asyncio.gather(*(self.edit_batcher.submit(step, (im, labels)) for im in images))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 raise self._model_error(exc, "generator", f"{self.editors[step.editor].name} {step.label}") from None
+            images = [v for variants in out for v in variants] if step.variants > 1 else list(out)
             if labels is not None:
                 labels = {**labels, **dict(step.edits)}
-        return image
+        return images
 
     async def embed(self, image: Image.Image) -> np.ndarray:
         try:
@@ -591,17 +660,20 @@ class Pipeline:
             raise self._model_error(exc, "encoder", "a query") from None
 
     def _search_and_fetch(
-        self, store: Any, vec: np.ndarray, k: int, filters: dict[str, list[str]] | None, exclude: str | None
+        self, store: Any, vecs: Sequence[np.ndarray], k: int, filters: dict[str, list[str]] | None, exclude: str | None
     ) -> tuple[list[SearchHit], float, float]:
+        """The top ``k``; several vectors (variants) are searched at once and fused (:func:`fuse_hits`)."""
         from indexing.store import FilterError
 
         t0 = time.perf_counter()
+        depth = k if len(vecs) == 1 else FUSION_DEPTH * k
         try:
-            (hits,) = store.search(vec[None, :], k + (1 if exclude else 0), filters or None)
+            lists = store.search(np.stack(list(vecs)), depth + (1 if exclude else 0), filters or None)
         except FilterError as exc:
             raise InvalidArgument(str(exc)) from None
         t1 = time.perf_counter()
-        hits = [h for h in hits if h.id != exclude][:k]
+        lists = [[h for h in hits if h.id != exclude][:depth] for hits in lists]
+        hits = lists[0][:k] if len(lists) == 1 else fuse_hits(lists, k)
         rows = store.get_items([h.id for h in hits])
         # an item removed by a concurrent admin call has no row any more: leave it out
         out = [SearchHit(h.id, float(h.score), rows[h.id]) for h in hits if h.id in rows]
@@ -611,28 +683,29 @@ class Pipeline:
     def _alone(
         self, submitted: float, image: bytes | None, item_id: str | None, store: Any, steps: list[Step],
         search: tuple[int, dict[str, list[str]], str | None] | None, want_png: bool,
-    ) -> tuple[list[SearchHit], bytes | None, list[tuple[str, float]]]:
+    ) -> tuple[list[SearchHit], list[bytes], list[tuple[str, float]]]:
         """A whole request in one visit to the model thread: decode, modifications, embedding,
-        FAISS and metadata (``search`` = (k, filters, excluded id), or None for Modify), PNG."""
+        FAISS and metadata (``search`` = (k, filters, excluded id), or None for Modify), PNGs
+        (one per variant)."""
         t = time.perf_counter()
         stages = [("model_queue", (t - submitted) * 1000.0)]
         im, labels = self._query_image(image, item_id, store)
         now = time.perf_counter()
         stages.append(("decode", (now - t) * 1000.0))
-        im, vec, _, mod_ms, enc_ms = self._chain(im, labels, steps, encode=search is not None)
+        images, vecs, _, mod_ms, enc_ms = self._chain(im, labels, steps, encode=search is not None)
         stages += ([("modify", mod_ms)] if steps else []) + ([("encode", enc_ms)] if search is not None else [])
         hits: list[SearchHit] = []
         if search is not None:
-            hits, search_ms, meta_ms = self._search_and_fetch(store, vec, *search)
+            hits, search_ms, meta_ms = self._search_and_fetch(store, vecs, *search)
             stages += [("search", search_ms), ("metadata", meta_ms)]
-        png = None
+        pngs: list[bytes] = []
         if want_png:
             t = time.perf_counter()
-            png = encode_png(im)
+            pngs = [encode_png(x) for x in images]
             stages.append(("png", (time.perf_counter() - t) * 1000.0))
-        return hits, png, stages
+        return hits, pngs, stages
 
-    async def _run_alone(self, *args: Any) -> tuple[list[SearchHit], bytes | None, list[tuple[str, float]]]:
+    async def _run_alone(self, *args: Any) -> tuple[list[SearchHit], list[bytes], list[tuple[str, float]]]:
         return await asyncio.get_running_loop().run_in_executor(
             self.model_executor, self._alone, time.perf_counter(), *args)
 
@@ -650,50 +723,64 @@ class Pipeline:
             if not alone:
                 self._staged -= 1
 
+    def check_variants(self, variants: int) -> int:
+        """0 or 1: one image; more asks a multi-modal generator for that many (up to max_variants)."""
+        if variants in (0, 1):
+            return 1
+        if not 2 <= variants <= self.config.max_variants:
+            raise InvalidArgument(f"variants must be in 0..{self.config.max_variants} (0 or 1 for one image), got {variants}")
+        return variants
+
     async def search(self, q: SearchQuery) -> SearchResult:
         timer = Timer()
         k = self.check_top_k(q.top_k)
         filters = self.check_filters(q.filters)
-        steps = plan_modifications(q.modifications, self.editors, self.config.max_modifications)
+        variants = self.check_variants(q.variants)
+        steps = plan_modifications(q.modifications, self.editors, self.config.max_modifications, variants)
         store = self._store  # this search uses this index to the end, whatever swaps happen
         exclude = q.item_id if (q.item_id and not q.include_query_item) else None
         with self._admitted() as alone:
             if alone:
-                hits, png, stages = await self._run_alone(
+                hits, pngs, stages = await self._run_alone(
                     q.image, q.item_id, store, steps, (k, filters, exclude), q.return_modified_image)
                 timer.stages += stages
-                return SearchResult(hits, png, timer.finish(), store_version(store))
+                return SearchResult(hits, pngs[0] if pngs else None, timer.finish(), store_version(store),
+                                    pngs if len(pngs) > 1 else [])
             t = timer.t0
             image, labels = await self.query_image(q.image, q.item_id, store)
             timer.add("decode", t)
-            image, vec, model_timings = await self.run_models(image, labels, steps)
+            images, vecs, model_timings = await self.run_models(image, labels, steps)
             timer.stages += model_timings
-            hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vec, k, filters, exclude)
+            hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vecs, k, filters, exclude)
             timer.stages += [("search", search_ms), ("metadata", meta_ms)]
             t = time.perf_counter()
-            png = None
+            pngs: list[bytes] = []
             if q.return_modified_image:
-                png = await self._io(encode_png, image)
+                pngs = await self._io(lambda: [encode_png(x) for x in images])
                 timer.add("png", t)
-            return SearchResult(hits, png, timer.finish(), store_version(store))
+            return SearchResult(hits, pngs[0] if pngs else None, timer.finish(), store_version(store),
+                                pngs if len(pngs) > 1 else [])
 
-    async def modify(self, image: bytes | None, item_id: str | None, mods: list[Modification]) -> tuple[bytes, list]:
+    async def modify(self, image: bytes | None, item_id: str | None, mods: list[Modification],
+                     variants: int = 0) -> tuple[list[bytes], list]:
+        """The modified image as PNG (one per variant with ``variants`` > 1) and the stage timings."""
         timer = Timer()
-        steps = plan_modifications(mods, self.editors, self.config.max_modifications)
+        n = self.check_variants(variants)
+        steps = plan_modifications(mods, self.editors, self.config.max_modifications, n)
         store = self._store
         with self._admitted() as alone:
             if alone:
-                _, png, stages = await self._run_alone(image, item_id, store, steps, None, True)
+                _, pngs, stages = await self._run_alone(image, item_id, store, steps, None, True)
                 timer.stages += stages
-                return png, timer.finish()
+                return pngs, timer.finish()
             image_obj, labels = await self.query_image(image, item_id, store)
             timer.add("decode", timer.t0)
-            image_obj, _, model_timings = await self.run_models(image_obj, labels, steps, encode=False)
+            images, _, model_timings = await self.run_models(image_obj, labels, steps, encode=False)
             timer.stages += model_timings
             t = time.perf_counter()
-            png = await self._io(encode_png, image_obj)
+            pngs = await self._io(lambda: [encode_png(x) for x in images])
             timer.add("png", t)
-            return png, timer.finish()
+            return pngs, timer.finish()
 
     async def get_item(self, item_id: str, include_image: bool) -> tuple[dict[str, Any], bytes | None]:
         if not item_id:

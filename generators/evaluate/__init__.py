@@ -23,6 +23,11 @@ generated model photo to the true front full-body model photo of products the ru
 train on (truth from ``ground_truth.json``, else from ``--pairs``), and the Fréchet distance
 between real and generated model photos.
 
+For a multi-modal editor (MUNIT) the report adds ``variants`` (diversity of ``--variants``
+answers per edit, and success@10 of their fused search against the single edit), and for a
+continuous one (Fader, maskedit) ``sliders`` (monotonicity over strengths 0, 0.25, ..., 1);
+see :mod:`generators.evaluate.variants`. ``--strip PNG`` writes their picture.
+
 All images are compared at the generator's working size (64/128/256 px), in [0, 1].
 """
 
@@ -89,6 +94,33 @@ def edited_search_report(editor, catalog: Catalog, cfg: EvalConfig, progress: bo
     return result
 
 
+def diverse_and_sliders(editor, catalog: Catalog, cfg: EvalConfig, size: int, progress: bool = False) -> dict:
+    """``variants`` for a multi-modal editor, ``sliders`` for a continuous one (and the strip)."""
+    from generators.evaluate.variants import STRENGTHS, slider_report, strip, variants_report
+    from indexing.encoder import Encoder
+
+    caps = editor.capabilities()
+    holdout = cfg.holdout if cfg.holdout is not None else (editor.cfg.train.holdout or 0.3)
+    out: dict = {}
+    rows = []
+    if caps.get("multi_modal"):
+        encoder = Encoder.load(cfg.encoder, device=cfg.device)
+        out["variants"], shown = variants_report(editor, catalog, encoder, cfg.variants, cfg.queries_per_group,
+                                                 holdout, seed=cfg.seed, progress=progress)
+        rows = [(f"{s['edit']}\n{s['id']}", s["input"], s["variants"]) for s in shown]
+        captions = [f"variant {i + 1}" for i in range(cfg.variants)]
+    elif caps.get("continuous"):
+        clf = load_or_fit(catalog, cfg.classifier_dir, ClassifierConfig(resolution=size, seed=cfg.seed), progress)
+        out["sliders"], shown = slider_report(editor, catalog, clf, cfg.groups, min(cfg.queries_per_group, 20),
+                                              holdout, seed=cfg.seed, pass_labels=caps.get("model") != "maskedit")
+        rows = [(f"{s['edit']}\n{s['id']}", s["input"], s["outputs"]) for s in shown]
+        captions = [f"strength {s:g}" for s in STRENGTHS]
+    if cfg.strip and rows:
+        strip(rows, captions).save(cfg.strip)
+        out["strip"] = str(cfg.strip)
+    return out
+
+
 def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = None, progress: bool = False) -> dict:
     """Evaluate the checkpoint ``run`` (a checkpoint file or a run folder) on ``catalog_dir``."""
     from generators.inference import load_editor
@@ -126,6 +158,8 @@ def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = 
                                 "resolution": size, **rep}
         report["edits"] = evaluate_edits(editor, catalog, clf, groups, size, cfg, features, fixed,
                                          pass_labels=caps.get("model") == "stargan")
+    if caps.get("multi_modal") or (caps.get("continuous") and groups):
+        report.update(diverse_and_sliders(editor, catalog, cfg, size, progress))
     if caps.get("to_model"):
         run_cfg = editor.cfg.to_dict() if hasattr(editor, "cfg") else _run_config(run)
         report["to_model"] = evaluate_to_model(editor, catalog, size, cfg, features, run_cfg)
@@ -159,12 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--groups", help="edited search: comma-separated groups (default: every editable one)")
     ap.add_argument("--no-baseline", action="store_true", help="edited search without the LAB colour shift")
     ap.add_argument("--no-classifier", action="store_true", help="skip the classifier-judged edit report")
+    ap.add_argument("--variants", type=int, default=EvalConfig.variants,
+                    help="multi-modal editors: variants per edit for diversity and fused search")
+    ap.add_argument("--strip", type=Path, help="write a PNG strip: input, then the variants or the strengths")
     args = ap.parse_args(argv)
     cfg = EvalConfig(items=args.items, seed=args.seed, batch_size=args.batch_size, variant_of=args.variant_of,
                      device=args.device, encoder=args.encoder, classifier_dir=args.classifier, pairs=args.pairs,
                      search=not args.no_search, queries_per_group=args.queries, holdout=args.holdout,
                      baseline=not args.no_baseline, classifier_report=not args.no_classifier,
-                     groups=args.groups.split(",") if args.groups else None)
+                     groups=args.groups.split(",") if args.groups else None, variants=args.variants,
+                     strip=str(args.strip) if args.strip else None)
     if cfg.classifier_dir is None:
         cfg.classifier_dir = str(args.out.parent / f".classifier_{args.out.stem}")
     cfg.cache_dir = str(args.out.parent / ".eval_cache")
@@ -186,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     if ed:
         print(f"edit success {ed['edit_success']:.3f}  kept {ed['kept_other_groups']}  "
               f"L1 {ed['preservation']['l1_to_input']['mean']:.4f}  SSIM {ed['preservation']['ssim_to_input']['mean']:.4f}")
+    if report.get("variants"):
+        ov = report["variants"]["overall"]
+        print(f"variants: pairwise L1 {ov['pairwise_l1_pixels']:.4f}  encoder cosine distance "
+              f"{ov['pairwise_cosine_distance_encoder']:.4f}  success@{report['variants']['k']} "
+              + "  ".join(f"{n} {v:.3f}" for n, v in ov[f"success@{report['variants']['k']}"].items()))
+    if report.get("sliders"):
+        ov = report["sliders"]["overall"]
+        print(f"sliders: monotone probability {ov['monotone_probability']}  monotone distance "
+              f"{ov['monotone_distance']}  strength-0 L1 {ov['strength0_l1_to_input'].get('mean')}")
     if tm:
         print(f"to_model L1 {tm['l1_to_true_model_photo']['mean']:.4f}  SSIM {tm['ssim_to_true_model_photo']['mean']:.4f}")
     print(f"report -> {args.out}")

@@ -32,6 +32,8 @@ class EvalConfig:
     holdout: float | None = None  # products searched with; None: the run's train.holdout (else 0.3)
     baseline: bool = True  # run the LAB colour shift next to the editor when it edits colour
     classifier_report: bool = True  # the classifier-judged edit success, L1/SSIM to input and truth
+    variants: int = 4  # multi-modal editors: variants per edit (diversity, fused search)
+    strip: str | None = None  # PNG: input, then the variants or the strengths
 
 
 def batched(seq: list, n: int):

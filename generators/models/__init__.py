@@ -30,6 +30,10 @@ REGISTRY: dict[str, ModelEntry] = {
                           "product photo -> model photo, trained on pairs"),
     "cyclegan": ModelEntry("generators.models.cyclegan", "CycleGANSolver", "CycleGANInference",
                            "unpaired translation between two catalog domains"),
+    "munit": ModelEntry("generators.models.munit", "MunitSolver", "MunitInference",
+                        "multi-modal translation between two domains: several diverse edits per request"),
+    "fader": ModelEntry("generators.models.fader", "FaderSolver", "FaderInference",
+                        "attribute sliders: continuous edits of every schema group (strength 0..1)"),
 }
 
 

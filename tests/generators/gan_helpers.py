@@ -25,6 +25,8 @@ TINY_CONFIG = {
     "cyclegan": {"ngf": 8, "ndf": 8, "n_blocks": 1, "pool_size": 4},
     "maskedit": {"pred_size": 16, "conv_dim": 8, "max_dim": 16, "levels": 2, "res_blocks": 1, "d_width": 8,
                  "judge_steps": 5},
+    "munit": {"dim": 8, "n_res": 1, "style_dim": 4, "mlp_dim": 16, "d_width": 8, "judge_steps": 5},
+    "fader": {"dim": 8, "max_dim": 16, "latent_dim": 16, "d_width": 8, "judge_steps": 5},
     "train": {"log_every": 1, "sample_every": 2, "checkpoint_every": 2, "n_samples": 3},
 }
 

@@ -138,8 +138,13 @@ def test_a_bad_upload_shows_a_readable_error(page) -> None:
 def test_phone_width_and_product_to_model(browser, web_server, tmp_path: Path) -> None:
     ctx, page = open_page(browser, web_server.http_url, width=390, height=844)
     try:
-        # only what the server offers: no strength/variants until a generator says it has them
-        assert page.locator("#strength-row").is_hidden() and page.locator("#variants-row").is_hidden()
+        # only what the server offers: strength/variants only when a generator says it has them
+        from retrieval.client import RetrievalClient
+
+        with RetrievalClient(web_server.address) as c:
+            gens = c.list_attributes().generators
+        assert page.locator("#strength-row").is_hidden() is not any(g.continuous for g in gens)
+        assert page.locator("#variants-row").is_hidden() is not any(g.multi_modal for g in gens)
         page.locator("#catalog-grid .card").first.click()
         searches_done(page, 1)
         if page.locator("#to-model-row").is_visible():

@@ -15,12 +15,14 @@ class Query(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., item_id: _Optional[str] = ...) -> None: ...
 
 class AttributeEdit(_message.Message):
-    __slots__ = ("group", "value")
+    __slots__ = ("group", "value", "strength")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
     group: str
     value: str
-    def __init__(self, group: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    strength: float
+    def __init__(self, group: _Optional[str] = ..., value: _Optional[str] = ..., strength: _Optional[float] = ...) -> None: ...
 
 class ProductToModel(_message.Message):
     __slots__ = ()
@@ -41,7 +43,7 @@ class FilterValues(_message.Message):
     def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "modifications", "top_k", "filters", "return_modified_image", "include_query_item")
+    __slots__ = ("query", "modifications", "top_k", "filters", "return_modified_image", "include_query_item", "variants")
     class FiltersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,13 +57,15 @@ class SearchRequest(_message.Message):
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     RETURN_MODIFIED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_QUERY_ITEM_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
     query: Query
     modifications: _containers.RepeatedCompositeFieldContainer[Modification]
     top_k: int
     filters: _containers.MessageMap[str, FilterValues]
     return_modified_image: bool
     include_query_item: bool
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., modifications: _Optional[_Iterable[_Union[Modification, _Mapping]]] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Mapping[str, FilterValues]] = ..., return_modified_image: _Optional[bool] = ..., include_query_item: _Optional[bool] = ...) -> None: ...
+    variants: int
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., modifications: _Optional[_Iterable[_Union[Modification, _Mapping]]] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Mapping[str, FilterValues]] = ..., return_modified_image: _Optional[bool] = ..., include_query_item: _Optional[bool] = ..., variants: _Optional[int] = ...) -> None: ...
 
 class ItemMetadata(_message.Message):
     __slots__ = ("id", "name", "brand", "product_url", "image_url", "image_path", "attributes", "tags", "model_image_urls")
@@ -113,32 +117,38 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., ms: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "modified_image", "timings", "index_version")
+    __slots__ = ("hits", "modified_image", "timings", "index_version", "modified_images")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_IMAGES_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     modified_image: bytes
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
     index_version: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., modified_image: _Optional[bytes] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., index_version: _Optional[str] = ...) -> None: ...
+    modified_images: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., modified_image: _Optional[bytes] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., index_version: _Optional[str] = ..., modified_images: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ModifyRequest(_message.Message):
-    __slots__ = ("query", "modifications")
+    __slots__ = ("query", "modifications", "variants")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
     query: Query
     modifications: _containers.RepeatedCompositeFieldContainer[Modification]
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., modifications: _Optional[_Iterable[_Union[Modification, _Mapping]]] = ...) -> None: ...
+    variants: int
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., modifications: _Optional[_Iterable[_Union[Modification, _Mapping]]] = ..., variants: _Optional[int] = ...) -> None: ...
 
 class ModifyResponse(_message.Message):
-    __slots__ = ("image", "timings")
+    __slots__ = ("image", "timings", "images")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
-    def __init__(self, image: _Optional[bytes] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, image: _Optional[bytes] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., images: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetItemRequest(_message.Message):
     __slots__ = ("id", "include_image")
@@ -185,16 +195,20 @@ class ListAttributesResponse(_message.Message):
     def __init__(self, groups: _Optional[_Iterable[_Union[AttributeGroup, _Mapping]]] = ..., product_to_model: _Optional[bool] = ..., generators: _Optional[_Iterable[_Union[GeneratorInfo, _Mapping]]] = ..., index_size: _Optional[int] = ..., index_version: _Optional[str] = ...) -> None: ...
 
 class GeneratorInfo(_message.Message):
-    __slots__ = ("name", "kind", "groups", "product_to_model")
+    __slots__ = ("name", "kind", "groups", "product_to_model", "multi_modal", "continuous")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_TO_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MULTI_MODAL_FIELD_NUMBER: _ClassVar[int]
+    CONTINUOUS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     groups: _containers.RepeatedScalarFieldContainer[str]
     product_to_model: bool
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., product_to_model: _Optional[bool] = ...) -> None: ...
+    multi_modal: bool
+    continuous: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., product_to_model: _Optional[bool] = ..., multi_modal: _Optional[bool] = ..., continuous: _Optional[bool] = ...) -> None: ...
 
 class SampleItemsRequest(_message.Message):
     __slots__ = ("count", "seed")
