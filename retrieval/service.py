@@ -77,7 +77,12 @@ class ToModel:
     """Product photo -> photo of the product worn by a model."""
 
 
-Modification = AttributeEdit | ToModel
+@dataclass(frozen=True)
+class ToProduct:
+    """Photo of a person wearing a garment -> product photo of it on white."""
+
+
+Modification = AttributeEdit | ToModel | ToProduct
 
 
 @dataclass
@@ -89,6 +94,7 @@ class SearchQuery:
     filters: dict[str, list[str]] = field(default_factory=dict)
     return_modified_image: bool = False
     include_query_item: bool = False
+    views: list[str] = field(default_factory=list)  # empty: product, or model after product_to_model
 
 
 @dataclass
@@ -96,6 +102,8 @@ class SearchHit:
     id: str
     score: float
     item: dict[str, Any]
+    view: str = "product"  # which photo of the item matched best, and its catalog-relative path
+    path: str = ""
 
 
 @dataclass
@@ -181,6 +189,7 @@ class LoadedEditor:
     groups: dict[str, tuple[str, ...]]
     to_model: bool
     multi_group: bool = True  # one call may change several groups (StarGAN); CycleGAN: one edit per call
+    to_product: bool = False  # model photo -> product photo
 
     @classmethod
     def from_editor(cls, name: str, editor: Any) -> LoadedEditor:
@@ -194,6 +203,7 @@ class LoadedEditor:
             groups=groups,
             to_model=bool(caps.get("to_model", False)),
             multi_group=bool(edit.get("multi_group", True)),
+            to_product=bool(caps.get("to_product", False)),
         )
 
 
@@ -202,11 +212,12 @@ class Step:
     """One generator call of a plan: consecutive edits on one generator share one forward."""
 
     editor: int
-    edits: tuple[tuple[str, str], ...] = ()  # empty: product -> model
+    edits: tuple[tuple[str, str], ...] = ()  # empty: a translation, ``translate``
+    translate: str = "to_model"  # to_model (product -> model photo) or to_product (model -> product photo)
 
     @property
     def label(self) -> str:
-        return ",".join(f"{g}={v}" for g, v in self.edits) if self.edits else "to_model"
+        return ",".join(f"{g}={v}" for g, v in self.edits) if self.edits else self.translate
 
 
 def plan_modifications(
@@ -230,6 +241,15 @@ def plan_modifications(
                     "product photos to model photos"
                 )
             steps.append(Step(idx))
+            continue
+        if isinstance(mod, ToProduct):
+            idx = next((k for k, e in enumerate(editors) if e.to_product), None)
+            if idx is None:
+                raise InvalidArgument(
+                    f"modification {i}: model_to_product is not available: no loaded generator translates "
+                    "model photos to product photos"
+                )
+            steps.append(Step(idx, translate="to_product"))
             continue
         if not mod.group:
             raise InvalidArgument(f"modification {i}: attribute edit has an empty group")
@@ -255,6 +275,11 @@ def plan_modifications(
 # --- the index --------------------------------------------------------------------------------
 def store_size(store: Any) -> int:
     return len(store)
+
+
+def store_views(store: Any) -> tuple[str, ...]:
+    """The photo views an index holds (``("product",)`` for one built before views)."""
+    return tuple(getattr(store, "views", ("product",)))
 
 
 def store_version(store: Any) -> str:
@@ -379,7 +404,9 @@ class Pipeline:
 
             images = [im for im, _ in items]
             with torch.inference_mode():
-                if not key.edits:
+                if not key.edits and key.translate == "to_product":
+                    out = handle.editor.to_product(images)
+                elif not key.edits:
                     out = handle.editor.to_model(images)
                 elif handle.kind == "stargan" and any(labels for _, labels in items):
                     known = [{g: v for g, v in (labels or {}).items() if v in handle.groups.get(g, ())}
@@ -451,6 +478,28 @@ class Pipeline:
                     )
             out[group] = list(values)
         return out
+
+    def resolve_views(self, views: Sequence[str], mods: Sequence[Modification], store: Any) -> tuple[str, ...]:
+        """The views a search covers: the asked ones, checked against the index; empty: the
+        product shots, or the model photos after a product_to_model (the last translation
+        decides) when the index has them."""
+        from indexing.store import MissingViewError, ViewError, parse_views
+
+        try:
+            want = parse_views([v for v in views if v.strip()], default=())
+        except ViewError as exc:
+            raise InvalidArgument(f"views: {exc}") from None
+        if not want:
+            last = next((m for m in reversed(mods) if isinstance(m, (ToModel, ToProduct))), None)
+            want = ("model",) if isinstance(last, ToModel) and "model" in store_views(store) else ("product",)
+        if not hasattr(store, "check_views"):  # a store without views holds product shots only
+            if want != ("product",):
+                raise FailedPrecondition("views: this index holds product photos only")
+            return want
+        try:
+            return store.check_views(want)
+        except MissingViewError as exc:
+            raise FailedPrecondition(f"views: {exc}") from None
 
     def _read_item(self, store: Any, item_id: str) -> dict[str, Any]:
         row = store.get_items([item_id]).get(item_id)
@@ -573,29 +622,30 @@ class Pipeline:
             raise self._model_error(exc, "encoder", "a query") from None
 
     def _search_and_fetch(
-        self, store: Any, vec: np.ndarray, k: int, filters: dict[str, list[str]] | None, exclude: str | None
+        self, store: Any, vec: np.ndarray, k: int, filters: dict[str, list[str]] | None, exclude: str | None,
+        views: tuple[str, ...] = ("product",),
     ) -> tuple[list[SearchHit], float, float]:
         from indexing.store import FilterError
 
         t0 = time.perf_counter()
         try:
-            (hits,) = store.search(vec[None, :], k + (1 if exclude else 0), filters or None)
+            (hits,) = store.search(vec[None, :], k + (1 if exclude else 0), filters or None, views=views)
         except FilterError as exc:
             raise InvalidArgument(str(exc)) from None
         t1 = time.perf_counter()
         hits = [h for h in hits if h.id != exclude][:k]
         rows = store.get_items([h.id for h in hits])
         # an item removed by a concurrent admin call has no row any more: leave it out
-        out = [SearchHit(h.id, float(h.score), rows[h.id]) for h in hits if h.id in rows]
+        out = [SearchHit(h.id, float(h.score), rows[h.id], h.view, h.path) for h in hits if h.id in rows]
         return out, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
 
     # -- the RPCs ------------------------------------------------------------------------------
     def _alone(
         self, submitted: float, image: bytes | None, item_id: str | None, store: Any, steps: list[Step],
-        search: tuple[int, dict[str, list[str]], str | None] | None, want_png: bool,
+        search: tuple[int, dict[str, list[str]], str | None, tuple[str, ...]] | None, want_png: bool,
     ) -> tuple[list[SearchHit], bytes | None, list[tuple[str, float]]]:
         """A whole request in one visit to the model thread: decode, modifications, embedding,
-        FAISS and metadata (``search`` = (k, filters, excluded id), or None for Modify), PNG."""
+        FAISS and metadata (``search`` = (k, filters, excluded id, views), or None for Modify), PNG."""
         t = time.perf_counter()
         stages = [("model_queue", (t - submitted) * 1000.0)]
         im, labels = self._query_image(image, item_id, store)
@@ -638,11 +688,12 @@ class Pipeline:
         filters = self.check_filters(q.filters)
         steps = plan_modifications(q.modifications, self.editors, self.config.max_modifications)
         store = self._store  # this search uses this index to the end, whatever swaps happen
+        views = self.resolve_views(q.views, q.modifications, store)
         exclude = q.item_id if (q.item_id and not q.include_query_item) else None
         with self._admitted() as alone:
             if alone:
                 hits, png, stages = await self._run_alone(
-                    q.image, q.item_id, store, steps, (k, filters, exclude), q.return_modified_image)
+                    q.image, q.item_id, store, steps, (k, filters, exclude, views), q.return_modified_image)
                 timer.stages += stages
                 return SearchResult(hits, png, timer.finish(), store_version(store))
             t = timer.t0
@@ -650,7 +701,7 @@ class Pipeline:
             timer.add("decode", t)
             image, vec, model_timings = await self.run_models(image, labels, steps)
             timer.stages += model_timings
-            hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vec, k, filters, exclude)
+            hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vec, k, filters, exclude, views)
             timer.stages += [("search", search_ms), ("metadata", meta_ms)]
             t = time.perf_counter()
             png = None
@@ -704,6 +755,8 @@ class Pipeline:
         return {
             "groups": groups,
             "product_to_model": any(e.to_model for e in self.editors),
+            "model_to_product": any(e.to_product for e in self.editors),
+            "views": list(store_views(self._store)),
             "generators": self.editors,
             "index_size": store_size(self._store),
             "index_version": store_version(self._store),

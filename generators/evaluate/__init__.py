@@ -23,6 +23,11 @@ generated model photo to the true front full-body model photo of products the ru
 train on (truth from ``ground_truth.json``, else from ``--pairs``), and the Fréchet distance
 between real and generated model photos.
 
+For a translator in either direction on a demo catalog (pix2pix ``to_model`` or
+``to_product``): retrieval of the same product with the translated photo, next to the
+untranslated photo and the truth (:mod:`generators.evaluate.worn`), and a PNG grid
+(input | translation | truth) next to the report.
+
 All images are compared at the generator's working size (64/128/256 px), in [0, 1].
 """
 
@@ -128,9 +133,18 @@ def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = 
     if caps.get("to_model"):
         run_cfg = editor.cfg.to_dict() if hasattr(editor, "cfg") else _run_config(run)
         report["to_model"] = evaluate_to_model(editor, catalog, size, cfg, features, run_cfg)
-    if "edits" not in report and "to_model" not in report:
-        raise EvaluationError(f"{run}: the editor can neither edit this catalog's groups nor translate to model photos "
-                              f"(capabilities: {caps})")
+    if (caps.get("to_model") or caps.get("to_product")) and cfg.worn \
+            and (catalog.root / GROUND_TRUTH_FILE).is_file():
+        from generators.evaluate.worn import worn_search
+        from indexing.encoder import Encoder
+
+        grid = Path(cfg.classifier_dir or ".").parent / f"worn_{Path(run).stem}.png" if cfg.classifier_dir else None
+        report["worn_search"] = worn_search(
+            catalog, Encoder.load(cfg.encoder, device=cfg.device), to_model=editor if caps.get("to_model") else None,
+            to_product=editor if caps.get("to_product") else None, grid_path=grid, progress=progress)
+    if "edits" not in report and "to_model" not in report and "worn_search" not in report:
+        raise EvaluationError(f"{run}: the editor can neither edit this catalog's groups nor translate between product "
+                              f"and model photos (capabilities: {caps})")
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
@@ -158,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--groups", help="edited search: comma-separated groups (default: every editable one)")
     ap.add_argument("--no-baseline", action="store_true", help="edited search without the LAB colour shift")
     ap.add_argument("--no-classifier", action="store_true", help="skip the classifier-judged edit report")
+    ap.add_argument("--no-worn", action="store_true", help="translators: skip the search with translated photos")
     args = ap.parse_args(argv)
     cfg = EvalConfig(items=args.items, seed=args.seed, batch_size=args.batch_size, variant_of=args.variant_of,
                      device=args.device, encoder=args.encoder, classifier_dir=args.classifier, pairs=args.pairs,
                      search=not args.no_search, queries_per_group=args.queries, holdout=args.holdout,
-                     baseline=not args.no_baseline, classifier_report=not args.no_classifier,
+                     baseline=not args.no_baseline, classifier_report=not args.no_classifier, worn=not args.no_worn,
                      groups=args.groups.split(",") if args.groups else None)
     if cfg.classifier_dir is None:
         cfg.classifier_dir = str(args.out.parent / f".classifier_{args.out.stem}")
@@ -186,5 +201,10 @@ def main(argv: list[str] | None = None) -> int:
               f"L1 {ed['preservation']['l1_to_input']['mean']:.4f}  SSIM {ed['preservation']['ssim_to_input']['mean']:.4f}")
     if tm:
         print(f"to_model L1 {tm['l1_to_true_model_photo']['mean']:.4f}  SSIM {tm['ssim_to_true_model_photo']['mean']:.4f}")
+    ws = report.get("worn_search")
+    if ws:
+        for direction in ("product_to_model", "model_to_product"):
+            row = "  ".join(f"{n} {v:.3f}" for n, v in ws[direction].items() if isinstance(v, float))
+            print(f"worn search {direction} (recall@{ws['k']}): {row}")
     print(f"report -> {args.out}")
     return 0

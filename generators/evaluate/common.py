@@ -31,6 +31,7 @@ class EvalConfig:
     holdout: float | None = None  # products searched with; None: the run's train.holdout (else 0.3)
     baseline: bool = True  # run the LAB colour shift next to the editor when it edits colour
     classifier_report: bool = True  # the classifier-judged edit success, L1/SSIM to input and truth
+    worn: bool = True  # translators on a demo catalog: recall@10 of the same product (generators.evaluate.worn)
 
 
 def batched(seq: list, n: int):
