@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--products", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench_worn"))
-    ap.add_argument("--to-model", type=Path, default=TO_MODEL)
-    ap.add_argument("--to-product", type=Path, default=TO_PRODUCT)
+    ap.add_argument("--to-model", type=Path, default=TO_MODEL, help="product->model checkpoint ('' to skip)")
+    ap.add_argument("--to-product", type=Path, default=TO_PRODUCT, help="model->product checkpoint ('' to skip)")
     ap.add_argument("--grid", type=Path, default=REPO / "docs" / "images" / "worn_grid.png")
     ap.add_argument("--out", default="bench_worn", help="result name or .json path")
     ap.add_argument("--threads", type=int, default=1)
@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         render_catalog(catalog_dir, products=args.products, seed=args.seed, workers=1)
     catalog = load_catalog(catalog_dir)
     t0 = time.perf_counter()
-    to_model = load_editor(args.to_model, "cpu") if args.to_model and args.to_model.is_file() else None
-    to_product = load_editor(args.to_product, "cpu") if args.to_product and args.to_product.is_file() else None
-    report = worn_search(catalog, Encoder.load(None, "cpu"), to_model, to_product, grid_path=args.grid, progress=True)
+    to_model = load_editor(args.to_model, "cpu") if str(args.to_model) not in ("", ".") else None
+    to_product = load_editor(args.to_product, "cpu") if str(args.to_product) not in ("", ".") else None
+    report = worn_search(catalog, Encoder.load(None, "cpu"), to_model, to_product, grid_path=args.grid, progress=True,
+                         cache=args.work / f"demo_{args.products}_{args.seed}_vectors.npz")
     result = {
         "benchmark": "bench_worn",
         "machine": describe_machine(),

@@ -105,12 +105,32 @@ def _grid(rows: list[tuple[Image.Image, Image.Image, Image.Image]], cell: int, t
     return canvas
 
 
-def worn_search(catalog: Catalog, encoder, to_model=None, to_product=None, cfg: WornConfig | None = None,
-                grid_path: str | Path | None = None, progress: bool = False) -> dict:
-    """The report described in the module docstring. ``to_model`` / ``to_product`` are editors
-    (``generators.inference.Editor``) or None (then only baselines and ceilings are measured)."""
+def _catalog_vectors(encoder, paths: list[Path], cfg: WornConfig, cache: Path | None, progress: bool) -> np.ndarray:
+    """Embeddings of the catalog photos, reused from ``cache`` when it holds these paths for this encoder."""
     from tqdm import tqdm
 
+    key = [str(p) for p in paths]
+    eid = getattr(encoder, "encoder_id", "?")
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if list(z["paths"]) == key and str(z["encoder"]) == eid:
+                return z["vectors"]
+    bar = tqdm(total=len(paths), desc="embedding catalog photos", unit="img", disable=not progress, leave=False)
+    vec = _embed_paths(encoder, paths, cfg.batch_size, bar.update)
+    bar.close()
+    if cache is not None:
+        from catalog import atomic_path
+
+        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, paths=np.asarray(key), vectors=vec, encoder=eid)
+    return vec
+
+
+def worn_search(catalog: Catalog, encoder, to_model=None, to_product=None, cfg: WornConfig | None = None,
+                grid_path: str | Path | None = None, progress: bool = False, cache: str | Path | None = None) -> dict:
+    """The report described in the module docstring. ``to_model`` / ``to_product`` are editors
+    (``generators.inference.Editor``) or None (then only baselines and ceilings are measured).
+    ``cache``: an ``.npz`` file that keeps the catalog photos' embeddings between runs."""
     cfg = cfg or WornConfig()
     t0 = time.perf_counter()
     fronts = front_photos(catalog)
@@ -119,11 +139,9 @@ def worn_search(catalog: Catalog, encoder, to_model=None, to_product=None, cfg: 
         raise EvaluationError(f"{catalog.root}: no product has a front full-body model photo")
     pos = {it.id: i for i, it in enumerate(items)}
     model_paths = [(pos[it.id], p) for it in items for p in it.model_img_paths]
-    n_photos = len(items) + len(model_paths)
-    bar = tqdm(total=n_photos, desc="embedding catalog photos", unit="img", disable=not progress, leave=False)
-    prod_vec = _embed_paths(encoder, [catalog.image_path(it) for it in items], cfg.batch_size, bar.update)
-    model_vec = _embed_paths(encoder, [catalog.root / p for _, p in model_paths], cfg.batch_size, bar.update)
-    bar.close()
+    paths = [catalog.image_path(it) for it in items] + [catalog.root / p for _, p in model_paths]
+    vec = _catalog_vectors(encoder, paths, cfg, Path(cache) if cache else None, progress)
+    prod_vec, model_vec = vec[: len(items)], vec[len(items):]
     prod_items = np.arange(len(items))
     model_items = np.array([i for i, _ in model_paths])
     front_row = {it.id: next(j for j, (i, p) in enumerate(model_paths) if i == pos[it.id] and p == fronts[it.id])
