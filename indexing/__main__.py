@@ -74,10 +74,9 @@ def cmd_build(args: argparse.Namespace) -> None:
                       target_recall=args.target_recall, ondisk=args.ondisk, keep_shards=args.keep_shards, views=views)
     store = build(catalog, args.out, encoder, cfg)
     m = store.manifest
-    print(f"built {args.out}: {m['count']} items, {m.get('vectors', m['count'])} vectors (views {','.join(views)}); "
-          f"{catalog.counts_line()}; {m['index']['kind']} {m['index']['params']} "
+    print(f"built {args.out}: {m['count']} items; {catalog.counts_line()}; {m['index']['kind']} {m['index']['params']} "
           f"search {m['index']['search']} (recall@10 {m['index']['tuning'].get('recall_at_10')}), "
-          f"encoder {m['encoder']['id']}")
+          f"encoder {m['encoder']['id']}; {m.get('vectors', m['count'])} vectors (views {','.join(views)})")
 
 
 def cmd_add(args: argparse.Namespace) -> None:
@@ -91,9 +90,8 @@ def cmd_add(args: argparse.Namespace) -> None:
     res = store.add(catalog, engine=args.engine,
                     engine_cfg=EngineConfig(batch_size=args.batch_size, num_workers=args.workers,
                                             ray_address=args.ray_address))
-    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items "
-          f"({store.vector_count} vectors, views {','.join(store.views)}); "
-          f"{catalog.counts_line()}")
+    print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items; "
+          f"{catalog.counts_line()}; {store.vector_count} vectors (views {','.join(store.views)})")
 
 
 def cmd_remove(args: argparse.Namespace) -> None:
@@ -136,9 +134,9 @@ def cmd_search(args: argparse.Namespace) -> None:
                            "matched_path": h.path, **items.get(h.id, {})}
                           for r, h in enumerate(hits)], indent=2, ensure_ascii=False))
         return
-    header = ["rank", "id", "score", "view", *groups, "name", "matched photo"]
-    rows = [[str(r + 1), h.id, f"{h.score:.4f}", h.view, *[(items[h.id]["labels"].get(g) or "-") for g in groups],
-             items[h.id].get("name", "")[:40], h.path] for r, h in enumerate(hits)]
+    header = ["rank", "id", "score", *groups, "name", "view", "matched photo"]
+    rows = [[str(r + 1), h.id, f"{h.score:.4f}", *[(items[h.id]["labels"].get(g) or "-") for g in groups],
+             items[h.id].get("name", "")[:40], h.view, h.path] for r, h in enumerate(hits)]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -184,7 +184,8 @@ def test_cli_build_and_search_views(demo, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["build", "--catalog", str(demo.root), "--out", str(out), "--views", "product,model",
                  "--image-size", "64", "--workers", "0"]) == 0
-    assert "8 items, 40 vectors (views product,model)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "8 items; " in printed and "40 vectors (views product,model)" in printed
     photo = demo.items[1].model_img_paths[0]
     assert main(["search", "--index", str(out), "--image", str(demo.root / photo), "--views", "model",
                  "-k", "2", "--json"]) == 0
