@@ -228,11 +228,15 @@ def read_pairs(path: str | Path, catalog_root: str | Path | None = None, check_f
     return pairs
 
 
-def paired_data(pairs: Sequence[Pair], image_size: int, max_items: int | None = None) -> TrainData:
-    """product (``a``) -> model photo (``b``) pairs (pix2pix)."""
+def paired_data(pairs: Sequence[Pair], image_size: int, max_items: int | None = None,
+                reverse: bool = False) -> TrainData:
+    """product (``a``) -> model photo (``b``) pairs (pix2pix); ``reverse``: model photo -> product."""
     pairs = list(pairs)[:max_items] if max_items else list(pairs)
+    src, dst = [p.product_path for p in pairs], [p.model_path for p in pairs]
+    if reverse:
+        src, dst = dst, src
     return TrainData(
-        fields={"a": [p.product_path for p in pairs], "b": [p.model_path for p in pairs]},
+        fields={"a": src, "b": dst},
         image_size=image_size, paired=True, ids={"a": [p.id for p in pairs], "b": [p.id for p in pairs]},
     )
 

@@ -145,6 +145,9 @@ class MaskEditOptions:
 
 @dataclass
 class Pix2PixOptions:
+    # product->model (the thesis) or model->product (a photo of a person wearing a garment ->
+    # the product shot on white); the pairs file is read the other way round for the latter.
+    direction: str = "product->model"
     ngf: int = 64
     ndf: int = 64
     n_layers_d: int = 3  # 70x70 PatchGAN
@@ -156,6 +159,19 @@ class Pix2PixOptions:
     lr: float = 2e-4
     beta1: float = 0.5
     init_gain: float = 0.02
+    # "patch": the official 70x70 PatchGAN on (input, output). "projected": small critics on
+    # frozen ImageNet Lite0 feature maps of the output (generators.models.features), hinge
+    # loss, DiffAugment shifts: useful gradients from the first step on a CPU budget.
+    d_kind: str = "patch"
+    d_width: int = 64  # channels of each projected critic head
+    # MSE between frozen Lite0 pooled features (+ colour histogram) of the output and of the
+    # true photo: pulls the translation to where the true photo sits in an ImageNet feature
+    # space, which is what a search with it needs (0: off).
+    lambda_feat: float = 0.0
+
+
+PIX2PIX_DIRECTIONS = ("product->model", "model->product")
+PIX2PIX_D_KINDS = ("patch", "projected")
 
 
 @dataclass
@@ -300,6 +316,11 @@ class Config:
             raise ConfigError(f"stargan.n_critic must be >= 1; got {self.stargan.n_critic}")
         if t.model == "pix2pix" and self.pix2pix.gan_mode not in ("vanilla", "lsgan"):
             raise ConfigError(f"pix2pix.gan_mode must be vanilla or lsgan; got {self.pix2pix.gan_mode!r}")
+        if t.model == "pix2pix" and self.pix2pix.direction not in PIX2PIX_DIRECTIONS:
+            raise ConfigError(f"pix2pix.direction must be one of {', '.join(PIX2PIX_DIRECTIONS)}; "
+                              f"got {self.pix2pix.direction!r}")
+        if t.model == "pix2pix" and self.pix2pix.d_kind not in PIX2PIX_D_KINDS:
+            raise ConfigError(f"pix2pix.d_kind must be one of {', '.join(PIX2PIX_D_KINDS)}; got {self.pix2pix.d_kind!r}")
         if t.model == "cyclegan" and self.cyclegan.gan_mode not in ("vanilla", "lsgan"):
             raise ConfigError(f"cyclegan.gan_mode must be vanilla or lsgan; got {self.cyclegan.gan_mode!r}")
 

@@ -80,6 +80,35 @@ RECIPES: dict[str, dict[str, Recipe]] = {
              "fader": {"dim": 32, "max_dim": 512, "n_down": 6, "latent_dim": 256, "d_width": 64}},
         ),
     },
+    # Worn photos (issue 12): pix2pix on the pose pairs, judged on frozen ImageNet features.
+    "pix2pix": {
+        "to-product-cpu": Recipe(
+            "pix2pix",
+            "the committed model->product demo translator: 64 px, U-Net ngf 16, projected critics + feature "
+            "loss, 15 min on 2 CPU cores",
+            {"train": {"image_size": 64, "batch_size": 8, "steps": 1500, "time_budget_min": 15.0, "sample_every": 100,
+                       "checkpoint_every": 100, "log_every": 10, "n_samples": 8},
+             "pix2pix": {"direction": "model->product", "ngf": 16, "d_kind": "projected", "d_width": 32,
+                         "lambda_l1": 50.0, "lambda_feat": 10.0}},
+        ),
+        "to-model-cpu": Recipe(
+            "pix2pix",
+            "the same for product->model: 64 px, U-Net ngf 16, projected critics + feature loss, 15 min on 2 CPU cores",
+            {"train": {"image_size": 64, "batch_size": 8, "steps": 1500, "time_budget_min": 15.0, "sample_every": 100,
+                       "checkpoint_every": 100, "log_every": 10, "n_samples": 8},
+             "pix2pix": {"direction": "product->model", "ngf": 16, "d_kind": "projected", "d_width": 32,
+                         "lambda_l1": 50.0, "lambda_feat": 10.0}},
+        ),
+        "gpu": Recipe(
+            "pix2pix",
+            "full resolution for a lent GPU (either direction: --set pix2pix.direction=...): 256 px, unet_256 "
+            "ngf 64, projected critics + feature loss, 40k steps, bf16 autocast",
+            {"train": {"image_size": 256, "batch_size": 16, "steps": 40000, "sample_every": 1000,
+                       "checkpoint_every": 1000, "log_every": 50},
+             "pix2pix": {"direction": "model->product", "ngf": 64, "d_kind": "projected", "d_width": 64,
+                         "lambda_l1": 50.0, "lambda_feat": 10.0}},
+        ),
+    },
 }
 
 

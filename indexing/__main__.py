@@ -49,7 +49,9 @@ def _encoder_for_index(index_dir: Path, override: str | None, device: str):
 def cmd_build(args: argparse.Namespace) -> None:
     from indexing.build import BuildConfig, build
     from indexing.encoder import Encoder, EncoderConfig
+    from indexing.store import parse_views
 
+    views = parse_views(args.views)
     catalog = _load_catalog(args, args.catalog)
     if args.encoder:
         encoder = Encoder.load(args.encoder, args.device)
@@ -57,12 +59,12 @@ def cmd_build(args: argparse.Namespace) -> None:
         encoder = Encoder.builtin(EncoderConfig(image_size=args.image_size), device=args.device)
     cfg = BuildConfig(index=args.index, engine=args.engine, batch_size=args.batch_size, num_workers=args.workers,
                       shard_size=args.shard_size, ray_address=args.ray_address, nlist=args.nlist, refine=args.refine,
-                      target_recall=args.target_recall, ondisk=args.ondisk, keep_shards=args.keep_shards)
+                      target_recall=args.target_recall, ondisk=args.ondisk, keep_shards=args.keep_shards, views=views)
     store = build(catalog, args.out, encoder, cfg)
     m = store.manifest
     print(f"built {args.out}: {m['count']} items; {catalog.counts_line()}; {m['index']['kind']} {m['index']['params']} "
           f"search {m['index']['search']} (recall@10 {m['index']['tuning'].get('recall_at_10')}), "
-          f"encoder {m['encoder']['id']}")
+          f"encoder {m['encoder']['id']}; {m.get('vectors', m['count'])} vectors (views {','.join(views)})")
 
 
 def _say(message: str) -> None:
@@ -85,9 +87,10 @@ def cmd_add(args: argparse.Namespace) -> None:
         res = store.add_vectors(catalog, vectors)
         store.save()
         gen = store.manifest["generation"]
+        vectors_now, views = store.vector_count, store.views
     shutil.rmtree(args.index / ".work-add" / catalog.checksum(), ignore_errors=True)
     print(f"{args.index}: added {res['added']}, replaced {res['replaced']}, now {res['count']} items; "
-          f"{catalog.counts_line()} (generation {gen})")
+          f"{catalog.counts_line()} (generation {gen}); {vectors_now} vectors (views {','.join(views)})")
 
 
 def cmd_remove(args: argparse.Namespace) -> None:
@@ -122,16 +125,17 @@ def cmd_search(args: argparse.Namespace) -> None:
     store = IndexStore.open(args.index, encoder)
     with Image.open(args.image) as im:
         query = encoder.embed_images([im])
-    hits = store.search(query, args.k, parse_filters(args.filter) or None)[0]
+    hits = store.search(query, args.k, parse_filters(args.filter) or None, views=args.views)[0]
     items = store.get_items([h.id for h in hits])
     groups = list(store.manifest.get("schema", {}))
     if args.json:
-        print(json.dumps([{"rank": r + 1, "id": h.id, "score": round(h.score, 5), **items.get(h.id, {})}
+        print(json.dumps([{"rank": r + 1, "id": h.id, "score": round(h.score, 5), "view": h.view,
+                           "matched_path": h.path, **items.get(h.id, {})}
                           for r, h in enumerate(hits)], indent=2, ensure_ascii=False))
         return
-    header = ["rank", "id", "score", *groups, "name"]
+    header = ["rank", "id", "score", *groups, "name", "view", "matched photo"]
     rows = [[str(r + 1), h.id, f"{h.score:.4f}", *[(items[h.id]["labels"].get(g) or "-") for g in groups],
-             items[h.id].get("name", "")[:40]] for r, h in enumerate(hits)]
+             items[h.id].get("name", "")[:40], h.view, h.path] for r, h in enumerate(hits)]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -233,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=2048)
     p.add_argument("--ondisk", action="store_true", help="IVF lists merged on disk and memory-mapped (huge catalogs)")
     p.add_argument("--keep-shards", action="store_true")
+    p.add_argument("--views", default="product",
+                   help="photos to embed per item: product (the product shot), model (every model photo) "
+                        "or product,model; each vector keeps its item and view")
     runtime(p)
     engine(p)
     p.set_defaults(func=cmd_build)
@@ -266,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="encoder folder (default: the one the index manifest names)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--views", help="photos to search: product and/or model, comma-separated (default: product)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="print an index's manifest")
@@ -317,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 USER_ERRORS = {
     "catalog.format": ("CatalogError",), "catalog.schema": ("SchemaError",),
     "indexing.encoder": ("EncoderError",), "indexing.backbones": ("BackboneError",),
-    "indexing.store": ("IndexStoreError", "FilterError"), "indexing.lock": ("IndexLockTimeout",),
+    "indexing.store": ("IndexStoreError", "FilterError", "ViewError"), "indexing.lock": ("IndexLockTimeout",),
 }
 
 

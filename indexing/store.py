@@ -6,7 +6,8 @@ Folder layout (generation ``G`` increases with every commit)::
                            and counts
     index-G.faiss          FAISS index holding int64 ids (add_with_ids)
     meta-G.sqlite          catalog rows: items(int_id, id, ...), labels(grp, value, int_id),
-                           tombstones(int_id), kv(generation, next_int_id)
+                           vectors(vec_id, int_id, view, path): which photo each FAISS vector
+                           is, tombstones(vec_id), kv(generation, next_int_id)
     .lock                  the cross-process write lock (:mod:`indexing.lock`)
 
 A commit (:meth:`IndexStore.save`, a build) takes the folder's write lock, picks a generation
@@ -21,8 +22,10 @@ from open to commit, which is how the CLI and the server change an index.
 
 Opening checks that the files agree before anything is served: each file's size against the
 manifest, the metadata's generation against the manifest's, the manifest's item count against
-the metadata rows, and the FAISS vector count against the rows that own a vector (live items
-plus HNSW tombstones). A mismatch refuses to load with a message naming the files.
+the metadata rows, and the FAISS vector count against the rows that own a vector (one
+``vectors`` row per live photo of every view, plus HNSW tombstones), and the views the
+``vectors`` rows name against the manifest's ``views``. A mismatch refuses to load with a
+message naming the files.
 
 In memory the SQLite database is a private in-memory copy, so searches never touch the disk
 and a store object can be mutated (``add``/``remove``) and saved as a new generation while
@@ -67,6 +70,11 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 FILTER_FIELDS = ("brand",)  # item columns usable as filters besides the schema groups
 DAMAGED = "the folder is damaged: restore it from a backup or rebuild the index"
+# Which photos of an item are embedded: the product shot and/or every model photo. Each vector
+# carries its item and its view; a search over several views returns each item once, with the
+# photo that scored best.
+VIEWS = ("product", "model")
+DEFAULT_VIEWS = ("product",)
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS items (
@@ -83,6 +91,10 @@ CREATE TABLE IF NOT EXISTS labels (
     PRIMARY KEY (grp, value, int_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tombstones (int_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS vectors (
+    vec_id INTEGER PRIMARY KEY, int_id INTEGER NOT NULL, view TEXT NOT NULL, path TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vectors_item ON vectors(int_id);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -107,10 +119,63 @@ class FilterError(ValueError):
     """A search filter naming an unknown attribute group or value."""
 
 
+class ViewError(ValueError):
+    """A view name that does not exist (the message names the allowed views)."""
+
+
+class MissingViewError(IndexStoreError):
+    """A view that exists but was not indexed in this folder (e.g. no model photos)."""
+
+
 @dataclass(frozen=True)
 class Hit:
+    """One item of a result: its best-scoring photo's score, view and catalog-relative path."""
+
     id: str
     score: float
+    view: str = "product"
+    path: str = ""
+
+
+def parse_views(views: str | Iterable[str] | None, default: Sequence[str] = DEFAULT_VIEWS) -> tuple[str, ...]:
+    """``"product,model"`` or a list -> a checked tuple in the canonical order; empty: ``default``."""
+    if views is None:
+        return tuple(default)
+    items = [v.strip() for v in (views.split(",") if isinstance(views, str) else views)]
+    items = [v for v in items if v]
+    if not items:
+        return tuple(default)
+    bad = [v for v in items if v not in VIEWS]
+    if bad:
+        raise ViewError(f"unknown view {bad[0]!r}; views: {', '.join(VIEWS)}")
+    return tuple(v for v in VIEWS if v in items)
+
+
+@dataclass(frozen=True)
+class VectorEntry:
+    """One photo to embed for an item: ``item`` is its position in ``catalog.items``."""
+
+    item: int
+    view: str
+    path: str  # relative to the catalog folder, as in the CSV
+
+
+def view_entries(catalog: Catalog, views: Sequence[str]) -> list[VectorEntry]:
+    """The photos ``views`` asks for, in catalog order: each item's product shot, then its model photos."""
+    out: list[VectorEntry] = []
+    for i, item in enumerate(catalog.items):
+        if "product" in views:
+            out.append(VectorEntry(i, "product", item.img_path))
+        if "model" in views:
+            out += [VectorEntry(i, "model", p) for p in item.model_img_paths]
+    return out
+
+
+def entry_key(catalog: Catalog, entry: VectorEntry) -> str:
+    """The key a vector's embedding shard records: the item id for its product shot (as before
+    views existed, so older shards still resume), ``id@view:path`` for any other photo."""
+    item_id = catalog.items[entry.item].id
+    return item_id if entry.view == "product" else f"{item_id}@{entry.view}:{entry.path}"
 
 
 def _shown(value: str, limit: int = 64) -> str:
@@ -139,6 +204,37 @@ def insert_items(db: sqlite3.Connection, catalog: Catalog, int_ids: Sequence[int
         labels += [(g, v, int(iid)) for g, v in item.labels.items() if v]
     db.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?)", rows)
     db.executemany("INSERT INTO labels VALUES (?,?,?)", labels)
+
+
+def insert_vectors(db: sqlite3.Connection, rows: Iterable[tuple[int, int, str, str]]) -> None:
+    """``(vec_id, item int_id, view, path)`` rows: which photo each FAISS vector is."""
+    db.executemany("INSERT INTO vectors VALUES (?,?,?,?)", [(int(a), int(b), v, p) for a, b, v, p in rows])
+
+
+def assign_vector_ids(catalog: Catalog, entries: Sequence[VectorEntry], start: int) -> tuple[np.ndarray, np.ndarray]:
+    """(item int ids, vector ids): items get ``start..start+N-1``; a product vector shares its
+    item's id (so a product-only index is numbered exactly as before views), other vectors
+    follow after the items."""
+    item_ids = np.arange(start, start + len(catalog.items), dtype=np.int64)
+    vec_ids = np.empty(len(entries), np.int64)
+    nxt = start + len(catalog.items)
+    for j, e in enumerate(entries):
+        if e.view == "product":
+            vec_ids[j] = item_ids[e.item]
+        else:
+            vec_ids[j] = nxt
+            nxt += 1
+    return item_ids, vec_ids
+
+
+def ensure_vectors_table(db: sqlite3.Connection) -> None:
+    """Folders written before views existed: every item's id is its product vector's id."""
+    have = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='vectors'").fetchone()
+    if have:
+        return
+    db.executescript(_SCHEMA_SQL)
+    db.execute("INSERT INTO vectors SELECT int_id, int_id, 'product', img_path FROM items")
+    db.commit()
 
 
 def merge_schema(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -228,6 +324,7 @@ class IndexStore:
                 src.backup(db)
             finally:
                 src.close()
+            ensure_vectors_table(db)
             check_consistency(folder, manifest, index, db)
         except sqlite3.DatabaseError as exc:
             raise InconsistentIndexError(f"{meta_path}: not a readable metadata database: {exc}") from None
@@ -261,6 +358,16 @@ class IndexStore:
         self._str_of = {int(i): s for i, s in rows}
         self._int_of = {s: int(i) for i, s in rows}
         self._tombstones = np.array([r[0] for r in self.db.execute("SELECT int_id FROM tombstones")], np.int64)
+        vec = self.db.execute("SELECT vec_id, int_id, view, path FROM vectors ORDER BY vec_id").fetchall()
+        self._vec_ids = np.array([r[0] for r in vec], np.int64)
+        self._vec_items = np.array([r[1] for r in vec], np.int64)
+        self._vec_views = np.array([VIEWS.index(r[2]) if r[2] in VIEWS else -1 for r in vec], np.int8)
+        self._vec_info = {int(r[0]): (int(r[1]), r[2], r[3]) for r in vec}
+        # most vectors one item has in each view: how many vectors to fetch for k distinct items
+        self._per_item = {}
+        for code, view in enumerate(VIEWS):
+            items = self._vec_items[self._vec_views == code]
+            self._per_item[view] = int(np.bincount(items - items.min()).max()) if len(items) else 0
 
     def _maybe_gpu(self) -> None:
         """A GPU copy for unfiltered searches when FAISS sees a GPU (CPU copy stays the source of truth)."""
@@ -294,6 +401,26 @@ class IndexStore:
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._int_of
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views this folder has vectors for (``("product",)`` for folders before views)."""
+        return tuple(self.manifest.get("views") or DEFAULT_VIEWS)
+
+    @property
+    def vector_count(self) -> int:
+        return len(self._vec_ids)
+
+    def check_views(self, views: str | Iterable[str] | None) -> tuple[str, ...]:
+        """The asked views, checked: unknown names raise :class:`ViewError`, views this folder
+        did not index raise :class:`MissingViewError` saying how to add them."""
+        want = parse_views(views)
+        missing = [v for v in want if v not in self.views]
+        if missing:
+            raise MissingViewError(
+                f"this index has no {missing[0]} photos (indexed views: {', '.join(self.views)}); "
+                f"rebuild it with: python -m indexing build --views {','.join(sorted(set(self.views) | set(want), key=VIEWS.index))} ...")
+        return want
+
     # --- filters ------------------------------------------------------------------------------------
     def _allowed(self, filters: Mapping[str, str | Sequence[str]]) -> np.ndarray:
         groups = self.manifest.get("schema", {})
@@ -323,37 +450,69 @@ class IndexStore:
 
     # --- search -------------------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, k: int = 10,
-               filters: Mapping[str, str | Sequence[str]] | None = None) -> list[list[Hit]]:
+               filters: Mapping[str, str | Sequence[str]] | None = None,
+               views: str | Sequence[str] | None = None) -> list[list[Hit]]:
         """Top-``k`` items per query vector (cosine similarity), optionally filtered.
 
+        ``views`` picks the photos searched (default: the product shots); an item with several
+        matching photos appears once, scored by its best photo, and the hit names that photo.
         Filters AND across keys and OR within a key's list. With a filter, the FAISS search
-        runs with an ``IDSelectorBatch`` of the matching ids; when the approximate index returns
-        fewer than ``min(k, matches)`` (the matches sit in unprobed lists or graph regions),
-        the query falls back to exact search over the matching vectors, so ``k`` results come
-        back whenever ``k`` items match.
+        runs with an ``IDSelectorBatch`` of the matching vectors; when the approximate index
+        returns fewer than ``min(k, matches)`` items (the matches sit in unprobed lists or
+        graph regions), the query falls back to exact search over the matching vectors, so
+        ``k`` results come back whenever ``k`` items match.
         """
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, np.float32)))
         if q.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {q.shape[1]}, index has {self.dim}")
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        want = self.check_views(views)
         with self._lock:
             if self.count == 0:
                 return [[] for _ in q]
-            allowed = self._allowed(filters) if filters else None
+            allowed_items = self._allowed(filters) if filters else None
+            every_view = set(want) >= {VIEWS[c] for c in np.unique(self._vec_views).tolist() if c >= 0}
+            if allowed_items is None and every_view:
+                allowed = None  # every vector: no selector needed
+                n_items = self.count
+            else:
+                mask = np.isin(self._vec_views, [VIEWS.index(v) for v in want])
+                if allowed_items is not None:
+                    mask &= np.isin(self._vec_items, allowed_items)
+                allowed = self._vec_ids[mask]
+                n_items = len(np.unique(self._vec_items[mask]))
             if allowed is not None and len(self._tombstones):
                 allowed = np.setdiff1d(allowed, self._tombstones)
             if allowed is not None and len(allowed) == 0:
                 return [[] for _ in q]
-            expect = min(k, self.count if allowed is None else len(allowed))
-            scores, ids = self._faiss_search(q, k, allowed)
+            n_vectors = self.vector_count if allowed is None else len(allowed)
+            # k distinct items are guaranteed among the top k * (most photos per item) vectors
+            fetch = min(n_vectors, k * max(1, sum(self._per_item[v] for v in want)))
+            expect = min(k, n_items)
+            scores, ids = self._faiss_search(q, fetch, allowed)
             out = []
             for i in range(len(q)):
                 row = [(int(j), float(s)) for j, s in zip(ids[i], scores[i], strict=True) if j >= 0]
-                if len(row) < expect:
-                    row = self._exact(q[i], k, allowed)
-                out.append([Hit(self._str_of[j], s) for j, s in row])
+                hits = self._per_item_best(row, k)
+                if len(hits) < expect:
+                    hits = self._per_item_best(self._exact(q[i], fetch, allowed), k)
+                out.append(hits)
             return out
+
+    def _per_item_best(self, row: list[tuple[int, float]], k: int) -> list[Hit]:
+        """Vector hits (best first) -> the first ``k`` distinct items, each with its best photo."""
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for vec_id, score in row:
+            item, view, path = self._vec_info[vec_id]
+            if item in seen:
+                continue
+            seen.add(item)
+            hits.append(Hit(self._str_of[item], score, view, path))
+            if len(hits) == k:
+                break
+        return hits
 
     def _faiss_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is None and len(self._tombstones) == 0 and self._gpu_index is not None:
@@ -374,7 +533,7 @@ class IndexStore:
     def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         if self.manifest.get("ondisk"):
             return self._scan_all_lists(query, k, allowed)
-        ids = allowed if allowed is not None else np.setdiff1d(np.fromiter(self._str_of, np.int64), self._tombstones)
+        ids = allowed if allowed is not None else np.setdiff1d(self._vec_ids, self._tombstones)
         best_s = np.zeros(0, np.float32)
         best_i = np.zeros(0, np.int64)
         for a in range(0, len(ids), 65_536):
@@ -388,19 +547,29 @@ class IndexStore:
 
     def _scan_all_lists(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         """On-disk IVF has no direct map to reconstruct from: probe every list instead."""
-        keep = allowed if allowed is not None else np.setdiff1d(np.fromiter(self._str_of, np.int64), self._tombstones)
+        keep = allowed if allowed is not None else np.setdiff1d(self._vec_ids, self._tombstones)
         sel = faiss.IDSelectorBatch(keep)
         params = faiss.SearchParametersIVF(sel=sel, nprobe=int(self.spec.params["nlist"]))
         scores, ids = self.index.search(query[None, :], k, params=params)
         return [(int(j), float(s)) for j, s in zip(ids[0], scores[0], strict=True) if j >= 0]
 
-    def reconstruct(self, item_id: str) -> np.ndarray:
-        """The stored vector of an item (exact for flat/hnsw/ivf and ivfpq+flat refine; SQ8 or PQ
-        decoded for ivfpq with sq8 / no refine)."""
+    def reconstruct(self, item_id: str, view: str = "product") -> np.ndarray:
+        """The stored vector of an item's first photo in ``view`` (exact for flat/hnsw/ivf and
+        ivfpq+flat refine; SQ8 or PQ decoded for ivfpq with sq8 / no refine)."""
         with self._lock:
             if item_id not in self._int_of:
                 raise KeyError(f"unknown id {item_id!r}")
-            return self.index.reconstruct(self._int_of[item_id])
+            iid = self._int_of[item_id]
+            mine = self._vec_ids[(self._vec_items == iid) & (self._vec_views == VIEWS.index(view))]
+            if not len(mine):
+                raise KeyError(f"item {item_id!r} has no {view} vector in this index")
+            return self.index.reconstruct(int(mine[0]))
+
+    def vectors_of(self, item_id: str) -> list[tuple[str, str]]:
+        """``(view, path)`` of every photo of an item that has a vector, in id order."""
+        with self._lock:
+            iid = self._int_of[item_id]
+            return [(self._vec_info[int(v)][1], self._vec_info[int(v)][2]) for v in self._vec_ids[self._vec_items == iid]]
 
     # --- metadata -----------------------------------------------------------------------------------
     def get_items(self, ids: Iterable[str]) -> dict[str, dict]:
@@ -434,25 +603,35 @@ class IndexStore:
         row = self.db.execute("SELECT value FROM kv WHERE key='next_int_id'").fetchone()
         return int(row[0]) if row else 0
 
-    def add_vectors(self, catalog: Catalog, vectors: np.ndarray) -> dict:
-        """Add (or replace, by id) the catalog's items with precomputed vectors. Not saved until :meth:`save`."""
+    def add_vectors(self, catalog: Catalog, vectors: np.ndarray, entries: Sequence[VectorEntry] | None = None) -> dict:
+        """Add (or replace, by id) the catalog's items with precomputed vectors. Not saved until :meth:`save`.
+
+        ``vectors[j]`` is the photo ``entries[j]``; without ``entries`` they are the photos of
+        every view the index has, in :func:`view_entries` order (what :meth:`embed_catalog`
+        returns; for a product-only index, one vector per item, its product shot).
+        """
         self._check_writable()
-        if vectors.shape != (len(catalog.items), self.dim):
-            raise ValueError(f"vectors shape {vectors.shape}, expected ({len(catalog.items)}, {self.dim})")
+        if entries is None:
+            entries = view_entries(catalog, self.views)
+        if vectors.shape != (len(entries), self.dim):
+            raise ValueError(f"vectors shape {vectors.shape}, expected ({len(entries)}, {self.dim}): one per "
+                             f"photo of views {','.join(sorted({e.view for e in entries}, key=VIEWS.index)) or 'none'}")
         with self._lock:
             replaced = [it.id for it in catalog.items if it.id in self._int_of]
             if replaced:
                 self._remove_locked(replaced)
-            start = self._next_int_id()
-            int_ids = np.arange(start, start + len(catalog.items), dtype=np.int64)
-            add_vectors(self.index, vectors, int_ids)
-            insert_items(self.db, catalog, int_ids.tolist())
-            self.db.execute("INSERT OR REPLACE INTO kv VALUES ('next_int_id', ?)", (str(start + len(int_ids)),))
+            item_ids, vec_ids = assign_vector_ids(catalog, entries, self._next_int_id())
+            add_vectors(self.index, vectors, vec_ids)
+            insert_items(self.db, catalog, item_ids.tolist())
+            insert_vectors(self.db, ((v, item_ids[e.item], e.view, e.path) for v, e in zip(vec_ids, entries, strict=True)))
+            nxt = int(max(item_ids.max(initial=-1), vec_ids.max(initial=-1))) + 1
+            self.db.execute("INSERT OR REPLACE INTO kv VALUES ('next_int_id', ?)", (str(max(nxt, self._next_int_id())),))
             self.db.commit()
             self.manifest["schema"] = merge_schema(self.manifest.get("schema", {}), catalog.schema.groups)
             self.manifest.setdefault("catalogs", []).append({**catalog.provenance(), "added": utc_now()})
             self._reload_caches()
             self.manifest["count"] = self.count
+            self.manifest["vectors"] = int(self.index.ntotal)
             self._maybe_gpu()
         return {"added": len(catalog.items) - len(replaced), "replaced": len(replaced), "count": self.count}
 
@@ -470,8 +649,9 @@ class IndexStore:
             raise IndexStoreError("adding needs the index's encoder: IndexStore.open(dir, encoder=...) "
                                   "or add(..., encoder=)")
         check_encoder(self.manifest, encoder, self.folder)
-        ids = [it.id for it in catalog.items]
-        paths = [str(catalog.image_path(it)) for it in catalog.items]
+        entries = view_entries(catalog, self.views)  # the new items get every view the index has
+        ids = [entry_key(catalog, e) for e in entries]
+        paths = [str(catalog.root / e.path) for e in entries]
         work = Path(shard_dir) if shard_dir else self.folder / ".work-add" / catalog.checksum()
         return embed_paths(encoder, ids, paths, work, engine, engine_cfg, shard_size, progress)
 
@@ -501,21 +681,24 @@ class IndexStore:
         if not ids:
             return 0
         int_ids = np.array([self._int_of[i] for i in ids], np.int64)
+        vec_ids = self._vec_ids[np.isin(self._vec_items, int_ids)]  # every photo of these items
         if self.spec.kind == "hnsw":
             # HNSW graphs cannot delete nodes; removed ids are excluded at search time instead.
-            self.db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(int(i),) for i in int_ids])
+            self.db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(int(i),) for i in vec_ids])
         else:
-            removed = remove_ids(self.index, int_ids)
-            if removed != len(int_ids):
-                raise IndexStoreError(f"FAISS removed {removed} of {len(int_ids)} vectors; index and metadata disagree")
+            removed = remove_ids(self.index, vec_ids)
+            if removed != len(vec_ids):
+                raise IndexStoreError(f"FAISS removed {removed} of {len(vec_ids)} vectors; index and metadata disagree")
         for a in range(0, len(int_ids), 500):
             chunk = [int(i) for i in int_ids[a : a + 500]]
             marks = ",".join("?" * len(chunk))
             self.db.execute(f"DELETE FROM items WHERE int_id IN ({marks})", chunk)
             self.db.execute(f"DELETE FROM labels WHERE int_id IN ({marks})", chunk)
+            self.db.execute(f"DELETE FROM vectors WHERE int_id IN ({marks})", chunk)
         self.db.commit()
         self._reload_caches()
         self.manifest["count"] = self.count
+        self.manifest["vectors"] = int(self.index.ntotal)
         self._maybe_gpu()
         return len(int_ids)
 
@@ -599,17 +782,22 @@ def write_metadata(db: sqlite3.Connection, path: Path) -> None:
             dst.close()
 
 
-VECTOR_ROWS = ("items", "tombstones")  # the metadata tables whose rows each own one FAISS vector
+VECTOR_ROWS = ("vectors", "tombstones")  # the metadata tables whose rows each own one FAISS vector
 
 
 def vector_rows(db: sqlite3.Connection) -> dict[str, int]:
     """Rows per table that owns FAISS vectors: every vector belongs to exactly one of them.
 
-    Today that is one vector per live item, plus the HNSW tombstones (HNSW cannot delete: a
-    removed item's vector stays in the graph until a rebuild). A layout with several vectors
-    per item (one per photo view) adds its table here.
+    That is one ``vectors`` row per live photo (an item's product shot and, with the "model"
+    view, each of its model photos), plus the HNSW tombstones (HNSW cannot delete: a removed
+    photo's vector stays in the graph until a rebuild).
     """
     return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in VECTOR_ROWS}
+
+
+def vectors_per_view(db: sqlite3.Connection) -> dict[str, int]:
+    """Live vectors per view, from the metadata (for messages and the consistency check)."""
+    return {v: n for v, n in db.execute("SELECT view, COUNT(*) FROM vectors GROUP BY view ORDER BY view")}
 
 
 def check_consistency(folder: Path, manifest: Mapping, index: faiss.Index, db: sqlite3.Connection) -> None:
@@ -617,11 +805,16 @@ def check_consistency(folder: Path, manifest: Mapping, index: faiss.Index, db: s
 
     Checked: the metadata's own generation against the manifest's; the manifest's item
     ``count`` against the metadata's items; the FAISS vector count against the rows that own
-    vectors (:func:`vector_rows`) and against the manifest's ``vectors``.
+    vectors (:func:`vector_rows`: a row per photo of every view, plus tombstones) and against
+    the manifest's ``vectors``; the views of the ``vectors`` rows against the manifest's
+    ``views``; every live item's vectors belonging to a live item.
     """
     files = manifest["files"]
     rows = vector_rows(db)
-    items, owners = rows["items"], sum(rows.values())
+    owners = sum(rows.values())
+    items = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    per_view = vectors_per_view(db)
+    orphans = db.execute("SELECT COUNT(*) FROM vectors WHERE int_id NOT IN (SELECT int_id FROM items)").fetchone()[0]
     row = db.execute("SELECT value FROM kv WHERE key='generation'").fetchone()
     problems = []
     if row is not None and int(row[0]) != int(manifest.get("generation", 0)):
@@ -630,8 +823,16 @@ def check_consistency(folder: Path, manifest: Mapping, index: faiss.Index, db: s
     if items != manifest["count"]:
         problems.append(f"{files['meta']} holds {items} items, {MANIFEST} says {manifest['count']}")
     if index.ntotal != owners:
-        shown = " + ".join(f"{n} {t}" for t, n in rows.items() if n or t == "items")
-        problems.append(f"{files['index']} holds {index.ntotal} vectors, {files['meta']} has {shown}")
+        parts = [f"{n} {v} vectors" for v, n in per_view.items()] or ["0 vectors"]
+        if rows["tombstones"]:
+            parts.append(f"{rows['tombstones']} tombstones")
+        problems.append(f"{files['index']} holds {index.ntotal} vectors, {files['meta']} has {' + '.join(parts)}")
+    unknown_views = sorted(set(per_view) - set(manifest.get("views") or DEFAULT_VIEWS))
+    if unknown_views:
+        problems.append(f"{files['meta']} has {', '.join(unknown_views)} vectors, {MANIFEST} lists views "
+                        f"{', '.join(manifest.get('views') or DEFAULT_VIEWS)}")
+    if orphans:
+        problems.append(f"{files['meta']} has {orphans} vectors of items it does not hold")
     if "vectors" in manifest and index.ntotal != manifest["vectors"]:
         problems.append(f"{files['index']} holds {index.ntotal} vectors, {MANIFEST} says {manifest['vectors']}")
     if problems:
@@ -689,7 +890,8 @@ def encoder_for_index(index_dir: str | Path, override: str | Path | None = None,
     return Encoder.load(source, device)
 
 
-def new_manifest(encoder, spec: IndexSpec, catalog: Catalog, extra: dict | None = None) -> dict:
+def new_manifest(encoder, spec: IndexSpec, catalog: Catalog, extra: dict | None = None,
+                 views: Sequence[str] = DEFAULT_VIEWS) -> dict:
     now = utc_now()
     return {
         "format": FORMAT,
@@ -706,6 +908,7 @@ def new_manifest(encoder, spec: IndexSpec, catalog: Catalog, extra: dict | None 
         "created": now,
         "updated": now,
         "ondisk": False,
+        "views": list(views),
         **(extra or {}),
     }
 

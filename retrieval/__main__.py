@@ -112,6 +112,11 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                    help="attribute edit, applied in the order given (repeatable)")
     p.add_argument("--to-model", dest="mods", action="append_const", const="to_model",
                    help="translate the product photo into a model photo (at this point of the order)")
+    p.add_argument("--to-product", dest="mods", action="append_const", const="to_product",
+                   help="translate a photo of a person wearing the garment into a product photo")
+    p.add_argument("--views", default="", metavar="VIEW[,VIEW]",
+                   help="photos to search: product and/or model (default: product; model after --to-model "
+                        "when the index has model photos)")
     p.add_argument("-k", "--top-k", type=int, default=10)
     p.add_argument("--filter", action="append", default=[], metavar="GROUP=VALUE[,VALUE]",
                    help="only items with one of these values (repeatable)")
@@ -139,6 +144,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 image=args.image, item_id=args.item, modifications=args.mods, top_k=args.top_k,
                 filters=filters, return_modified_image=bool(args.save_modified),
                 strength=args.strength, variants=args.variants,
+                views=[v.strip() for v in args.views.split(",") if v.strip()],
             )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -199,13 +205,15 @@ def cmd_attributes(args: argparse.Namespace) -> int:
     with _client(args) as client:
         resp = client.list_attributes()
     print(f"index: {resp.index_size} items (version {resp.index_version}); "
-          f"product_to_model: {'yes' if resp.product_to_model else 'no'}")
+          f"product_to_model: {'yes' if resp.product_to_model else 'no'}; "
+          f"model_to_product: {'yes' if resp.model_to_product else 'no'}; views: {', '.join(resp.views) or 'product'}")
     for g in resp.groups:
         print(f"  {g.name}: {', '.join(g.values)}")
         print(f"    editable: {', '.join(g.editable_values) or '-'}")
     for gen in resp.generators:
         print(f"  generator {gen.name} ({gen.kind}): groups {', '.join(gen.groups) or '-'}"
               f"{', product_to_model' if gen.product_to_model else ''}"
+              f"{', model_to_product' if gen.model_to_product else ''}"
               f"{', multi-modal (--variants)' if gen.multi_modal else ''}"
               f"{', continuous (--strength)' if gen.continuous else ''}")
     return 0

@@ -40,6 +40,7 @@ from retrieval.service import (
     RetrievalError,
     SearchQuery,
     ToModel,
+    ToProduct,
     store_size,
     store_version,
 )
@@ -145,8 +146,10 @@ def modifications_from_proto(mods: Sequence[pb.Modification]) -> list[Modificati
             out.append(AttributeEdit(m.edit.group, m.edit.value, strength))
         elif kind == "product_to_model":
             out.append(ToModel())
+        elif kind == "model_to_product":
+            out.append(ToProduct())
         else:
-            raise InvalidArgument(f"modification {i} is empty: set edit or product_to_model")
+            raise InvalidArgument(f"modification {i} is empty: set edit, product_to_model or model_to_product")
     return out
 
 
@@ -206,6 +209,7 @@ def search_query_from_proto(request: pb.SearchRequest) -> SearchQuery:
         return_modified_image=request.return_modified_image,
         include_query_item=request.include_query_item,
         variants=request.variants,
+        views=list(request.views),
     )
 
 
@@ -215,7 +219,8 @@ async def search(p: Pipeline, request: pb.SearchRequest) -> pb.SearchResponse:
     groups = p.schema.names
     return pb.SearchResponse(
         hits=[
-            pb.Hit(id=h.id, score=h.score, rank=i + 1, item=item_to_proto(h.id, h.item, groups))
+            pb.Hit(id=h.id, score=h.score, rank=i + 1, item=item_to_proto(h.id, h.item, groups),
+                   view=h.view, matched_image_path=h.path)
             for i, h in enumerate(res.hits)
         ],
         modified_image=res.modified_png or b"",
@@ -246,11 +251,13 @@ async def list_attributes(p: Pipeline, request: pb.ListAttributesRequest) -> pb.
         product_to_model=caps["product_to_model"],
         generators=[
             pb.GeneratorInfo(name=e.name, kind=e.kind, groups=list(e.groups), product_to_model=e.to_model,
-                             multi_modal=e.multi_modal, continuous=e.continuous)
+                             multi_modal=e.multi_modal, continuous=e.continuous, model_to_product=e.to_product)
             for e in caps["generators"]
         ],
         index_size=caps["index_size"],
         index_version=caps["index_version"],
+        model_to_product=caps["model_to_product"],
+        views=caps["views"],
     )
 
 

@@ -14,16 +14,21 @@ from proto.fashion.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 
 MiB = 1024 * 1024
 TO_MODEL = "to_model"
+TO_PRODUCT = "to_product"
 
 
 def parse_modification(spec: str, strength: float | None = None) -> pb.Modification:
     """``"color=blue"`` -> an attribute edit (with ``strength`` when given); ``"to_model"`` ->
-    product-to-model. The server checks the strength's range (0..1)."""
+    product-to-model; ``"to_product"`` -> model-to-product. The server checks the strength's
+    range (0..1)."""
     if spec in (TO_MODEL, "product_to_model"):
         return pb.Modification(product_to_model=pb.ProductToModel())
+    if spec in (TO_PRODUCT, "model_to_product"):
+        return pb.Modification(model_to_product=pb.ModelToProduct())
     group, sep, value = spec.partition("=")
     if not sep or not group.strip() or not value.strip():
-        raise ValueError(f"modification {spec!r}: expected GROUP=VALUE (e.g. color=blue) or {TO_MODEL!r}")
+        raise ValueError(f"modification {spec!r}: expected GROUP=VALUE (e.g. color=blue), {TO_MODEL!r} "
+                         f"or {TO_PRODUCT!r}")
     edit = pb.AttributeEdit(group=group.strip(), value=value.strip())
     if strength is not None:
         edit.strength = strength
@@ -105,6 +110,7 @@ class RetrievalClient:
         include_query_item: bool = False,
         strength: float | None = None,
         variants: int = 0,
+        views: Sequence[str] = (),
         timeout: float | None = None,
     ) -> pb.SearchResponse:
         """``strength`` applies to every edit given as a string; ``variants`` > 1 asks a multi-modal
@@ -117,6 +123,7 @@ class RetrievalClient:
             return_modified_image=return_modified_image,
             include_query_item=include_query_item,
             variants=variants,
+            views=list(views),
         )
         return self.stub.Search(req, timeout=timeout or self.timeout)
 
@@ -190,10 +197,10 @@ class RetrievalClient:
 
 def format_hits(resp: pb.SearchResponse) -> str:
     """The hits as a plain-text table, then the stage timings."""
-    rows = [("rank", "id", "score", "brand", "name", "attributes")]
+    rows = [("rank", "id", "score", "view", "brand", "name", "attributes")]
     for h in resp.hits:
         attrs = " ".join(f"{g}={v}" for g, v in sorted(h.item.attributes.items()))
-        rows.append((str(h.rank), h.id, f"{h.score:.4f}", h.item.brand, h.item.name[:40], attrs))
+        rows.append((str(h.rank), h.id, f"{h.score:.4f}", h.view or "product", h.item.brand, h.item.name[:40], attrs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * min(120, max(len(x) for x in lines)))

@@ -84,7 +84,12 @@ class ToModel:
     """Product photo -> photo of the product worn by a model."""
 
 
-Modification = AttributeEdit | ToModel
+@dataclass(frozen=True)
+class ToProduct:
+    """Photo of a person wearing a garment -> product photo of it on white."""
+
+
+Modification = AttributeEdit | ToModel | ToProduct
 
 
 @dataclass
@@ -97,6 +102,7 @@ class SearchQuery:
     return_modified_image: bool = False
     include_query_item: bool = False
     variants: int = 0  # diverse edits from a multi-modal generator, searched and fused (0 or 1: one)
+    views: list[str] = field(default_factory=list)  # empty: product, or model after product_to_model
 
 
 @dataclass
@@ -104,6 +110,8 @@ class SearchHit:
     id: str
     score: float
     item: dict[str, Any]
+    view: str = "product"  # which photo of the item matched best, and its catalog-relative path
+    path: str = ""
 
 
 @dataclass
@@ -199,6 +207,7 @@ class LoadedEditor:
     multi_group: bool = True  # one call may change several groups (StarGAN); CycleGAN: one edit per call
     multi_modal: bool = False  # several diverse answers per edit (MUNIT): SearchRequest.variants
     continuous: bool = False  # strength is the model's own control (Fader, maskedit), not a blend
+    to_product: bool = False  # model photo -> product photo
 
     @classmethod
     def from_editor(cls, name: str, editor: Any) -> LoadedEditor:
@@ -214,6 +223,7 @@ class LoadedEditor:
             multi_group=bool(edit.get("multi_group", True)),
             multi_modal=bool(caps.get("multi_modal", edit.get("multi_modal", False))),
             continuous=bool(caps.get("continuous", edit.get("continuous", False))),
+            to_product=bool(caps.get("to_product", False)),
         )
 
 
@@ -222,13 +232,14 @@ class Step:
     """One generator call of a plan: consecutive edits on one generator share one forward."""
 
     editor: int
-    edits: tuple[tuple[str, str], ...] = ()  # empty: product -> model
+    edits: tuple[tuple[str, str], ...] = ()  # empty: a translation, ``translate``
     strength: float = 1.0
     variants: int = 1  # > 1: a multi-modal generator makes this many images of each input
+    translate: str = "to_model"  # to_model (product -> model photo) or to_product (model -> product photo)
 
     @property
     def label(self) -> str:
-        text = ",".join(f"{g}={v}" for g, v in self.edits) if self.edits else "to_model"
+        text = ",".join(f"{g}={v}" for g, v in self.edits) if self.edits else self.translate
         if self.strength != 1.0:
             text += f"@{self.strength:g}"
         return text + (f" x{self.variants}" if self.variants > 1 else "")
@@ -266,6 +277,15 @@ def plan_modifications(
                     "product photos to model photos"
                 )
             steps.append(Step(idx))
+            continue
+        if isinstance(mod, ToProduct):
+            idx = next((k for k, e in enumerate(editors) if e.to_product), None)
+            if idx is None:
+                raise InvalidArgument(
+                    f"modification {i}: model_to_product is not available: no loaded generator translates "
+                    "model photos to product photos"
+                )
+            steps.append(Step(idx, translate="to_product"))
             continue
         if not mod.group:
             raise InvalidArgument(f"modification {i}: attribute edit has an empty group")
@@ -318,12 +338,24 @@ def fuse_hits(lists: Sequence[Sequence[Any]], k: int) -> list[SearchHit]:
     from indexing.fusion import reciprocal_rank_fusion
 
     fused = reciprocal_rank_fusion([[h.id for h in hits] for hits in lists])[:k]
-    return [SearchHit(i, score, {}) for i, score in fused]
+    # each item keeps the photo (view, path) of the variant that ranked it best
+    best: dict[str, tuple[int, Any]] = {}
+    for hits in lists:
+        for rank, h in enumerate(hits):
+            if h.id not in best or rank < best[h.id][0]:
+                best[h.id] = (rank, h)
+    return [SearchHit(i, score, {}, getattr(best[i][1], "view", "product"), getattr(best[i][1], "path", ""))
+            for i, score in fused]
 
 
 # --- the index --------------------------------------------------------------------------------
 def store_size(store: Any) -> int:
     return len(store)
+
+
+def store_views(store: Any) -> tuple[str, ...]:
+    """The photo views an index holds (``("product",)`` for one built before views)."""
+    return tuple(getattr(store, "views", ("product",)))
 
 
 def store_version(store: Any) -> str:
@@ -450,6 +482,8 @@ class Pipeline:
                 kw["source_labels"] = [{g: v for g, v in (labels or {}).items() if v in handle.groups.get(g, ())}
                                        for _, labels in items]
             with torch.inference_mode():
+                if not key.edits and key.translate == "to_product":
+                    return [to_rgb(im) for im in handle.editor.to_product(images)]
                 if not key.edits:
                     return [to_rgb(im) for im in handle.editor.to_model(images)]
                 if key.variants > 1:
@@ -522,6 +556,28 @@ class Pipeline:
                         )
             out[group] = list(values)
         return out
+
+    def resolve_views(self, views: Sequence[str], mods: Sequence[Modification], store: Any) -> tuple[str, ...]:
+        """The views a search covers: the asked ones, checked against the index; empty: the
+        product shots, or the model photos after a product_to_model (the last translation
+        decides) when the index has them."""
+        from indexing.store import MissingViewError, ViewError, parse_views
+
+        try:
+            want = parse_views([v for v in views if v.strip()], default=())
+        except ViewError as exc:
+            raise InvalidArgument(f"views: {exc}") from None
+        if not want:
+            last = next((m for m in reversed(mods) if isinstance(m, (ToModel, ToProduct))), None)
+            want = ("model",) if isinstance(last, ToModel) and "model" in store_views(store) else ("product",)
+        if not hasattr(store, "check_views"):  # a store without views holds product shots only
+            if want != ("product",):
+                raise FailedPrecondition("views: this index holds product photos only")
+            return want
+        try:
+            return store.check_views(want)
+        except MissingViewError as exc:
+            raise FailedPrecondition(f"views: {exc}") from None
 
     def _read_item(self, store: Any, item_id: str) -> dict[str, Any]:
         row = store.get_items([item_id]).get(item_id)
@@ -660,7 +716,8 @@ class Pipeline:
             raise self._model_error(exc, "encoder", "a query") from None
 
     def _search_and_fetch(
-        self, store: Any, vecs: Sequence[np.ndarray], k: int, filters: dict[str, list[str]] | None, exclude: str | None
+        self, store: Any, vecs: Sequence[np.ndarray], k: int, filters: dict[str, list[str]] | None, exclude: str | None,
+        views: tuple[str, ...] = ("product",),
     ) -> tuple[list[SearchHit], float, float]:
         """The top ``k``; several vectors (variants) are searched at once and fused (:func:`fuse_hits`)."""
         from indexing.store import FilterError
@@ -668,7 +725,7 @@ class Pipeline:
         t0 = time.perf_counter()
         depth = k if len(vecs) == 1 else FUSION_DEPTH * k
         try:
-            lists = store.search(np.stack(list(vecs)), depth + (1 if exclude else 0), filters or None)
+            lists = store.search(np.stack(list(vecs)), depth + (1 if exclude else 0), filters or None, views=views)
         except FilterError as exc:
             raise InvalidArgument(str(exc)) from None
         t1 = time.perf_counter()
@@ -676,17 +733,17 @@ class Pipeline:
         hits = lists[0][:k] if len(lists) == 1 else fuse_hits(lists, k)
         rows = store.get_items([h.id for h in hits])
         # an item removed by a concurrent admin call has no row any more: leave it out
-        out = [SearchHit(h.id, float(h.score), rows[h.id]) for h in hits if h.id in rows]
+        out = [SearchHit(h.id, float(h.score), rows[h.id], h.view, h.path) for h in hits if h.id in rows]
         return out, (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
 
     # -- the RPCs ------------------------------------------------------------------------------
     def _alone(
         self, submitted: float, image: bytes | None, item_id: str | None, store: Any, steps: list[Step],
-        search: tuple[int, dict[str, list[str]], str | None] | None, want_png: bool,
+        search: tuple[int, dict[str, list[str]], str | None, tuple[str, ...]] | None, want_png: bool,
     ) -> tuple[list[SearchHit], list[bytes], list[tuple[str, float]]]:
         """A whole request in one visit to the model thread: decode, modifications, embedding,
-        FAISS and metadata (``search`` = (k, filters, excluded id), or None for Modify), PNGs
-        (one per variant)."""
+        FAISS and metadata (``search`` = (k, filters, excluded id, views), or None for Modify),
+        PNGs (one per variant)."""
         t = time.perf_counter()
         stages = [("model_queue", (t - submitted) * 1000.0)]
         im, labels = self._query_image(image, item_id, store)
@@ -738,11 +795,12 @@ class Pipeline:
         variants = self.check_variants(q.variants)
         steps = plan_modifications(q.modifications, self.editors, self.config.max_modifications, variants)
         store = self._store  # this search uses this index to the end, whatever swaps happen
+        views = self.resolve_views(q.views, q.modifications, store)
         exclude = q.item_id if (q.item_id and not q.include_query_item) else None
         with self._admitted() as alone:
             if alone:
                 hits, pngs, stages = await self._run_alone(
-                    q.image, q.item_id, store, steps, (k, filters, exclude), q.return_modified_image)
+                    q.image, q.item_id, store, steps, (k, filters, exclude, views), q.return_modified_image)
                 timer.stages += stages
                 return SearchResult(hits, pngs[0] if pngs else None, timer.finish(), store_version(store),
                                     pngs if len(pngs) > 1 else [])
@@ -751,7 +809,7 @@ class Pipeline:
             timer.add("decode", t)
             images, vecs, model_timings = await self.run_models(image, labels, steps)
             timer.stages += model_timings
-            hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vecs, k, filters, exclude)
+            hits, search_ms, meta_ms = await self._io(self._search_and_fetch, store, vecs, k, filters, exclude, views)
             timer.stages += [("search", search_ms), ("metadata", meta_ms)]
             t = time.perf_counter()
             pngs: list[bytes] = []
@@ -802,6 +860,8 @@ class Pipeline:
         return {
             "groups": groups,
             "product_to_model": any(e.to_model for e in self.editors),
+            "model_to_product": any(e.to_product for e in self.editors),
+            "views": list(store_views(self._store)),
             "generators": self.editors,
             "index_size": store_size(self._store),
             "index_version": store_version(self._store),

@@ -28,6 +28,11 @@ answers per edit, and success@10 of their fused search against the single edit),
 continuous one (Fader, maskedit) ``sliders`` (monotonicity over strengths 0, 0.25, ..., 1);
 see :mod:`generators.evaluate.variants`. ``--strip PNG`` writes their picture.
 
+For a translator in either direction on a demo catalog (pix2pix ``to_model`` or
+``to_product``): retrieval of the same product with the translated photo, next to the
+untranslated photo and the truth (:mod:`generators.evaluate.worn`), and a PNG grid
+(input | translation | truth) next to the report.
+
 All images are compared at the generator's working size (64/128/256 px), in [0, 1].
 """
 
@@ -163,9 +168,18 @@ def evaluate(run: str | Path, catalog_dir: str | Path, cfg: EvalConfig | None = 
     if caps.get("to_model"):
         run_cfg = editor.cfg.to_dict() if hasattr(editor, "cfg") else _run_config(run)
         report["to_model"] = evaluate_to_model(editor, catalog, size, cfg, features, run_cfg)
-    if not {"edits", "to_model", "edited_search"} & set(report):
-        raise EvaluationError(f"{run}: the editor can neither edit this catalog's groups nor translate to model photos "
-                              f"(capabilities: {caps})")
+    if (caps.get("to_model") or caps.get("to_product")) and cfg.worn \
+            and (catalog.root / GROUND_TRUTH_FILE).is_file():
+        from generators.evaluate.worn import worn_search
+        from indexing.encoder import Encoder
+
+        grid = Path(cfg.classifier_dir or ".").parent / f"worn_{Path(run).stem}.png" if cfg.classifier_dir else None
+        report["worn_search"] = worn_search(
+            catalog, Encoder.load(cfg.encoder, device=cfg.device), to_model=editor if caps.get("to_model") else None,
+            to_product=editor if caps.get("to_product") else None, grid_path=grid, progress=progress)
+    if not {"edits", "to_model", "edited_search", "worn_search"} & set(report):
+        raise EvaluationError(f"{run}: the editor can neither edit this catalog's groups nor translate between product "
+                              f"and model photos (capabilities: {caps})")
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
@@ -196,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=EvalConfig.variants,
                     help="multi-modal editors: variants per edit for diversity and fused search")
     ap.add_argument("--strip", type=Path, help="write a PNG strip: input, then the variants or the strengths")
+    ap.add_argument("--no-worn", action="store_true", help="translators: skip the search with translated photos")
     args = ap.parse_args(argv)
     cfg = EvalConfig(items=args.items, seed=args.seed, batch_size=args.batch_size, variant_of=args.variant_of,
                      device=args.device, encoder=args.encoder, classifier_dir=args.classifier, pairs=args.pairs,
                      search=not args.no_search, queries_per_group=args.queries, holdout=args.holdout,
-                     baseline=not args.no_baseline, classifier_report=not args.no_classifier,
+                     baseline=not args.no_baseline, classifier_report=not args.no_classifier, worn=not args.no_worn,
                      groups=args.groups.split(",") if args.groups else None, variants=args.variants,
                      strip=str(args.strip) if args.strip else None)
     if cfg.classifier_dir is None:
@@ -235,5 +250,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{ov['monotone_distance']}  strength-0 L1 {ov['strength0_l1_to_input'].get('mean')}")
     if tm:
         print(f"to_model L1 {tm['l1_to_true_model_photo']['mean']:.4f}  SSIM {tm['ssim_to_true_model_photo']['mean']:.4f}")
+    ws = report.get("worn_search")
+    if ws:
+        for direction in ("product_to_model", "model_to_product"):
+            row = "  ".join(f"{n} {v:.3f}" for n, v in ws[direction].items() if isinstance(v, float))
+            print(f"worn search {direction} (recall@{ws['k']}): {row}")
     print(f"report -> {args.out}")
     return 0

@@ -34,6 +34,7 @@ class EvalConfig:
     classifier_report: bool = True  # the classifier-judged edit success, L1/SSIM to input and truth
     variants: int = 4  # multi-modal editors: variants per edit (diversity, fused search)
     strip: str | None = None  # PNG: input, then the variants or the strengths
+    worn: bool = True  # translators on a demo catalog: recall@10 of the same product (generators.evaluate.worn)
 
 
 def batched(seq: list, n: int):

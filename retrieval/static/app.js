@@ -93,6 +93,7 @@
       box.append(el('label', { className: 'control' }, [el('span', {}, [g.name.replace(/_/g, ' ')]), select]));
     }
     $('to-model-row').hidden = !state.attrs.product_to_model;
+    $('to-product-row').hidden = !state.attrs.model_to_product;
     $('strength-row').hidden = !state.offers.strength;
     $('variants-row').hidden = !state.offers.variants;
   }
@@ -109,10 +110,13 @@
       }
     }
     $('to-model').checked = false;
+    $('to-product').checked = false;
   }
 
   function modifications() {
     const mods = [];
+    // a worn photo becomes a product photo first, so the edits apply to the product
+    if ($('to-product').checked) mods.push({ model_to_product: {} });
     for (const select of document.querySelectorAll('#edit-controls select')) {
       if (!select.value) continue;
       const edit = { group: select.dataset.group, value: select.value };
@@ -124,7 +128,8 @@
   }
 
   function describe(mods) {
-    return mods.map((m) => (m.edit ? `${m.edit.group} → ${m.edit.value}` : 'worn by a model')).join(', ');
+    return mods.map((m) => (m.edit ? `${m.edit.group} → ${m.edit.value}`
+      : m.model_to_product ? 'as a product photo' : 'worn by a model')).join(', ');
   }
 
   // --- the query ---------------------------------------------------------------------------------------------

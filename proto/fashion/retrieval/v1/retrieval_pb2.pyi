@@ -28,13 +28,19 @@ class ProductToModel(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ModelToProduct(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class Modification(_message.Message):
-    __slots__ = ("edit", "product_to_model")
+    __slots__ = ("edit", "product_to_model", "model_to_product")
     EDIT_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_TO_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TO_PRODUCT_FIELD_NUMBER: _ClassVar[int]
     edit: AttributeEdit
     product_to_model: ProductToModel
-    def __init__(self, edit: _Optional[_Union[AttributeEdit, _Mapping]] = ..., product_to_model: _Optional[_Union[ProductToModel, _Mapping]] = ...) -> None: ...
+    model_to_product: ModelToProduct
+    def __init__(self, edit: _Optional[_Union[AttributeEdit, _Mapping]] = ..., product_to_model: _Optional[_Union[ProductToModel, _Mapping]] = ..., model_to_product: _Optional[_Union[ModelToProduct, _Mapping]] = ...) -> None: ...
 
 class FilterValues(_message.Message):
     __slots__ = ("values",)
@@ -43,7 +49,7 @@ class FilterValues(_message.Message):
     def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "modifications", "top_k", "filters", "return_modified_image", "include_query_item", "variants")
+    __slots__ = ("query", "modifications", "top_k", "filters", "return_modified_image", "include_query_item", "variants", "views")
     class FiltersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +64,7 @@ class SearchRequest(_message.Message):
     RETURN_MODIFIED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_QUERY_ITEM_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
     query: Query
     modifications: _containers.RepeatedCompositeFieldContainer[Modification]
     top_k: int
@@ -65,7 +72,8 @@ class SearchRequest(_message.Message):
     return_modified_image: bool
     include_query_item: bool
     variants: int
-    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., modifications: _Optional[_Iterable[_Union[Modification, _Mapping]]] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Mapping[str, FilterValues]] = ..., return_modified_image: _Optional[bool] = ..., include_query_item: _Optional[bool] = ..., variants: _Optional[int] = ...) -> None: ...
+    views: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query: _Optional[_Union[Query, _Mapping]] = ..., modifications: _Optional[_Iterable[_Union[Modification, _Mapping]]] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Mapping[str, FilterValues]] = ..., return_modified_image: _Optional[bool] = ..., include_query_item: _Optional[bool] = ..., variants: _Optional[int] = ..., views: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ItemMetadata(_message.Message):
     __slots__ = ("id", "name", "brand", "product_url", "image_url", "image_path", "attributes", "tags", "model_image_urls")
@@ -97,16 +105,20 @@ class ItemMetadata(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., brand: _Optional[str] = ..., product_url: _Optional[str] = ..., image_url: _Optional[str] = ..., image_path: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., model_image_urls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "item", "rank")
+    __slots__ = ("id", "score", "item", "rank", "view", "matched_image_path")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_IMAGE_PATH_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     item: ItemMetadata
     rank: int
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., item: _Optional[_Union[ItemMetadata, _Mapping]] = ..., rank: _Optional[int] = ...) -> None: ...
+    view: str
+    matched_image_path: str
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., item: _Optional[_Union[ItemMetadata, _Mapping]] = ..., rank: _Optional[int] = ..., view: _Optional[str] = ..., matched_image_path: _Optional[str] = ...) -> None: ...
 
 class StageTiming(_message.Message):
     __slots__ = ("stage", "ms")
@@ -181,34 +193,40 @@ class AttributeGroup(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., editable_values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListAttributesResponse(_message.Message):
-    __slots__ = ("groups", "product_to_model", "generators", "index_size", "index_version")
+    __slots__ = ("groups", "product_to_model", "generators", "index_size", "index_version", "model_to_product", "views")
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_TO_MODEL_FIELD_NUMBER: _ClassVar[int]
     GENERATORS_FIELD_NUMBER: _ClassVar[int]
     INDEX_SIZE_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TO_PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[AttributeGroup]
     product_to_model: bool
     generators: _containers.RepeatedCompositeFieldContainer[GeneratorInfo]
     index_size: int
     index_version: str
-    def __init__(self, groups: _Optional[_Iterable[_Union[AttributeGroup, _Mapping]]] = ..., product_to_model: _Optional[bool] = ..., generators: _Optional[_Iterable[_Union[GeneratorInfo, _Mapping]]] = ..., index_size: _Optional[int] = ..., index_version: _Optional[str] = ...) -> None: ...
+    model_to_product: bool
+    views: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, groups: _Optional[_Iterable[_Union[AttributeGroup, _Mapping]]] = ..., product_to_model: _Optional[bool] = ..., generators: _Optional[_Iterable[_Union[GeneratorInfo, _Mapping]]] = ..., index_size: _Optional[int] = ..., index_version: _Optional[str] = ..., model_to_product: _Optional[bool] = ..., views: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GeneratorInfo(_message.Message):
-    __slots__ = ("name", "kind", "groups", "product_to_model", "multi_modal", "continuous")
+    __slots__ = ("name", "kind", "groups", "product_to_model", "multi_modal", "continuous", "model_to_product")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_TO_MODEL_FIELD_NUMBER: _ClassVar[int]
     MULTI_MODAL_FIELD_NUMBER: _ClassVar[int]
     CONTINUOUS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TO_PRODUCT_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     groups: _containers.RepeatedScalarFieldContainer[str]
     product_to_model: bool
     multi_modal: bool
     continuous: bool
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., product_to_model: _Optional[bool] = ..., multi_modal: _Optional[bool] = ..., continuous: _Optional[bool] = ...) -> None: ...
+    model_to_product: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., product_to_model: _Optional[bool] = ..., multi_modal: _Optional[bool] = ..., continuous: _Optional[bool] = ..., model_to_product: _Optional[bool] = ...) -> None: ...
 
 class SampleItemsRequest(_message.Message):
     __slots__ = ("count", "seed")
