@@ -99,3 +99,30 @@ def test_worn_search_report_and_grid(m2p_run: Path, make_demo_catalog, tmp_path:
     # a product's own front photo, left out, must be found through its other photos to count
     assert 0 <= small["product_to_model"]["true_front_model_photo_excluded"] <= 1
     assert small["model_to_product"]["true_product_photo"] == 1.0
+
+
+M2P_DEMO = DEMO / "pix2pix_m2p_demo64.pt"
+
+
+def test_demo_model_to_product_checkpoint(make_demo_catalog) -> None:
+    """The committed model->product translator: small, loads, and turns a held-out front model
+    photo (seed-0 demo catalog; it trained on seed 1) into a product shot on white."""
+    if not M2P_DEMO.is_file():
+        pytest.skip("no model->product demo checkpoint committed")
+    assert M2P_DEMO.stat().st_size <= 8 * 2**20  # with any product->model one of ours: within 20 MB
+    from catalog import load_catalog
+
+    editor = load_editor(M2P_DEMO, "cpu")
+    caps = editor.capabilities()
+    assert caps["to_product"] and not caps["to_model"] and caps["image_size"] == 64
+    cat = load_catalog(make_demo_catalog(8, 0))
+    truth = json.loads((cat.root / "ground_truth.json").read_text())
+    fronts = [Image.open(cat.root / next(p for p in it.model_img_paths if truth[p] == "front_full")).convert("RGB")
+              for it in cat.items]
+    outs = editor.to_product(fronts)
+    a = np.stack([np.asarray(o, dtype=np.float32) / 255 for o in outs])
+    assert a.shape == (8, 64, 64, 3)
+    border = np.concatenate([a[:, :4].reshape(-1, 3), a[:, -4:].reshape(-1, 3)])
+    assert border.mean() > 0.85  # a product shot on white, not the grey studio backdrop of the input
+    centre = a[:, 24:40, 24:40]
+    assert centre.mean() < border.mean() - 0.1  # and a garment in the middle
