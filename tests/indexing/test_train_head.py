@@ -127,8 +127,8 @@ def test_joint_block_similarity_is_the_product_of_the_group_similarities():
              {"name": "a*b", "joint": ["a", "b"]}]
     head = PartsHead(5, parts)
     torch.manual_seed(0)
-    raw = head.logits(torch.randn(2, 5))
-    pa, pb, pj = head.parts(raw)
+    with torch.no_grad():
+        pa, pb, pj = head.parts(head.logits(torch.randn(2, 5)))
     assert pj.shape == (2, 6)
     np.testing.assert_allclose(float(pj[0] @ pj[1]), float((pa[0] @ pa[1]) * (pb[0] @ pb[1])), rtol=1e-5)
     only_joint = PartsHead(5, [{**parts[0], "weight": 0}, {**parts[1], "weight": 0}, parts[2]])
@@ -166,3 +166,12 @@ def test_help_defaults_are_the_documented_ones(capsys):
         main(["train-encoder", "--help"])
     out = capsys.readouterr().out
     assert "head 224, finetune 160" in out and "head 30, finetune 12" in out
+
+
+def test_demo_encoder_is_trained_once_per_catalog(small_catalog, tmp_path):
+    from indexing.train_head import train_demo_encoder
+
+    enc, trained = train_demo_encoder(small_catalog, tmp_path / "demo_enc")
+    assert trained and enc.config.kind == "head" and enc.config.image_size == HeadTrainConfig.image_size
+    again, trained_again = train_demo_encoder(small_catalog, tmp_path / "demo_enc")
+    assert not trained_again and again.checksum == enc.checksum
