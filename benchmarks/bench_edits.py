@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", choices=["demo", "myntra", "all", "variants"], default="all")
     ap.add_argument("--catalog", type=Path, help="variants: the demo catalog (default: WORK/demo)")
-    ap.add_argument("--munit", type=Path, default=REPO / "generators" / "demo_checkpoints" / "munit_demo64.pt")
-    ap.add_argument("--fader", type=Path, default=REPO / "generators" / "demo_checkpoints" / "fader_demo64.pt")
+    ap.add_argument("--munit", type=Path, default=REPO / "generators" / "demo_checkpoints" / "experimental" / "munit_demo64.pt")
+    ap.add_argument("--fader", type=Path, default=REPO / "generators" / "demo_checkpoints" / "experimental" / "fader_demo64.pt")
     ap.add_argument("--encoder", help="variants: encoder folder (default: the built-in encoder)")
     ap.add_argument("--skip", choices=["munit", "fader"], action="append", default=[],
                     help="variants: leave this model out (two parts can run in parallel with --result)")

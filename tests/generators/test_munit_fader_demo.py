@@ -13,7 +13,7 @@ from PIL import Image
 from generators.inference import load_editor
 
 DEMO = Path(__file__).resolve().parents[2] / "generators" / "demo_checkpoints"
-MUNIT, FADER = DEMO / "munit_demo64.pt", DEMO / "fader_demo64.pt"
+MUNIT, FADER = DEMO / "experimental" / "munit_demo64.pt", DEMO / "experimental" / "fader_demo64.pt"
 BUDGET_MB = 12.0  # MUNIT + Fader together, of the 40 MB demo budget
 
 

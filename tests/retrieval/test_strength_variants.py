@@ -19,7 +19,7 @@ from retrieval.client import RetrievalClient
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "generators" / "demo_checkpoints"
-FADER, MUNIT = DEMO / "fader_demo64.pt", DEMO / "munit_demo64.pt"
+FADER, MUNIT = DEMO / "experimental" / "fader_demo64.pt", DEMO / "experimental" / "munit_demo64.pt"
 MAX_VARIANTS = 4
 
 
