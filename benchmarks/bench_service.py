@@ -275,12 +275,14 @@ def side_by_side(pipeline, address: str, http_url: str, images: list[bytes], edi
 
 
 # --- 3./4. over gRPC ---------------------------------------------------------------------------------
-def start_server(index_dir: Path, ckpts: list[Path], batching: str, device: str, log: Path):
+def start_server(index_dir: Path, ckpts: list[Path], batching: str, device: str, log: Path,
+                 torch_threads: int | None = None):
     """The server as its own process (gRPC and HTTP on free ports); returns (process, gRPC address, HTTP URL)."""
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "retrieval", "serve", "--index", str(index_dir), "--port", "0", "--http-port", "0",
-             "--generators", *map(str, ckpts), "--batching", batching, "--device", device],
+             "--generators", *map(str, ckpts), "--batching", batching, "--device", device,
+             *(["--torch-threads", str(torch_threads)] if torch_threads else [])],
             cwd=REPO, stdout=subprocess.PIPE, stderr=fh, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     assert proc.stdout is not None
@@ -380,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--work", type=Path, help="keep catalog and index here (default: a temp folder)")
     p.add_argument("--generator", type=Path, help="attribute editor checkpoint (default: generators/demo_checkpoints/maskedit*.pt)")
+    p.add_argument("--torch-threads", type=int, help="torch intra-op threads of the server and the in-process pipeline")
     p.add_argument("--out", type=Path)
     p.add_argument("--side-by-side-only", action="store_true",
                    help="only steps 1./2./5. (the latency goals); writes bench_service_<device>_latency.json")
@@ -406,13 +409,16 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic": "vectors of items beyond the rendered catalog are real vectors + N(0, 0.35/sqrt(D)) noise",
         "generator": [c.name for c in ckpts], "requests_per_cell": args.requests, "top_k": 10}}
 
-    cfg = ServerConfig(index_dir=str(index_dir), generators=[str(c) for c in ckpts], device=device).validate()
+    cfg = ServerConfig(index_dir=str(index_dir), generators=[str(c) for c in ckpts], device=device,
+                       torch_threads=args.torch_threads).validate()
+    result["setup"]["torch_threads"] = args.torch_threads
     default_on = cfg.batching.resolve(device)
     default_mode, other_mode = ("on", "off") if default_on else ("off", "on")
     procs = {}
     try:
         # the server with the device's default batching; the other setting joins for step 4
-        procs[default_mode] = start_server(index_dir, ckpts, default_mode, device, args.work / f"server_{default_mode}.log")
+        procs[default_mode] = start_server(index_dir, ckpts, default_mode, device, args.work / f"server_{default_mode}.log",
+                                           args.torch_threads)
         address, http_url = procs[default_mode][1:]
 
         # 1./2./5.: raw forwards, in-process pipeline and service, interleaved at concurrency 1;
@@ -448,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         result["grpc"] = {"batching": default_mode, "cells": cells}
 
         # 4. batching on vs off at concurrency 32: both servers up, blocks alternated
-        procs[other_mode] = start_server(index_dir, ckpts, other_mode, device, args.work / f"server_{other_mode}.log")
+        procs[other_mode] = start_server(index_dir, ckpts, other_mode, device, args.work / f"server_{other_mode}.log",
+                                         args.torch_threads)
         blocks: dict[str, dict[int, list[dict]]] = {"on": {1: [], 2: []}, "off": {1: [], 2: []}}
         for _ in range(args.batching_rounds):
             for n_edits in (1, 2):
