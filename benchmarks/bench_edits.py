@@ -24,7 +24,7 @@ re-rendering, and its sliders' monotonicity over strengths 0..1. Writes
 
 Also the cost of one edit of a 256 px photo on this CPU. Writes
 ``benchmarks/results/bench_edits.json`` and PNG grids (input | edits | truth) to
-``benchmarks/results/`` (copied into docs/img by hand for the docs).
+``benchmarks/results/`` (the demo grid is copied, shrunk, to docs/images/bench_edits_demo.png for the docs).
 """
 
 from __future__ import annotations
