@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crawl", choices=["auto", "yes", "no"], default="auto",
                    help="crawl the demo shop with the crawler (auto: when it is installed) or render it")
     p.add_argument("--query", help="query item id")
-    p.add_argument("--edit", help="GROUP=VALUE (default: a colour the query does not have)")
+    p.add_argument("--edit", help="GROUP=VALUE (default: the colour the unedited search finds least, of those "
+                                  "the query's category has most of)")
     p.add_argument("--encoder", choices=["demo", "builtin"], default=DemoOptions.encoder,
                    help="demo: train the default train-encoder recipe on the demo catalog (seconds); "
                         "builtin: the ImageNet encoder")
