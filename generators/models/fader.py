@@ -44,6 +44,7 @@ from generators.models.base import Solver
 from generators.models.features import (
     AttributeHeads,
     FrozenFeatures,
+    HeadReader,
     ProjectedDiscriminator,
     fit_heads,
     hinge_d_loss,
@@ -390,7 +391,7 @@ class FaderInference:
         for name, net in (("E", self.E), ("G", self.G), ("C", self.C)):
             net.load_state_dict({k: v.float() for k, v in ckpt["nets"][name].items()})
             net.to(device).eval().requires_grad_(False)
-        self._features: FrozenFeatures | None = None
+        self._read = HeadReader(self.C, cfg.train.image_size, device)
 
     def capabilities(self) -> dict[str, Any]:
         return {"groups": {g: list(self.schema.values(g)) for g in self.edit_names}, "multi_group": True,
@@ -399,10 +400,7 @@ class FaderInference:
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen heads' reading of each photo: ``[B, G]`` value index per schema group."""
-        if self._features is None:
-            self._features = FrozenFeatures(self.cfg.train.image_size).to(self.device)
-        x_lo = downsample(x, self.cfg.train.image_size)
-        return self.C.predict(self._features(x_lo, maps=False)[1]).cpu()
+        return self._read(x)
 
     def edit(self, x: torch.Tensor, changes: dict[str, str], source_labels: torch.Tensor | None = None,
              strength: float = 1.0) -> torch.Tensor:

@@ -143,6 +143,22 @@ class AttributeHeads(nn.Module):
         return torch.stack([lg.argmax(1) for lg in self(pooled)], dim=1)
 
 
+class HeadReader:
+    """The frozen heads' reading of photos (``[B, G]`` value index per schema group), for the
+    inference classes: the Lite0 trunk is built on first use, since serving an edit needs none."""
+
+    def __init__(self, heads: AttributeHeads, size: int, device: torch.device) -> None:
+        self.heads, self.size, self.device = heads, size, device
+        self._features: FrozenFeatures | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._features is None:
+            self._features = FrozenFeatures(self.size).to(self.device)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        return self.heads.predict(self._features(x, maps=False)[1]).cpu()
+
+
 def fit_heads(heads: AttributeHeads, pooled: torch.Tensor, labels: torch.Tensor, steps: int = 300,
               lr: float = 0.05, weight_decay: float = 1e-4, generator: torch.Generator | None = None,
               holdout: float = 0.15, progress: Callable[[int], None] | None = None) -> dict[str, float]:

@@ -42,6 +42,7 @@ from generators.models.base import Solver
 from generators.models.features import (
     AttributeHeads,
     FrozenFeatures,
+    HeadReader,
     ProjectedDiscriminator,
     fit_heads,
     hinge_d_loss,
@@ -49,6 +50,7 @@ from generators.models.features import (
     pooled_dim,
     translate,
 )
+from generators.models.residual import downsample
 from generators.options import Config
 from indexing.pooling import foreground_weights
 
@@ -193,12 +195,6 @@ def guided_upsample(maps_lo: torch.Tensor, guide_lo: torch.Tensor, guide_hi: tor
     b = mean_m - a * mean_g
     up = dict(size=size, mode="bilinear", align_corners=False)
     return F.interpolate(a, **up) * g_hi + F.interpolate(b, **up)
-
-
-def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -599,7 +595,7 @@ class MaskEditInference:
         self.C = AttributeHeads(pooled_dim(), group_sizes(schema))
         self.C.load_state_dict(ckpt["nets"]["C"])
         self.C.to(device).eval().requires_grad_(False)
-        self._features: FrozenFeatures | None = None
+        self._read = HeadReader(self.C, cfg.train.image_size, device)
 
     def capabilities(self) -> dict[str, Any]:
         return {"groups": {g: list(self.schema.values(g)) for g in self.edit_names}, "multi_group": True,
@@ -619,8 +615,4 @@ class MaskEditInference:
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen judge's reading of each photo: ``[B, G]`` value index per schema group."""
-        if self._features is None:
-            self._features = FrozenFeatures(self.cfg.train.image_size).to(self.device)
-        x = F.interpolate(x, size=(self.cfg.train.image_size,) * 2, mode="bilinear", align_corners=False,
-                          antialias=True)
-        return self.C.predict(self._features(x, maps=False)[1]).cpu()
+        return self._read(x)
