@@ -93,7 +93,7 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
 
     from catalog import load_catalog
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import LabColourShift
+    from generators.evaluate.baselines import LabColourShift, PaletteShift
     from generators.evaluate.search import SearchEvalConfig, edited_search, example_grid
     from generators.inference import load_editor
     from indexing.encoder import Encoder
@@ -103,7 +103,9 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
     editors = {n: load_editor(p, device="cpu") for n, p in editors_dirs.items()}
     held = holdout_mask([it.id for it in catalog.items], 0.3)
     if "color" in catalog.schema.groups:
-        editors["lab-shift"] = LabColourShift.fit(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h])
+        train = [it for it, h in zip(catalog.items, held, strict=True) if not h]
+        editors["lab-shift"] = LabColourShift.fit(catalog, train)
+        editors["palette-shift"] = PaletteShift.fit(catalog, train)
     out: dict = {"catalog": str(catalog_dir), "items": len(catalog.items), "latency_ms_256px": {}}
     for n, ed in editors.items():
         groups = ed.capabilities()["edit"]["groups"]

@@ -116,6 +116,10 @@ class MaskEditOptions:
     mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
     flow: bool = True  # warp the photo by a predicted displacement field before recolouring (shape edits)
     templates: bool = True  # a learned map per target value added to the U-Net's maps (shape edits)
+    # colour edits first move the garment's dominant colour to the value's (generators/models/palette.py);
+    # "" switches it off. The U-Net learns its masked change on top of that.
+    palette_group: str = "color"
+    palette_sigma: float = 30.0  # LAB distance that still moves with the dominant colour
     d_width: int = 64  # channels of each projected-discriminator head
     anchor_group: str = "category"  # not edited by default; targets are values seen with it
     judge_groups: list[str] | None = None  # groups the frozen heads read (None: the whole schema)

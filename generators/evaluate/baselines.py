@@ -80,3 +80,58 @@ class LabColourShift:
             back = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
             out.append(Image.fromarray((back.clip(0, 1) * 255).round().astype(np.uint8)))
         return out
+
+
+class PaletteShift:
+    """Recolour by moving the garment's dominant colour to the target's (:mod:`generators.models.palette`).
+
+    The non-learned first step of the masked editor's colour edits, run alone: the benchmark
+    shows what the learned part adds on top of it.
+    """
+
+    name = "palette-shift"
+
+    def __init__(self, palette: Mapping[str, Sequence[float]], group: str = "color") -> None:
+        self.values = sorted(palette)
+        self.palette = torch.tensor([list(palette[v]) for v in self.values], dtype=torch.float32)
+        self.group = group
+
+    @classmethod
+    def fit(cls, catalog: Catalog, items: Sequence[Any] | None = None, group: str = "color",
+            size: int = 96) -> PaletteShift:
+        """Median dominant colour per value of ``group`` over ``items`` (the training ones)."""
+        from generators.models.palette import fit_palette
+
+        photos, vals = [], []
+        for it in items if items is not None else catalog.items:
+            v = it.labels.get(group)
+            if not v:
+                continue
+            with Image.open(catalog.image_path(it)) as im:
+                photos.append(np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR)))
+            vals.append(v)
+        if not photos:
+            raise ValueError(f"no training photo has a known {group!r} value to learn colours from")
+        names = sorted(set(vals))
+        x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).contiguous()
+        idx = torch.tensor([names.index(v) for v in vals])
+        pal = fit_palette(x, idx, len(names))
+        return cls({v: pal[i].tolist() for i, v in enumerate(names)}, group)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"model": self.name, "edit": {"groups": {self.group: list(self.values)}, "multi_group": False},
+                "to_model": False, "full_resolution": True}
+
+    def edit(self, images: Sequence[Image.Image], changes: Mapping[str, str], source_labels=None,
+             strength: float = 1.0) -> list[Image.Image]:
+        from generators.models.palette import palette_shift
+
+        if set(changes) != {self.group}:
+            raise ValueError(f"{self.name} edits only {self.group!r}; got {dict(changes)}")
+        target = self.palette[self.values.index(changes[self.group])][None]
+        out = []
+        for im in images:
+            x = torch.from_numpy(np.asarray(flatten_on_white(im), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+            y = palette_shift(x, target, strength=strength)[0]
+            out.append(Image.fromarray(((y.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)))
+        return out

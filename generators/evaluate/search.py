@@ -209,6 +209,13 @@ def edited_search(editors: Mapping[str, Any], catalog: Catalog, encoder: Any, cf
                                                     cfg.k, only_target=True)
                                     for vec, (it, v, _) in zip(vecs, jobs, strict=True)]
             entry: dict[str, Any] = {"queries": len(jobs), f"success@{cfg.k}": {n: float(np.mean(s)) for n, s in scores.items()}}
+            # Per target value: an editor that fails one colour hides behind the group's mean otherwise.
+            by_target: dict[str, dict[str, Any]] = {}
+            for v in sorted({v for _, v, _ in jobs}):
+                rows = [i for i, (_, t, _) in enumerate(jobs) if t == v]
+                by_target[v] = {"queries": len(rows),
+                                f"success@{cfg.k}": {n: float(np.mean([s[i] for i in rows])) for n, s in scores.items()}}
+            entry["by_target"] = by_target
             for n, s in scores.items():
                 all_scores[n][g] = s
             if mode == "render":

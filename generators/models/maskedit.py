@@ -50,6 +50,7 @@ from generators.models.features import (
     pooled_dim,
     translate,
 )
+from generators.models.palette import dominant_lab, fit_palette, palette_shift, palette_targets
 from generators.models.residual import downsample
 from generators.options import Config
 from indexing.pooling import foreground_weights
@@ -116,8 +117,14 @@ class MaskEditGenerator(nn.Module):
     """
 
     def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
-                 flow: bool = True, pred_size: int = 32, templates: bool = True) -> None:
+                 flow: bool = True, pred_size: int = 32, templates: bool = True, palette_values: int = 0) -> None:
         super().__init__()
+        # LAB colour of each value of the palette group (fitted on the training photos, shipped with G)
+        self.palette: torch.Tensor | None
+        if palette_values:
+            self.register_buffer("palette", torch.zeros(palette_values, 3))
+        else:
+            self.palette = None
         dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
         self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
         self.downs = nn.ModuleList([nn.Sequential(_conv(dims[i], dims[i + 1], 2), _conv(dims[i + 1], dims[i + 1]))
@@ -264,11 +271,42 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
     return [g for g in schema.names if g != anchor] or list(schema.names)
 
 
-def build_maskedit_generator(cfg: Config, schema: Schema) -> MaskEditGenerator:
+def palette_index(cfg: Config, schema: Schema) -> int | None:
+    """Position of ``maskedit.palette_group`` among the editable groups (None: no palette step)."""
+    names = editable_groups(cfg, schema)
+    g = cfg.maskedit.palette_group
+    return names.index(g) if g and g in names else None
+
+
+def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True) -> MaskEditGenerator:
     o = cfg.maskedit
-    sizes = [len(schema.values(g)) for g in editable_groups(cfg, schema)]
+    names = editable_groups(cfg, schema)
+    sizes = [len(schema.values(g)) for g in names]
+    j = palette_index(cfg, schema) if palette else None
     return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
-                             o.pred_size, o.templates)
+                             o.pred_size, o.templates, palette_values=sizes[j] if j is not None else 0)
+
+
+def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: Sequence[int], o: Any,
+               palette_j: int | None, strength: torch.Tensor | float = 1.0,
+               palette_target: torch.Tensor | None = None, use_palette: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One edit, as training and inference both run it: the palette step, then the learned maps.
+
+    ``trg``: ``[B, E]`` target value per editable group (-1: leave it). ``palette_target``
+    (``[B, 3]`` LAB) replaces the palette's colour for the target value (training's cycle
+    asks for the input's own colour back).
+    """
+    c = condition(trg, sizes).to(x.device)
+    if use_palette and palette_j is not None and G.palette is not None:
+        target, on = palette_targets(G.palette, trg[:, palette_j])
+        if palette_target is not None:
+            target = palette_target.to(target)
+        if bool(on.any()):
+            x = palette_shift(x, target, on, strength, o.palette_sigma)
+    x_lo = downsample(x, o.pred_size)
+    maps = G(x_lo, c)
+    return apply_maps(x, maps, x_lo, o.upsample, strength, o.mask_prior, o.flow)
 
 
 class MaskEditSolver(Solver):
@@ -293,6 +331,7 @@ class MaskEditSolver(Solver):
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
         self.sizes = group_sizes(schema)
+        self.palette_j = palette_index(cfg, schema)
         self.G = self._place(build_maskedit_generator(cfg, schema))
         self.features = FrozenFeatures(cfg.train.image_size).to(self.device)
         if self.channels_last:
@@ -339,6 +378,10 @@ class MaskEditSolver(Solver):
                              "photos": int(len(images))}
         self.value_ok = self._value_table(labels)
         self.prototypes, self.proto_counts = self._prototypes(feats, lab)
+        if self.palette_j is not None:
+            col = self.edit_cols[self.palette_j]
+            with torch.no_grad():
+                self.G.palette.copy_(fit_palette(images, labels[:, col], self.edit_sizes[self.palette_j]))
 
     def _prototypes(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean judge feature of the training photos per (anchor value, group value).
@@ -438,19 +481,16 @@ class MaskEditSolver(Solver):
             trg[:, j] = torch.where(named[:, j] & has, pick, torch.full_like(pick, -1))
         return trg
 
-    def _edit(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        o = self.cfg.maskedit
-        x_lo = downsample(x, o.pred_size)
-        maps = self.G(x_lo, c)
-        out, mask, garment = apply_maps(x, maps, x_lo, o.upsample, prior=o.mask_prior, flow=o.flow)
-        return out, mask, garment
+    def _edit(self, x: torch.Tensor, trg: torch.Tensor, palette_target: torch.Tensor | None = None,
+              use_palette: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j,
+                          palette_target=palette_target, use_palette=use_palette)
 
     # --- one iteration ------------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         o = self.cfg.maskedit
         x = batch["image"]
         labels = batch["labels"]
-        dev = self.device
         aug = (lambda t: translate(t, self.gen)) if o.translate else (lambda t: t)
 
         with torch.no_grad(), self.autocast():
@@ -464,25 +504,26 @@ class MaskEditSolver(Solver):
         # identity: name one known group with its own value; the photo must come back unchanged
         idt = torch.where(torch.stack([labels[:, c] >= 0 for c in self.edit_cols], 1) & named, own,
                           torch.full_like(own, -1))
-        c_trg, c_back, c_idt = (condition(t, self.edit_sizes).to(dev) for t in (trg, back, idt))
 
         b = x.size(0)
         n_cyc = min(b, max(1, round(b * o.cycle_share))) if o.cycle_share > 0 else 0
         n_id = min(b, max(1, round(b * o.identity_share))) if o.identity_share > 0 else 0
         with self.autocast():
-            fake, mask, garment = self._edit(x, c_trg)
+            fake, mask, garment = self._edit(x, trg)
             maps_fake, pooled_fake = self.features(aug(fake))
             g_adv = hinge_g_loss(self.D(maps_fake))
             logits = self.C(pooled_fake)
             masks, garments = [mask], [garment]
             cyc = idl = fake.new_zeros((), dtype=torch.float32)
             if n_cyc:  # edit back to the input's values: the rest of the photo must survive the round trip
-                rec, mask_rec, garment_rec = self._edit(fake[:n_cyc], c_back[:n_cyc])
+                # the palette step takes the photo back to its own dominant colour, not its value's
+                own_colour = dominant_lab((x[:n_cyc].float() + 1) / 2) if self.palette_j is not None else None
+                rec, mask_rec, garment_rec = self._edit(fake[:n_cyc], back[:n_cyc], palette_target=own_colour)
                 cyc = (rec.float() - x[:n_cyc]).abs().mean()
                 masks.append(mask_rec)
                 garments.append(garment_rec)
             if n_id:  # ask for the values the photo already has: nothing may change
-                same, _, _ = self._edit(x[:n_id], c_idt[:n_id])
+                same, _, _ = self._edit(x[:n_id], idt[:n_id], use_palette=False)
                 idl = (same.float() - x[:n_id]).abs().mean()
         cls, keep = self._judge_losses(logits, trg, current)
         feat = (pooled_fake.float() - self.feature_targets(pooled_real.float(), trg, current)).pow(2).sum(1).mean()
@@ -569,7 +610,7 @@ class MaskEditSolver(Solver):
                 trg = torch.full((b, len(self.edit_names)), -1, dtype=torch.long)
                 trg[:, j] = k
                 with self.autocast():
-                    cols.append(self._edit(x, condition(trg, self.edit_sizes).to(self.device))[0].float())
+                    cols.append(self._edit(x, trg)[0].float())
                 captions.append(f"{g}={v}")
         self.train(True)
         return torch.stack(cols, dim=1), captions
@@ -589,7 +630,10 @@ class MaskEditInference:
         self.device = device
         self.edit_names = editable_groups(cfg, schema)
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
-        self.G = build_maskedit_generator(cfg, schema)
+        # checkpoints from before the palette step carry no palette: they edit as they were trained
+        has_palette = "palette" in ckpt["nets"]["G"]
+        self.palette_j = palette_index(cfg, schema) if has_palette else None
+        self.G = build_maskedit_generator(cfg, schema, palette=has_palette)
         self.G.load_state_dict(ckpt["nets"]["G"])
         self.G.to(device).eval().requires_grad_(False)
         self.C = AttributeHeads(pooled_dim(), group_sizes(schema))
@@ -606,11 +650,7 @@ class MaskEditInference:
         trg = torch.full((x.size(0), len(self.edit_names)), -1, dtype=torch.long)
         for g, v in changes.items():
             trg[:, self.edit_names.index(g)] = self.schema.index(g, v)
-        c = condition(trg, self.edit_sizes).to(self.device)
-        x_lo = downsample(x, self.cfg.maskedit.pred_size)
-        maps = self.G(x_lo, c)
-        o = self.cfg.maskedit
-        out, _, _ = apply_maps(x, maps, x_lo, o.upsample, float(strength), o.mask_prior, o.flow)
+        out, _, _ = edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j, float(strength))
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:

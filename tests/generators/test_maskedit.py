@@ -123,14 +123,15 @@ class _Identity:
 def test_edited_search_report_on_a_tiny_demo_catalog(make_demo_catalog, tmp_path: Path) -> None:
     from catalog import load_catalog
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import LabColourShift
+    from generators.evaluate.baselines import LabColourShift, PaletteShift
     from generators.evaluate.search import SearchEvalConfig, edited_search, example_grid
     from indexing.encoder import Encoder
 
     cat = load_catalog(make_demo_catalog(30, 3), check_images=False)
     held = holdout_mask([it.id for it in cat.items], 0.3)
-    editors = {"identity": _Identity(),
-               "lab-shift": LabColourShift.fit(cat, [it for it, h in zip(cat.items, held, strict=True) if not h])}
+    train = [it for it, h in zip(cat.items, held, strict=True) if not h]
+    editors = {"identity": _Identity(), "lab-shift": LabColourShift.fit(cat, train),
+               "palette-shift": PaletteShift.fit(cat, train)}
     res = edited_search(editors, cat, Encoder.load(None, "cpu"), SearchEvalConfig(queries_per_group=4, holdout=0.3),
                         cache_dir=tmp_path)
     rep = res.report
@@ -138,8 +139,11 @@ def test_edited_search_report_on_a_tiny_demo_catalog(make_demo_catalog, tmp_path
     color = rep["groups"]["color"]
     assert color["queries"] >= 1
     s = color["success@10"]
-    assert set(s) == {"unedited", "truth", "identity", "lab-shift"}
+    assert set(s) == {"unedited", "truth", "identity", "lab-shift", "palette-shift"}
     assert all(0.0 <= v <= 1.0 for v in s.values())
+    per_value = color["by_target"]
+    assert sum(e["queries"] for e in per_value.values()) == color["queries"]
+    assert all(0.0 <= v <= 1.0 for e in per_value.values() for v in e["success@10"].values())
     assert s["identity"] == s["unedited"]  # the same pixels search the same way
     l1 = color["l1_to_truth"]
     assert l1["identity"] == pytest.approx(l1["unedited"])
@@ -148,3 +152,38 @@ def test_edited_search_report_on_a_tiny_demo_catalog(make_demo_catalog, tmp_path
     assert head["groups"] == ["color"] and 0.0 <= head["success@10"]["truth"] <= 1.0
     assert example_grid(res, ["identity", "lab-shift", "truth"]).size[0] > 0
     assert list(tmp_path.glob("gallery_*.npy")), "the gallery embedding is cached"
+
+
+def test_a_colour_edit_starts_with_the_palette_step_and_other_edits_do_not(trained: Path) -> None:
+    from test_palette import dotted_garment, lab_of
+
+    from catalog import Schema
+    from generators.checkpoint import load_checkpoint
+    from generators.models.maskedit import (
+        MaskEditInference,
+        build_maskedit_generator,
+        edit_photo,
+        palette_index,
+    )
+    from generators.models.palette import dominant_lab
+    from generators.options import Config
+
+    ckpt = load_checkpoint(trained / "checkpoints" / "last.pt")
+    assert "palette" in ckpt["nets"]["G"], "the fitted palette ships inside the generator"
+    inf = MaskEditInference(ckpt, Config.from_dict(ckpt["config"]), Schema.from_dict(ckpt["schema"]),
+                            torch.device("cpu"))
+    cfg, schema = inf.cfg, inf.schema
+    G = build_maskedit_generator(cfg, schema)  # untrained: its own maps change nothing
+    j = palette_index(cfg, schema)
+    assert j is not None and inf.edit_names[j] == "color"
+    red = lab_of((0.8, 0.1, 0.1))
+    G.palette[:] = red
+    x = dotted_garment((0.1, 0.12, 0.35))
+    trg = torch.full((1, len(inf.edit_names)), -1, dtype=torch.long)
+    trg[0, j] = 0
+    out, _, _ = edit_photo(G, x, trg, inf.edit_sizes, cfg.maskedit, j)
+    assert (dominant_lab((out + 1) / 2)[0] - red).norm() < 5.0
+    other = torch.full_like(trg, -1)
+    other[0, next(i for i in range(len(inf.edit_names)) if i != j)] = 0
+    same, _, _ = edit_photo(G, x, other, inf.edit_sizes, cfg.maskedit, j)
+    assert torch.equal(same, x)
