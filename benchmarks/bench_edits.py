@@ -1,4 +1,4 @@
-"""Edits that retrieve: the masked editor against the thesis's StarGAN and a non-learned colour shift.
+"""Edits that retrieve: the masked editor against the thesis's StarGAN and two non-learned colour shifts (LAB mean, palette).
 
     python -m benchmarks.bench_edits [--part demo|myntra|all] [--budget 45] [--work DIR] [--reuse]
     python -m benchmarks.bench_edits --part variants --catalog DEMO_DIR [--munit CKPT] [--fader CKPT]
@@ -89,6 +89,14 @@ def edit_latency(editor, catalog, group: str, value: str, n: int = 15) -> float:
     return round(statistics.median(times), 1)
 
 
+def docs_copy(grid) -> None:
+    """The demo grid, at half size, where docs/generators_eval.md shows it."""
+    from PIL import Image
+
+    half = grid.resize((grid.width // 2, grid.height // 2), Image.LANCZOS)
+    half.save(REPO / "docs" / "images" / "bench_edits_demo.png", optimize=True)
+
+
 def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], encoders: dict[str, str | None],
                   queries: int, work: Path) -> dict:
     import torch
@@ -125,6 +133,8 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
             path = RESULTS / f"bench_edits_{name}.png"
             grid.save(path, optimize=True)
             print(f"grid -> {path}")
+            if name == "demo":
+                docs_copy(grid)
         head = res.report["headline" if res.report["headline"]["groups"] else "overall"]
         print(name, enc_name, json.dumps(head, indent=1))
     return out
