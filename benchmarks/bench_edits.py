@@ -103,7 +103,7 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
 
     from catalog import load_catalog
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import LabColourShift, PaletteShift
+    from generators.evaluate.baselines import colour_baselines
     from generators.evaluate.search import SearchEvalConfig, edited_search, example_grid
     from generators.inference import load_editor
     from indexing.encoder import Encoder
@@ -113,9 +113,7 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
     editors = {n: load_editor(p, device="cpu") for n, p in editors_dirs.items()}
     held = holdout_mask([it.id for it in catalog.items], 0.3)
     if "color" in catalog.schema.groups:
-        train = [it for it, h in zip(catalog.items, held, strict=True) if not h]
-        editors["lab-shift"] = LabColourShift.fit(catalog, train)
-        editors["palette-shift"] = PaletteShift.fit(catalog, train)
+        editors.update(colour_baselines(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h]))
     out: dict = {"catalog": str(catalog_dir), "items": len(catalog.items), "latency_ms_256px": {}}
     for n, ed in editors.items():
         groups = ed.capabilities()["edit"]["groups"]
@@ -147,7 +145,7 @@ def retime(result: dict, work: Path, stargan: Path | None) -> None:
 
     from catalog import load_catalog
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import LabColourShift, PaletteShift
+    from generators.evaluate.baselines import colour_baselines
     from generators.inference import load_editor
 
     torch.set_num_threads(2)
@@ -160,9 +158,7 @@ def retime(result: dict, work: Path, stargan: Path | None) -> None:
         if name == "demo" and stargan is not None:
             editors["stargan"] = load_editor(stargan, device="cpu")
         held = holdout_mask([it.id for it in catalog.items], 0.3)
-        train = [it for it, h in zip(catalog.items, held, strict=True) if not h]
-        editors["lab-shift"] = LabColourShift.fit(catalog, train)
-        editors["palette-shift"] = PaletteShift.fit(catalog, train)
+        editors.update(colour_baselines(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h]))
         part["latency_ms_256px"] = {n: edit_latency(ed, catalog, "color", ed.capabilities()["edit"]["groups"]["color"][0])
                                     for n, ed in editors.items()}
         part["latency_machine"] = describe_machine()

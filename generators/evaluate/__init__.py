@@ -67,16 +67,16 @@ def _run_config(run: Path) -> dict | None:
 
 
 def search_editors(editor, catalog: Catalog, cfg: EvalConfig, holdout: float) -> dict:
-    """The editor under test and, when it edits colour, the non-learned LAB colour shift next to it."""
+    """The editor under test and, when it edits colour, the non-learned colour shifts next to it."""
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import LabColourShift
+    from generators.evaluate.baselines import colour_baselines
 
     editors = {editor.capabilities().get("model", "editor"): editor}
     groups = (editor.capabilities().get("edit") or {}).get("groups") or {}
     if cfg.baseline and "color" in groups and "color" in catalog.schema.groups:
         held = holdout_mask([it.id for it in catalog.items], holdout)
         train_items = [it for it, h in zip(catalog.items, held, strict=True) if not h]
-        editors[LabColourShift.name] = LabColourShift.fit(catalog, train_items)
+        editors.update(colour_baselines(catalog, train_items))
     return editors
 
 

@@ -135,3 +135,9 @@ class PaletteShift:
             y = palette_shift(x, target, strength=strength)[0]
             out.append(Image.fromarray(((y.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)))
         return out
+
+
+def colour_baselines(catalog: Catalog, items: Sequence[Any], group: str = "color") -> dict[str, Any]:
+    """Both non-learned colour editors, fitted on ``items`` (the training split), by name."""
+    return {LabColourShift.name: LabColourShift.fit(catalog, items, group),
+            PaletteShift.name: PaletteShift.fit(catalog, items, group)}
