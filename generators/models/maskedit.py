@@ -17,6 +17,10 @@ Why this design (see docs/generators.md for the measurements):
   photo's size by a guided upsampling (He & Sun's guided filter, as in Wu et al.'s fast guided
   filter, CVPR 2018) that takes its edges from the full-resolution photo. The output has the
   input's resolution; the cost is a small forward plus a few box filters at full size.
+- **A palette step for colour edits** (:mod:`generators.models.palette`): the garment's dominant
+  colour is moved to the target value's, in LAB, before the U-Net's maps apply; a print far
+  from the dominant colour stays. The judges alone had taught the maps a mean shift, which
+  leaves a white target grey and drags prints along.
 - **Pretrained judges** (:mod:`generators.models.features`): a projected discriminator on frozen
   EfficientNet-Lite0 features and frozen attribute heads fitted on the catalog's real photos
   give real gradients from step 1; cycle and identity losses keep what the edit does not name.
