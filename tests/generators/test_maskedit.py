@@ -187,3 +187,15 @@ def test_a_colour_edit_starts_with_the_palette_step_and_other_edits_do_not(train
     other[0, next(i for i in range(len(inf.edit_names)) if i != j)] = 0
     same, _, _ = edit_photo(G, x, other, inf.edit_sizes, cfg.maskedit, j)
     assert torch.equal(same, x)
+
+
+def test_a_checkpoint_from_before_the_palette_step_loads_and_edits_without_it(trained: Path, tmp_path: Path) -> None:
+    from generators.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(trained / "checkpoints" / "last.pt")
+    del ckpt["nets"]["G"]["palette"]
+    old = save_checkpoint(tmp_path / "before_palette.pt", ckpt)
+    editor = load_editor(old, device="cpu")
+    assert editor.impl.palette_j is None and editor.impl.G.palette is None
+    x = torch.rand(1, 3, 48, 48) * 2 - 1
+    assert editor.edit(x, {"color": editor.capabilities()["edit"]["groups"]["color"][0]}).shape == x.shape
