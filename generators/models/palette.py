@@ -21,8 +21,6 @@ non-learned baseline (``palette-shift``), so the learned part is measured agains
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
@@ -121,5 +119,3 @@ def palette_targets(palette: torch.Tensor, trg: torch.Tensor) -> tuple[torch.Ten
     on = trg >= 0
     return palette[trg.clamp(min=0).to(palette.device)].float(), on.to(palette.device)
 
-
-__all__: Sequence[str] = ("SIGMA", "dominant_lab", "fit_palette", "lab_to_rgb", "palette_shift", "palette_targets")
