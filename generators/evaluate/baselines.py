@@ -29,6 +29,16 @@ def garment_mask(rgb: np.ndarray) -> np.ndarray:
     return w >= 0.5
 
 
+def labelled_photos(catalog: Catalog, items: Sequence[Any] | None, group: str, size: int):
+    """``(uint8 RGB photo at size x size, value)`` for each of ``items`` with a known ``group`` value."""
+    for it in items if items is not None else catalog.items:
+        v = it.labels.get(group)
+        if not v:
+            continue
+        with Image.open(catalog.image_path(it)) as im:
+            yield np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR)), v
+
+
 def _lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
@@ -47,12 +57,7 @@ class LabColourShift:
             size: int = 128) -> LabColourShift:
         """Mean LAB colour of the garment pixels per value of ``group``, over ``items`` (training ones)."""
         sums: dict[str, list[np.ndarray]] = {}
-        for it in items if items is not None else catalog.items:
-            v = it.labels.get(group)
-            if not v:
-                continue
-            with Image.open(catalog.image_path(it)) as im:
-                rgb = np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR))
+        for rgb, v in labelled_photos(catalog, items, group, size):
             m = garment_mask(rgb)
             if m.sum() < 16:
                 continue
@@ -102,19 +107,12 @@ class PaletteShift:
         """Median dominant colour per value of ``group`` over ``items`` (the training ones)."""
         from generators.models.palette import fit_palette
 
-        photos, vals = [], []
-        for it in items if items is not None else catalog.items:
-            v = it.labels.get(group)
-            if not v:
-                continue
-            with Image.open(catalog.image_path(it)) as im:
-                photos.append(np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR)))
-            vals.append(v)
-        if not photos:
+        pairs = list(labelled_photos(catalog, items, group, size))
+        if not pairs:
             raise ValueError(f"no training photo has a known {group!r} value to learn colours from")
-        names = sorted(set(vals))
-        x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).contiguous()
-        idx = torch.tensor([names.index(v) for v in vals])
+        names = sorted({v for _, v in pairs})
+        x = torch.from_numpy(np.stack([rgb for rgb, _ in pairs])).permute(0, 3, 1, 2).contiguous()
+        idx = torch.tensor([names.index(v) for _, v in pairs])
         pal = fit_palette(x, idx, len(names))
         return cls({v: pal[i].tolist() for i, v in enumerate(names)}, group)
 

@@ -72,25 +72,20 @@ def dominant_lab(x01: torch.Tensor, size: int = STAT_SIZE) -> torch.Tensor:
 
 
 def palette_shift(x: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None = None,
-                  strength: torch.Tensor | float = 1.0, sigma: float = SIGMA,
-                  source: torch.Tensor | None = None) -> torch.Tensor:
+                  strength: torch.Tensor | float = 1.0, sigma: float = SIGMA) -> torch.Tensor:
     """``x`` (``[-1, 1]``) with its dominant colour moved to ``target`` (``[B, 3]`` LAB).
 
-    ``on`` (``[B]``, 0/1) switches the shift per photo; ``source`` overrides the dominant colour
-    found in ``x`` (training uses it to undo an edit exactly).
+    ``on`` (``[B]``, 0/1) switches the shift per photo; ``strength`` (a float or ``[B]``) scales it.
     """
     x01 = (x.float() + 1) / 2
-    src = dominant_lab(x01) if source is None else source.float()
+    src = dominant_lab(x01)
     lab = rgb_to_lab(x01)
     garment = foreground_weights(x01, floor=0.0)
     close = torch.exp(-((lab - src[..., None, None]) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma)) * garment
-    scale = close
+    per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
     if on is not None:
-        scale = scale * on.float().view(-1, 1, 1, 1)
-    if isinstance(strength, torch.Tensor):
-        scale = scale * strength.float().view(-1, 1, 1, 1)
-    elif strength != 1.0:
-        scale = scale * float(strength)
+        per_photo = per_photo * on.float().to(x.device)
+    scale = close * per_photo.view(-1, 1, 1, 1)
     moved = lab + scale * (target.float() - src)[..., None, None]
     # pixels the shift leaves alone (the background, photos switched off) come back bit-exact
     return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, x.float()).to(x.dtype)

@@ -33,8 +33,6 @@ def test_the_dominant_colour_is_the_fabric_not_the_print() -> None:
     navy = (0.1, 0.12, 0.35)
     dom = dominant_lab((dotted_garment(navy) + 1) / 2)[0]
     assert (dom - lab_of(navy)).norm() < 3.0
-    mean = rgb_to_lab((dotted_garment(navy) + 1) / 2)  # for contrast: the print pulls a plain mean away
-    assert dom.shape == (3,) and mean.shape[1] == 3
 
 
 def test_palette_shift_moves_the_fabric_and_keeps_the_print_and_background() -> None:
