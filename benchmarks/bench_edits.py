@@ -1,4 +1,4 @@
-"""Edits that retrieve: the masked editor against the thesis's StarGAN and two non-learned colour shifts (LAB mean, palette).
+"""Edits that retrieve: the masked editor against the thesis's StarGAN and the non-learned edits (LAB mean, palette, silhouette).
 
     python -m benchmarks.bench_edits [--part demo|myntra|all] [--budget 45] [--work DIR] [--reuse]
     python -m benchmarks.bench_edits --part variants --catalog DEMO_DIR [--munit CKPT] [--fader CKPT]
@@ -89,6 +89,19 @@ def edit_latency(editor, catalog, group: str, value: str, n: int = 15) -> float:
     return round(statistics.median(times), 1)
 
 
+def latencies(editors: dict, catalog) -> dict:
+    """Per editor, the 256 px edit latency of a colour edit and of a length edit (the masked
+    editor then also reads the photo with its judges, for the silhouette step)."""
+    colour, shape = {}, {}
+    for n, ed in editors.items():
+        groups = ed.capabilities()["edit"]["groups"]
+        if "color" in groups:
+            colour[n] = edit_latency(ed, catalog, "color", groups["color"][0])
+        if "length" in groups:
+            shape[n] = edit_latency(ed, catalog, "length", groups["length"][0])
+    return {"latency_ms_256px": colour, "latency_ms_256px_shape": shape}
+
+
 def docs_copy(grid) -> None:
     """The demo grid, at half size, where docs/generators_eval.md shows it."""
     from PIL import Image
@@ -103,7 +116,7 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
 
     from catalog import load_catalog
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import colour_baselines
+    from generators.evaluate.baselines import non_learned_baselines
     from generators.evaluate.search import SearchEvalConfig, edited_search, example_grid
     from generators.inference import load_editor
     from indexing.encoder import Encoder
@@ -112,13 +125,9 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
     catalog = load_catalog(catalog_dir, check_images=False)
     editors = {n: load_editor(p, device="cpu") for n, p in editors_dirs.items()}
     held = holdout_mask([it.id for it in catalog.items], 0.3)
-    if "color" in catalog.schema.groups:
-        editors.update(colour_baselines(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h]))
-    out: dict = {"catalog": str(catalog_dir), "items": len(catalog.items), "latency_ms_256px": {}}
-    for n, ed in editors.items():
-        groups = ed.capabilities()["edit"]["groups"]
-        g = "color" if "color" in groups else next(iter(groups))
-        out["latency_ms_256px"][n] = edit_latency(ed, catalog, g, groups[g][0])
+    editors.update(non_learned_baselines(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h]))
+    out: dict = {"catalog": str(catalog_dir), "items": len(catalog.items)}
+    out.update(latencies(editors, catalog))
     for enc_name, enc_path in encoders.items():
         encoder = Encoder.load(enc_path, device="cpu")
         cfg = SearchEvalConfig(queries_per_group=queries, holdout=0.3)
@@ -145,7 +154,7 @@ def retime(result: dict, work: Path, stargan: Path | None) -> None:
 
     from catalog import load_catalog
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import colour_baselines
+    from generators.evaluate.baselines import non_learned_baselines
     from generators.inference import load_editor
 
     torch.set_num_threads(2)
@@ -158,11 +167,10 @@ def retime(result: dict, work: Path, stargan: Path | None) -> None:
         if name == "demo" and stargan is not None:
             editors["stargan"] = load_editor(stargan, device="cpu")
         held = holdout_mask([it.id for it in catalog.items], 0.3)
-        editors.update(colour_baselines(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h]))
-        part["latency_ms_256px"] = {n: edit_latency(ed, catalog, "color", ed.capabilities()["edit"]["groups"]["color"][0])
-                                    for n, ed in editors.items()}
+        editors.update(non_learned_baselines(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h]))
+        part.update(latencies(editors, catalog))
         part["latency_machine"] = describe_machine()
-        print(name, part["latency_ms_256px"])
+        print(name, part["latency_ms_256px"], part["latency_ms_256px_shape"])
 
 
 # issue 13's targets, checked in the JSON

@@ -120,6 +120,9 @@ class MaskEditOptions:
     # "" switches it off. The U-Net learns its masked change on top of that.
     palette_group: str = "color"
     palette_sigma: float = 30.0  # LAB distance that still moves with the dominant colour
+    # shape edits of these groups first move the garment's outline to the target value's mean
+    # silhouette (generators/models/silhouette.py); groups the catalog lacks are skipped, [] switches it off
+    silhouette_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
     d_width: int = 64  # channels of each projected-discriminator head
     anchor_group: str = "category"  # not edited by default; targets are values seen with it
     judge_groups: list[str] | None = None  # groups the frozen heads read (None: the whole schema)

@@ -67,16 +67,17 @@ def _run_config(run: Path) -> dict | None:
 
 
 def search_editors(editor, catalog: Catalog, cfg: EvalConfig, holdout: float) -> dict:
-    """The editor under test and, when it edits colour, the non-learned colour shifts next to it."""
+    """The editor under test and, for the groups it edits, the non-learned baselines next to it
+    (colour: the LAB mean and palette shifts; length, sleeve length, fit: the silhouette shift)."""
     from catalog.split import holdout_mask
-    from generators.evaluate.baselines import colour_baselines
+    from generators.evaluate.baselines import non_learned_baselines
 
     editors = {editor.capabilities().get("model", "editor"): editor}
     groups = (editor.capabilities().get("edit") or {}).get("groups") or {}
-    if cfg.baseline and "color" in groups and "color" in catalog.schema.groups:
+    if cfg.baseline:
         held = holdout_mask([it.id for it in catalog.items], holdout)
         train_items = [it for it, h in zip(catalog.items, held, strict=True) if not h]
-        editors.update(colour_baselines(catalog, train_items))
+        editors.update(non_learned_baselines(catalog, train_items, list(groups)))
     return editors
 
 

@@ -135,7 +135,86 @@ class PaletteShift:
         return out
 
 
-def colour_baselines(catalog: Catalog, items: Sequence[Any], group: str = "color") -> dict[str, Any]:
-    """Both non-learned colour editors, fitted on ``items`` (the training split), by name."""
-    return {LabColourShift.name: LabColourShift.fit(catalog, items, group),
-            PaletteShift.name: PaletteShift.fit(catalog, items, group)}
+
+
+class SilhouetteShift:
+    """Reshape by moving the garment's outline to the target value's mean silhouette
+    (:mod:`generators.models.silhouette`), for every group given.
+
+    The non-learned first step of the masked editor's shape edits, run alone.
+    """
+
+    name = "silhouette-shift"
+
+    def __init__(self, anchors: Sequence[str], groups: Mapping[str, Sequence[str]],
+                 templates: Mapping[str, torch.Tensor], counts: Mapping[str, torch.Tensor]) -> None:
+        self.anchors = list(anchors)
+        self.groups = {g: list(v) for g, v in groups.items()}
+        self.templates = dict(templates)
+        self.counts = dict(counts)
+
+    @classmethod
+    def fit(cls, catalog: Catalog, items: Sequence[Any] | None, groups: Sequence[str], anchor: str = "category",
+            size: int = 96) -> SilhouetteShift:
+        """Mean garment mask per (``anchor`` value, group value) over ``items`` (the training ones)."""
+        from generators.models.silhouette import fit_silhouettes
+
+        items = list(items if items is not None else catalog.items)
+        anchors = sorted({it.labels.get(anchor) for it in items if it.labels.get(anchor)})
+        if not anchors:
+            raise ValueError(f"no training photo has a known {anchor!r} value to fit silhouettes per")
+        photos, rows = [], []
+        for it in items:
+            with Image.open(catalog.image_path(it)) as im:
+                photos.append(np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR)))
+            rows.append(it.labels)
+        x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).contiguous()
+        a = torch.tensor([anchors.index(r[anchor]) if r.get(anchor) in anchors else -1 for r in rows])
+        values, templates, counts = {}, {}, {}
+        for g in groups:
+            names = sorted({r[g] for r in rows if r.get(g)})
+            if not names:
+                raise ValueError(f"no training photo has a known {g!r} value to fit silhouettes on")
+            v = torch.tensor([names.index(r[g]) if r.get(g) in names else -1 for r in rows])
+            values[g] = names
+            templates[g], counts[g] = fit_silhouettes(x, a, v, len(anchors), len(names))
+        return cls(anchors, values, templates, counts)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"model": self.name, "edit": {"groups": self.groups, "multi_group": True},
+                "to_model": False, "full_resolution": True}
+
+    def edit(self, images: Sequence[Image.Image], changes: Mapping[str, str], source_labels=None,
+             strength: float = 1.0) -> list[Image.Image]:
+        from generators.models.silhouette import silhouette_shift
+
+        unknown = set(changes) - set(self.groups)
+        if unknown:
+            raise ValueError(f"{self.name} edits {sorted(self.groups)}; got {sorted(unknown)}")
+        out = []
+        for im in images:
+            x = torch.from_numpy(np.asarray(flatten_on_white(im), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+            for g, v in changes.items():
+                t = torch.tensor([self.groups[g].index(v)])
+                x = silhouette_shift(x, self.templates[g], self.counts[g], t, strength)
+            out.append(Image.fromarray(((x[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)))
+        return out
+
+
+SHAPE_GROUPS = ("length", "sleeve_length", "fit")  # the groups a silhouette says something about
+
+
+def non_learned_baselines(catalog: Catalog, items: Sequence[Any], edited: Sequence[str] | None = None,
+                          color: str = "color", anchor: str = "category") -> dict[str, Any]:
+    """The non-learned editors for the groups of ``edited`` (default: all) that ``catalog`` has,
+    fitted on ``items`` (the training split), by name: both colour shifts for ``color``, the
+    silhouette shift for the shape groups."""
+    groups = [g for g in (edited if edited is not None else catalog.schema.names) if g in catalog.schema.groups]
+    out: dict[str, Any] = {}
+    if color in groups:
+        out[LabColourShift.name] = LabColourShift.fit(catalog, items, color)
+        out[PaletteShift.name] = PaletteShift.fit(catalog, items, color)
+    shape = [g for g in SHAPE_GROUPS if g in groups]
+    if shape and anchor in catalog.schema.groups:
+        out[SilhouetteShift.name] = SilhouetteShift.fit(catalog, items, shape, anchor)
+    return out

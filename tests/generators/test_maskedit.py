@@ -199,3 +199,58 @@ def test_a_checkpoint_from_before_the_palette_step_loads_and_edits_without_it(tr
     assert editor.impl.palette_j is None and editor.impl.G.palette is None
     x = torch.rand(1, 3, 48, 48) * 2 - 1
     assert editor.edit(x, {"color": editor.capabilities()["edit"]["groups"]["color"][0]}).shape == x.shape
+
+
+def test_a_shape_edit_starts_with_the_silhouette_step_and_old_checkpoints_load_without_it(
+        trained: Path, tmp_path: Path) -> None:
+    from test_silhouette import fitted, garment, to_pm1
+
+    from catalog import Schema
+    from generators.checkpoint import load_checkpoint, save_checkpoint
+    from generators.models.maskedit import MaskEditInference, build_maskedit_generator, edit_photo
+    from generators.options import Config
+
+    ckpt = load_checkpoint(trained / "checkpoints" / "last.pt")
+    assert "silhouettes" in ckpt["nets"]["G"], "the fitted silhouettes ship inside the generator"
+    inf = MaskEditInference(ckpt, Config.from_dict(ckpt["config"]), Schema.from_dict(ckpt["schema"]),
+                            torch.device("cpu"))
+    assert inf.shape is not None and [inf.edit_names[j] for j in inf.shape.js] == ["length"]
+    assert inf.shape.anchor_col == -1, "the tiny catalog has no category: one set of silhouettes"
+    G = build_maskedit_generator(inf.cfg, inf.schema)  # untrained: its own maps change nothing
+    tpl, counts = fitted()
+    G.silhouettes[:] = tpl[:1]
+    G.silhouette_counts[:] = counts[:1]
+    j = inf.shape.js[0]
+    x, long = to_pm1(garment(29)), to_pm1(garment(55))
+    trg = torch.full((1, len(inf.edit_names)), -1, dtype=torch.long)
+    trg[0, j] = 1
+    out, _, _ = edit_photo(G, x, trg, inf.edit_sizes, inf.cfg.maskedit, None, shape=inf.shape)
+    assert (out - long).abs().mean() < 0.25 * (x - long).abs().mean()
+    same, _, _ = edit_photo(G, x, trg, inf.edit_sizes, inf.cfg.maskedit, None, shape=None)
+    assert torch.equal(same, x), "without the step an untrained G changes nothing"
+
+    for key in ("silhouettes", "silhouette_counts"):
+        del ckpt["nets"]["G"][key]
+    editor = load_editor(save_checkpoint(tmp_path / "before_silhouettes.pt", ckpt), device="cpu")
+    assert editor.impl.shape is None and editor.impl.G.silhouettes is None
+    x = torch.rand(1, 3, 48, 48) * 2 - 1
+    assert editor.edit(x, {"length": editor.capabilities()["edit"]["groups"]["length"][0]}).shape == x.shape
+
+
+def test_the_silhouette_baseline_brings_a_length_edit_closer_to_the_true_rerendering(make_demo_catalog,
+                                                                                      tmp_path: Path) -> None:
+    from catalog import load_catalog
+    from catalog.split import holdout_mask
+    from generators.evaluate.baselines import non_learned_baselines
+    from generators.evaluate.search import SearchEvalConfig, edited_search
+    from indexing.encoder import Encoder
+
+    cat = load_catalog(make_demo_catalog(160, 4), check_images=False)
+    held = holdout_mask([it.id for it in cat.items], 0.3)
+    train = [it for it, h in zip(cat.items, held, strict=True) if not h]
+    editors = non_learned_baselines(cat, train, ["length", "sleeve_length"])
+    assert set(editors) == {"silhouette-shift"}, "no colour group asked for: no colour baseline"
+    res = edited_search(editors, cat, Encoder.load(None, "cpu"),
+                        SearchEvalConfig(queries_per_group=12, holdout=0.3, groups=["length"]), cache_dir=tmp_path)
+    l1 = res.report["groups"]["length"]["l1_to_truth"]
+    assert l1["silhouette-shift"] < 0.8 * l1["unedited"]

@@ -1,0 +1,85 @@
+"""The silhouette step of shape edits: fabric grows or is cut where the target value's silhouette says."""
+
+from __future__ import annotations
+
+import torch
+
+from generators.models.silhouette import fit_silhouettes, garment_masks, read_silhouette, silhouette_shift
+
+RED = (0.8, 0.1, 0.1)
+
+
+def garment(hem: int, size: int = 64, top: int = 8, colour: tuple[float, float, float] = RED,
+            left: int = 20, right: int = 44) -> torch.Tensor:
+    """``[1, 3, S, S]`` uint8: white background, a rectangle of ``colour`` from ``top`` to ``hem``."""
+    x = torch.full((1, 3, size, size), 255, dtype=torch.uint8)
+    x[0, :, top:hem, left:right] = (torch.tensor(colour) * 255).round().to(torch.uint8).view(3, 1, 1)
+    return x
+
+
+def to_pm1(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 127.5 - 1
+
+
+def fitted() -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor 0 of two: value 0 = short (hem at 28-30), value 1 = long (hem at 54-56)."""
+    photos = [garment(h) for h in (28, 29, 30)] + [garment(h) for h in (54, 55, 56)]
+    images = torch.cat(photos)
+    anchors = torch.zeros(6, dtype=torch.long)
+    values = torch.tensor([0, 0, 0, 1, 1, 1])
+    return fit_silhouettes(images, anchors, values, n_anchors=2, n_values=2)
+
+
+def test_templates_are_mean_masks_per_anchor_and_value() -> None:
+    tpl, counts = fitted()
+    assert tpl.shape == (2, 2, 64, 64) and counts.tolist() == [[3, 3], [0, 0]]
+    assert tpl[0, 0, 20, 32] == 1 and tpl[0, 0, 45, 32] == 0 and tpl[0, 1, 45, 32] == 1
+    assert tpl[0, 0, 2, 2] == 0, "the background is not garment"
+    a, v = read_silhouette(garment_masks(torch.cat([garment(29), garment(55)]).float() / 255), tpl, counts)
+    assert a.tolist() == [0, 0] and v.tolist() == [0, 1]
+
+
+def test_lengthening_paints_fabric_below_the_hem_and_keeps_the_rest() -> None:
+    tpl, counts = fitted()
+    x = to_pm1(garment(29))
+    y = silhouette_shift(x, tpl, counts, torch.tensor([1]))
+    long = to_pm1(garment(55))
+    assert (y - long).abs().mean() < 0.25 * (x - long).abs().mean(), "the edit lands near the long garment"
+    assert (y[..., 45, 32] - long[..., 45, 32]).abs().max() < 0.05, "fabric colour below the old hem"
+    assert torch.equal(y[..., :20, :], x[..., :20, :]), "the garment above the change is the input's, bit-exact"
+    assert torch.equal(y[..., :, :12], x[..., :, :12]), "background away from the change is bit-exact"
+
+
+def test_shortening_cuts_the_garment_to_background() -> None:
+    tpl, counts = fitted()
+    x = to_pm1(garment(55))
+    y = silhouette_shift(x, tpl, counts, torch.tensor([0]))
+    assert (y[..., 40:52, 22:42] > 0.95).all(), "below the short hem is white background now"
+    assert torch.equal(y[..., 10:25, :], x[..., 10:25, :])
+
+
+def test_no_change_when_off_unseen_or_already_there() -> None:
+    tpl, counts = fitted()
+    x = to_pm1(garment(29))
+    assert torch.equal(silhouette_shift(x, tpl, counts, torch.tensor([-1])), x), "-1: not named"
+    assert torch.equal(silhouette_shift(x, tpl, counts, torch.tensor([0])), x), "already short"
+    assert torch.equal(silhouette_shift(x, tpl, counts, torch.tensor([1]), strength=0.0), x)
+    # anchor 1 has no photos of either value: a value never seen with the anchor changes nothing
+    assert torch.equal(silhouette_shift(x, tpl, counts, torch.tensor([1]), anchor=torch.tensor([1]),
+                                        current=torch.tensor([0])), x)
+
+
+def test_given_labels_override_the_template_reading() -> None:
+    tpl, counts = fitted()
+    x = to_pm1(garment(29))
+    # told it is already long, asking for long changes nothing although it looks short
+    assert torch.equal(silhouette_shift(x, tpl, counts, torch.tensor([1]), anchor=torch.tensor([0]),
+                                        current=torch.tensor([1])), x)
+
+
+def test_fabric_only_grows_out_of_the_garment() -> None:
+    """A template difference that does not touch the photo's garment paints nothing."""
+    tpl, counts = fitted()
+    x = to_pm1(garment(20, top=2, left=2, right=10))  # a small garment far left, away from the band
+    y = silhouette_shift(x, tpl, counts, torch.tensor([1]), anchor=torch.tensor([0]), current=torch.tensor([0]))
+    assert torch.equal(y, x)
