@@ -115,6 +115,9 @@ class MaskEditOptions:
     upsample: str = "guided"  # guided (edges from the full-resolution photo) or bilinear
     mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
     flow: bool = True  # warp the photo by a predicted displacement field before recolouring (shape edits)
+    # only edits naming one of these groups warp: a warp on a colour, pattern or neckline edit moved
+    # the garment away from the true re-rendering (docs/generators_eval.md)
+    flow_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
     templates: bool = True  # a learned map per target value added to the U-Net's maps (shape edits)
     # colour edits first move the garment's dominant colour to the value's (generators/models/palette.py);
     # "" switches it off. The U-Net learns its masked change on top of that.

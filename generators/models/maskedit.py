@@ -238,8 +238,8 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
-               strength: torch.Tensor | float = 1.0, prior: float = 3.0,
-               flow: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               strength: torch.Tensor | float = 1.0, prior: float = 3.0, flow: bool = False,
+               flow_on: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The edited photo at ``x``'s resolution, its mask and the garment prior.
 
     ``out = m * change + (1 - m) * x`` with ``change = (1 - k) * x + a * Y + b``: where the mask is
@@ -254,11 +254,14 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     With ``flow``, the photo is first warped by a smooth displacement field (bilinear from the
     low-resolution map, at most ``MAX_FLOW``): a hem moves down, a sleeve stretches, a body
     widens, all with the garment's own sharp pixels; the colour change then acts on the warped
-    photo. ``strength`` scales both the displacement and the change.
+    photo. ``strength`` scales both the displacement and the change; ``flow_on`` (``[B]``, 0/1)
+    switches the displacement per photo.
     """
     s_map = strength.view(-1, 1, 1, 1) if isinstance(strength, torch.Tensor) else float(strength)
     if flow:
         f = MAX_FLOW * torch.tanh(maps_lo[:, 8:10])
+        if flow_on is not None:
+            f = f * flow_on.to(f).view(-1, 1, 1, 1)
         f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False) if f.shape[-2:] != x.shape[-2:] else f
         x = warp(x, f * s_map)
         x_lo = downsample(x, x_lo.shape[-1])
@@ -285,6 +288,12 @@ def total_variation(m: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------
+def flow_indices(cfg: Config, schema: Schema) -> list[int]:
+    """Positions of ``maskedit.flow_groups`` among the editable groups: the edits that may warp."""
+    names = editable_groups(cfg, schema)
+    return [names.index(g) for g in cfg.maskedit.flow_groups if g in names]
+
+
 def editable_groups(cfg: Config, schema: Schema) -> list[str]:
     """``train.groups``, else every group except the anchor (category edits are not attribute edits)."""
     if cfg.train.groups:
@@ -350,7 +359,7 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
                palette_j: int | None, strength: torch.Tensor | float = 1.0,
                palette_target: torch.Tensor | None = None, fixed_steps: bool = True,
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               flow_js: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One edit, as training and inference both run it: the fixed palette and silhouette
     steps, then the learned maps.
 
@@ -358,7 +367,8 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
     (``[B, 3]`` LAB) replaces the palette's colour for the target value (training's cycle
     asks for the input's own colour back). ``source`` (``[B, G]``, the judges' schema) is the
     photo's current labels, as known or read; the silhouette step needs its anchor and
-    current values (without it they are read from the templates).
+    current values (without it they are read from the templates). Only edits that name one of
+    the editable groups ``flow_js`` warp the photo (None: every edit may).
     """
     c = condition(trg, sizes).to(x.device)
     if fixed_steps and palette_j is not None and G.palette is not None:
@@ -380,7 +390,8 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
                                  strength, anchor, current)
     x_lo = downsample(x, o.pred_size)
     maps = G(x_lo, c)
-    return apply_maps(x, maps, x_lo, o.upsample, strength, o.mask_prior, o.flow)
+    flow_on = (trg[:, list(flow_js)] >= 0).any(1) if flow_js is not None else None
+    return apply_maps(x, maps, x_lo, o.upsample, strength, o.mask_prior, o.flow, flow_on)
 
 
 class MaskEditSolver(Solver):
@@ -407,6 +418,7 @@ class MaskEditSolver(Solver):
         self.sizes = group_sizes(schema)
         self.palette_j = palette_index(cfg, schema)
         self.shape = silhouette_steps(cfg, schema)
+        self.flow_js = flow_indices(cfg, schema)
         self.G = self._place(build_maskedit_generator(cfg, schema))
         self.features = FrozenFeatures(cfg.train.image_size).to(self.device)
         if self.channels_last:
@@ -568,7 +580,8 @@ class MaskEditSolver(Solver):
               palette_target: torch.Tensor | None = None,
               fixed_steps: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j,
-                          palette_target=palette_target, fixed_steps=fixed_steps, shape=self.shape, source=source)
+                          palette_target=palette_target, fixed_steps=fixed_steps, shape=self.shape, source=source,
+                          flow_js=self.flow_js)
 
     def _after(self, current: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
         """The labels a photo with ``current`` labels has once edited to ``trg``."""
@@ -728,6 +741,7 @@ class MaskEditInference:
         has_silhouettes = "silhouettes" in ckpt["nets"]["G"]
         self.shape = silhouette_steps(cfg, schema) if has_silhouettes else None
         self.G = build_maskedit_generator(cfg, schema, palette=has_palette, silhouette=has_silhouettes)
+        self.flow_js = flow_indices(cfg, schema)
         self.G.load_state_dict(ckpt["nets"]["G"])
         self.G.to(device).eval().requires_grad_(False)
         self.C = AttributeHeads(pooled_dim(), group_sizes(schema))
@@ -748,7 +762,7 @@ class MaskEditInference:
         reshapes = self.shape is not None and any(j in self.shape.js for j in map(self.edit_names.index, changes))
         source = self._read(x) if reshapes else None
         out, _, _ = edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j, float(strength),
-                               shape=self.shape, source=source)
+                               shape=self.shape, source=source, flow_js=self.flow_js)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,18 @@ def test_a_pixel_with_mask_zero_is_the_input_exactly() -> None:
     assert torch.allclose(warped[..., :32], x[..., :32], atol=1e-5)
 
 
+def test_only_edits_of_the_flow_groups_warp() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    maps = torch.randn(2, 10, 64, 64)
+    plain, _, _ = apply_maps(x, maps, x)
+    warped, _, _ = apply_maps(x, maps, x, flow=True)
+    gated, _, _ = apply_maps(x, maps, x, flow=True, flow_on=torch.tensor([0, 1]))
+    assert not torch.allclose(warped[0], plain[0], atol=1e-3), "the displacement field does move pixels"
+    assert torch.allclose(gated[0], plain[0], atol=1e-5), "a photo whose edit names no flow group is not warped"
+    assert torch.allclose(gated[1], warped[1], atol=1e-5)
+
+
 def test_guided_upsampling_is_bilinear_on_a_flat_photo_and_follows_edges() -> None:
     lo = torch.rand(1, 4, 16, 16)
     flat_lo, flat_hi = torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 64, 64)
