@@ -123,6 +123,9 @@ class MaskEditOptions:
     # "" switches it off. The U-Net learns its masked change on top of that.
     palette_group: str = "color"
     palette_sigma: float = 30.0  # LAB distance that still moves with the dominant colour
+    # edits to this group's plainest value (the one whose training photos have the least print) first
+    # paint the print over in the garment's dominant colour (generators/models/palette.py); "" switches it off
+    plain_group: str = "pattern"
     # shape edits of these groups first move the garment's outline to the target value's mean
     # silhouette (generators/models/silhouette.py); groups the catalog lacks are skipped, [] switches it off
     silhouette_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])

@@ -21,6 +21,9 @@ Why this design (see docs/generators.md for the measurements):
   colour is moved to the target value's, in LAB, before the U-Net's maps apply; a print far
   from the dominant colour stays. The judges alone had taught the maps a mean shift, which
   leaves a white target grey and drags prints along.
+- **Print removal for "plain"**: an edit to the pattern group's plainest value (found from
+  the photos: the value whose training photos have the least print) first paints the print
+  over in the garment's dominant colour.
 - **A silhouette step for shape edits** (:mod:`generators.models.silhouette`): the garment's
   outline moves by the difference of the mean silhouettes of its current and its target
   value (per anchor value, fitted on the training photos): fabric is painted where the
@@ -60,7 +63,14 @@ from generators.models.features import (
     pooled_dim,
     translate,
 )
-from generators.models.palette import dominant_lab, fit_palette, palette_shift, palette_targets
+from generators.models.palette import (
+    dominant_lab,
+    fit_palette,
+    flatten_print,
+    palette_shift,
+    palette_targets,
+    plain_value,
+)
 from generators.models.residual import downsample
 from generators.models.silhouette import SIZE as SILHOUETTE_SIZE
 from generators.models.silhouette import fit_silhouettes, silhouette_shift
@@ -130,7 +140,7 @@ class MaskEditGenerator(nn.Module):
 
     def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
                  flow: bool = True, pred_size: int = 32, templates: bool = True, palette_values: int = 0,
-                 silhouette_shape: tuple[int, int] | None = None) -> None:
+                 silhouette_shape: tuple[int, int] | None = None, plain: bool = False) -> None:
         super().__init__()
         # LAB colour of each value of the palette group (fitted on the training photos, shipped with G)
         self.palette: torch.Tensor | None
@@ -138,6 +148,12 @@ class MaskEditGenerator(nn.Module):
             self.register_buffer("palette", torch.zeros(palette_values, 3))
         else:
             self.palette = None
+        # the plain group's value without print (-1: none found), fitted on the training photos
+        self.plain: torch.Tensor | None
+        if plain:
+            self.register_buffer("plain", torch.full((1,), -1, dtype=torch.long))
+        else:
+            self.plain = None
         # mean garment mask per (anchor value, value of each silhouette group, concatenated), and
         # the photos behind each: fitted on the training photos, shipped with G
         self.silhouettes: torch.Tensor | None
@@ -309,6 +325,13 @@ def palette_index(cfg: Config, schema: Schema) -> int | None:
     return names.index(g) if g and g in names else None
 
 
+def plain_index(cfg: Config, schema: Schema) -> int | None:
+    """Position of ``maskedit.plain_group`` among the editable groups (None: no print removal)."""
+    names = editable_groups(cfg, schema)
+    g = cfg.maskedit.plain_group
+    return names.index(g) if g and g in names else None
+
+
 @dataclass(frozen=True)
 class SilhouetteSteps:
     """Where the silhouette step reads and writes: the editable groups it reshapes (``js``),
@@ -344,7 +367,7 @@ def silhouette_steps(cfg: Config, schema: Schema) -> SilhouetteSteps | None:
 
 
 def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
-                             silhouette: bool = True) -> MaskEditGenerator:
+                             silhouette: bool = True, plain: bool = True) -> MaskEditGenerator:
     o = cfg.maskedit
     names = editable_groups(cfg, schema)
     sizes = [len(schema.values(g)) for g in names]
@@ -352,16 +375,18 @@ def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
     steps = silhouette_steps(cfg, schema) if silhouette else None
     return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
                              o.pred_size, o.templates, palette_values=sizes[j] if j is not None else 0,
-                             silhouette_shape=steps.shape if steps else None)
+                             silhouette_shape=steps.shape if steps else None,
+                             plain=plain and plain_index(cfg, schema) is not None)
 
 
 def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: Sequence[int], o: Any,
                palette_j: int | None, strength: torch.Tensor | float = 1.0,
                palette_target: torch.Tensor | None = None, fixed_steps: bool = True,
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
-               flow_js: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One edit, as training and inference both run it: the fixed palette and silhouette
-    steps, then the learned maps.
+               flow_js: Sequence[int] | None = None, plain_j: int | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One edit, as training and inference both run it: the fixed palette, print-removal and
+    silhouette steps, then the learned maps.
 
     ``trg``: ``[B, E]`` target value per editable group (-1: leave it). ``palette_target``
     (``[B, 3]`` LAB) replaces the palette's colour for the target value (training's cycle
@@ -377,6 +402,10 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
             target = palette_target.to(target)
         if bool(on.any()):
             x = palette_shift(x, target, on, strength, o.palette_sigma)
+    if fixed_steps and plain_j is not None and G.plain is not None and int(G.plain) >= 0:
+        on = trg[:, plain_j].to(G.plain.device) == G.plain
+        if bool(on.any()):
+            x = flatten_print(x, on, strength, o.palette_sigma)
     if fixed_steps and shape is not None and G.silhouettes is not None:
         for j, col, off, n in zip(shape.js, shape.cols, shape.offsets, shape.sizes, strict=True):
             if not bool((trg[:, j] >= 0).any()):
@@ -419,6 +448,7 @@ class MaskEditSolver(Solver):
         self.palette_j = palette_index(cfg, schema)
         self.shape = silhouette_steps(cfg, schema)
         self.flow_js = flow_indices(cfg, schema)
+        self.plain_j = plain_index(cfg, schema)
         self.G = self._place(build_maskedit_generator(cfg, schema))
         self.features = FrozenFeatures(cfg.train.image_size).to(self.device)
         if self.channels_last:
@@ -469,6 +499,9 @@ class MaskEditSolver(Solver):
             col = self.edit_cols[self.palette_j]
             with torch.no_grad():
                 self.G.palette.copy_(fit_palette(images, labels[:, col], self.edit_sizes[self.palette_j]))
+        if self.plain_j is not None:
+            col = self.edit_cols[self.plain_j]
+            self.G.plain.fill_(plain_value(images, labels[:, col], self.edit_sizes[self.plain_j]))
         if self.shape is not None:
             sh = self.shape
             with torch.no_grad():
@@ -581,7 +614,7 @@ class MaskEditSolver(Solver):
               fixed_steps: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j,
                           palette_target=palette_target, fixed_steps=fixed_steps, shape=self.shape, source=source,
-                          flow_js=self.flow_js)
+                          flow_js=self.flow_js, plain_j=self.plain_j)
 
     def _after(self, current: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
         """The labels a photo with ``current`` labels has once edited to ``trg``."""
@@ -740,7 +773,10 @@ class MaskEditInference:
         self.palette_j = palette_index(cfg, schema) if has_palette else None
         has_silhouettes = "silhouettes" in ckpt["nets"]["G"]
         self.shape = silhouette_steps(cfg, schema) if has_silhouettes else None
-        self.G = build_maskedit_generator(cfg, schema, palette=has_palette, silhouette=has_silhouettes)
+        has_plain = "plain" in ckpt["nets"]["G"]
+        self.plain_j = plain_index(cfg, schema) if has_plain else None
+        self.G = build_maskedit_generator(cfg, schema, palette=has_palette, silhouette=has_silhouettes,
+                                          plain=has_plain)
         self.flow_js = flow_indices(cfg, schema)
         self.G.load_state_dict(ckpt["nets"]["G"])
         self.G.to(device).eval().requires_grad_(False)
@@ -762,7 +798,7 @@ class MaskEditInference:
         reshapes = self.shape is not None and any(j in self.shape.js for j in map(self.edit_names.index, changes))
         source = self._read(x) if reshapes else None
         out, _, _ = edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j, float(strength),
-                               shape=self.shape, source=source, flow_js=self.flow_js)
+                               shape=self.shape, source=source, flow_js=self.flow_js, plain_j=self.plain_j)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:

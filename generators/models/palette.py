@@ -114,3 +114,43 @@ def palette_targets(palette: torch.Tensor, trg: torch.Tensor) -> tuple[torch.Ten
     on = trg >= 0
     return palette[trg.clamp(min=0).to(palette.device)].float(), on.to(palette.device)
 
+
+
+def print_share(x01: torch.Tensor, sigma: float = SIGMA, size: int = STAT_SIZE) -> torch.Tensor:
+    """``[B]`` share of the garment's pixels far from its dominant colour: how much print it has."""
+    x = F.interpolate(x01.float(), size=(size, size), mode="area") if x01.shape[-1] != size else x01.float()
+    w = foreground_weights(x, floor=0.0)
+    close = torch.exp(-((rgb_to_lab(x) - dominant_lab(x)[..., None, None]) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))
+    return ((1 - close) * w).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp(min=1.0)
+
+
+def plain_value(images: torch.Tensor, values: torch.Tensor, n_values: int, batch_size: int = 64) -> int:
+    """The value of a pattern group whose training photos have the least print (-1: no photos).
+
+    Schemas name it differently ("unicolors", "solid", "plain"); the photos say which it is.
+    ``images``: uint8 ``[N, 3, S, S]``; ``values``: ``[N]`` (-1: unknown).
+    """
+    shares = torch.cat([print_share(images[i:i + batch_size].float() / 255.0) for i in range(0, len(images), batch_size)])
+    means = [float(shares[values == v].mean()) if bool((values == v).any()) else float("inf") for v in range(n_values)]
+    best = min(range(n_values), key=means.__getitem__) if n_values else -1
+    return best if n_values and means[best] != float("inf") else -1
+
+
+def flatten_print(x: torch.Tensor, on: torch.Tensor | None = None, strength: torch.Tensor | float = 1.0,
+                  sigma: float = SIGMA) -> torch.Tensor:
+    """``x`` (``[-1, 1]``) with its print painted over in the garment's dominant colour: "this, but plain".
+
+    Each garment pixel moves to the dominant colour in proportion to its distance from it
+    (``1 - exp(-d^2 / 2 sigma^2)``): the print goes, the fabric's shading stays.
+    """
+    x01 = (x.float() + 1) / 2
+    dom = dominant_lab(x01)[..., None, None]
+    lab = rgb_to_lab(x01)
+    garment = foreground_weights(x01, floor=0.0)
+    far = (1 - torch.exp(-((lab - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))) * garment
+    per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
+    if on is not None:
+        per_photo = per_photo * on.float().to(x.device)
+    scale = far * per_photo.view(-1, 1, 1, 1)
+    moved = lab + scale * (dom - lab)
+    return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, x.float()).to(x.dtype)

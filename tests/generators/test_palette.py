@@ -65,3 +65,21 @@ def test_fit_palette_learns_each_values_fabric_colour() -> None:
     assert (pal[1] - lab_of(blue)).norm() < 3.0
     assert pal.shape == (3, 3)  # value 2 has no photo: it gets the median of all, never NaN
     assert torch.isfinite(pal).all()
+
+
+def test_flatten_print_paints_the_print_over_and_finds_the_plain_value() -> None:
+    from generators.models.palette import flatten_print, plain_value, print_share
+
+    navy = (0.1, 0.12, 0.35)
+    dotted = dotted_garment(navy)
+    y = flatten_print(dotted)
+    plain = dotted_garment(navy, dots=navy)
+    assert (y - plain).abs().max() < 0.05, "the dots are navy now"
+    assert torch.equal(y[..., :4, :], dotted[..., :4, :]), "the background is bit-exact"
+    assert torch.equal(flatten_print(dotted, on=torch.tensor([0])), dotted)
+    assert torch.equal(flatten_print(dotted, strength=0.0), dotted)
+    shares = print_share((torch.cat([dotted, plain]) + 1) / 2)
+    assert shares[0] > 0.05 and shares[1] < 0.01
+    images = ((torch.cat([dotted, dotted, plain, plain]) + 1) * 127.5).round().to(torch.uint8)
+    assert plain_value(images, torch.tensor([0, 0, 1, 1]), 3) == 1, "value 1's photos have no print"
+    assert plain_value(images, torch.full((4,), -1), 3) == -1
