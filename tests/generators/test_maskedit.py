@@ -266,3 +266,31 @@ def test_the_silhouette_baseline_brings_a_length_edit_closer_to_the_true_rerende
                         SearchEvalConfig(queries_per_group=12, holdout=0.3, groups=["length"]), cache_dir=tmp_path)
     l1 = res.report["groups"]["length"]["l1_to_truth"]
     assert l1["silhouette-shift"] < 0.8 * l1["unedited"]
+
+
+def test_an_edit_to_the_plain_value_paints_the_print_over(trained: Path) -> None:
+    from test_palette import dotted_garment
+
+    from catalog import Schema
+    from generators.checkpoint import load_checkpoint
+    from generators.models.maskedit import MaskEditInference, build_maskedit_generator, edit_photo
+
+    ckpt = load_checkpoint(trained / "checkpoints" / "last.pt")
+    assert "plain" in ckpt["nets"]["G"], "the plain value ships inside the generator"
+    from generators.options import Config
+
+    inf = MaskEditInference(ckpt, Config.from_dict(ckpt["config"]), Schema.from_dict(ckpt["schema"]),
+                            torch.device("cpu"))
+    j = inf.plain_j
+    assert j is not None and inf.edit_names[j] == "pattern"
+    G = build_maskedit_generator(inf.cfg, inf.schema)  # untrained: its own maps change nothing
+    G.plain.fill_(1)
+    navy = (0.1, 0.12, 0.35)
+    x = dotted_garment(navy)
+    trg = torch.full((1, len(inf.edit_names)), -1, dtype=torch.long)
+    trg[0, j] = 1
+    out, _, _ = edit_photo(G, x, trg, inf.edit_sizes, inf.cfg.maskedit, None, plain_j=j)
+    assert (out - dotted_garment(navy, dots=navy)).abs().max() < 0.05
+    trg[0, j] = 0  # another pattern: no print removal
+    same, _, _ = edit_photo(G, x, trg, inf.edit_sizes, inf.cfg.maskedit, None, plain_j=j)
+    assert torch.equal(same, x)
