@@ -123,6 +123,9 @@ class MaskEditOptions:
     # "" switches it off. The U-Net learns its masked change on top of that.
     palette_group: str = "color"
     palette_sigma: float = 30.0  # LAB distance that still moves with the dominant colour
+    # pick each value's colour among its photos' colour clusters by what the judges' features retrieve
+    # (generators/models/palette.py: tune_palette); off: the median dominant colour
+    palette_tune: bool = True
     # edits to this group's plainest value (the one whose training photos have the least print) first
     # paint the print over in the garment's dominant colour (generators/models/palette.py); "" switches it off
     plain_group: str = "pattern"

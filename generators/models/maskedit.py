@@ -70,6 +70,7 @@ from generators.models.palette import (
     palette_shift,
     palette_targets,
     plain_value,
+    tune_palette,
 )
 from generators.models.residual import downsample
 from generators.models.silhouette import SIZE as SILHOUETTE_SIZE
@@ -487,6 +488,7 @@ class MaskEditSolver(Solver):
                 for flip in (False, True):
                     pooled.append(self.features(x.flip(-1) if flip else x, maps=False)[1].float().cpu())
         feats = torch.cat(pooled)
+        unflipped = torch.cat(pooled[0::2]) if pooled else feats  # [batch, flipped batch] pairs: in images' order
         # the loop appended [batch, flipped batch] pairs: reorder the labels the same way
         lab = torch.cat([torch.cat([labels[i:i + bs], labels[i:i + bs]]) for i in range(0, len(labels), bs)])
         acc = fit_heads(self.C, feats, lab, steps=self.cfg.maskedit.judge_steps, generator=self.gen)
@@ -498,7 +500,10 @@ class MaskEditSolver(Solver):
         if self.palette_j is not None:
             col = self.edit_cols[self.palette_j]
             with torch.no_grad():
-                self.G.palette.copy_(fit_palette(images, labels[:, col], self.edit_sizes[self.palette_j]))
+                palette = fit_palette(images, labels[:, col], self.edit_sizes[self.palette_j])
+                if self.cfg.maskedit.palette_tune:
+                    palette = self._tune_palette(palette, images, labels, col, unflipped)
+                self.G.palette.copy_(palette)
         if self.plain_j is not None:
             col = self.edit_cols[self.plain_j]
             self.G.plain.fill_(plain_value(images, labels[:, col], self.edit_sizes[self.plain_j]))
@@ -510,6 +515,23 @@ class MaskEditSolver(Solver):
                     tpl, counts = fit_silhouettes(images, anchors, labels[:, col], sh.n_anchor, n)
                     self.G.silhouettes[:, off:off + n] = tpl.to(self.G.silhouettes)
                     self.G.silhouette_counts[:, off:off + n] = counts.to(self.G.silhouette_counts)
+
+    def _tune_palette(self, palette: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, col: int,
+                      pooled: torch.Tensor) -> torch.Tensor:
+        """Each colour value's palette colour, chosen by what the judges' features retrieve
+        (:func:`generators.models.palette.tune_palette`)."""
+        anchor = self.cfg.maskedit.anchor_group
+        anchors = labels[:, self.schema.names.index(anchor)] if anchor in self.schema.names else torch.zeros_like(labels[:, 0])
+
+        def embed(x: torch.Tensor) -> torch.Tensor:
+            out = []
+            for i in range(0, len(x), 32):
+                with self.autocast():
+                    out.append(self.features(x[i:i + 32].to(self.device), maps=False)[1].float().cpu())
+            return F.normalize(torch.cat(out), dim=1)
+
+        return tune_palette(palette, images, labels[:, col], anchors, embed, F.normalize(pooled.float(), dim=1),
+                            generator=self.gen)
 
     def _prototypes(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean judge feature of the training photos per (anchor value, group value).

@@ -21,6 +21,9 @@ non-learned baseline (``palette-shift``), so the learned part is measured agains
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -91,21 +94,94 @@ def palette_shift(x: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None
     return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, x.float()).to(x.dtype)
 
 
+def dominant_colours(images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """``[N, 3]`` dominant LAB colour of each uint8 ``[N, 3, S, S]`` photo."""
+    doms = [dominant_lab(images[i:i + batch_size].float() / 255.0) for i in range(0, len(images), batch_size)]
+    return torch.cat(doms) if doms else torch.zeros(0, 3)
+
+
 def fit_palette(images: torch.Tensor, values: torch.Tensor, n_values: int, batch_size: int = 64) -> torch.Tensor:
     """``[V, 3]`` median dominant LAB colour of the photos of each value.
 
     ``images``: uint8 ``[N, 3, S, S]``; ``values``: ``[N]`` value index (-1: unknown). A value
     without photos gets the median over all photos (it is never a training target).
     """
-    doms = []
-    for i in range(0, len(images), batch_size):
-        doms.append(dominant_lab(images[i:i + batch_size].float() / 255.0))
-    dom = torch.cat(doms) if doms else torch.zeros(0, 3)
+    dom = dominant_colours(images, batch_size)
     out = torch.zeros(n_values, 3)
     fallback = dom.median(0).values if len(dom) else torch.tensor([50.0, 0.0, 0.0])
     for v in range(n_values):
         rows = dom[values == v]
         out[v] = rows.median(0).values if len(rows) else fallback
+    return out
+
+
+def colour_candidates(dom: torch.Tensor, clusters: int = 3, iters: int = 10) -> torch.Tensor:
+    """``[K, 3]``: the centres of a deterministic k-means of one value's dominant colours
+    (started at lightness quantiles): a value's photos are often several colours under one
+    name (light and dark "blue"), and the median can fall between them."""
+    order = dom[:, 0].argsort()
+    n = len(order)
+    centres = dom[order[[min(n - 1, (2 * k + 1) * n // (2 * clusters)) for k in range(clusters)]]].clone()
+    for _ in range(iters):
+        assign = torch.cdist(dom, centres).argmin(1)
+        centres = torch.stack([dom[assign == k].mean(0) if bool((assign == k).any()) else centres[k]
+                               for k in range(clusters)])
+    return centres
+
+
+@dataclass
+class PaletteTuning:
+    """How :func:`tune_palette` picks a value's colour."""
+
+    queries: int = 16  # training photos of other values recoloured per candidate
+    k: int = 10
+    margin: float = 0.03  # a candidate replaces the median only if it retrieves this much better
+    min_photos: int = 6  # a value with fewer photos keeps its median
+    sigma: float = SIGMA
+
+
+def tune_palette(palette: torch.Tensor, images: torch.Tensor, values: torch.Tensor, anchors: torch.Tensor,
+                 embed: Callable[[torch.Tensor], torch.Tensor], gallery: torch.Tensor,
+                 cfg: PaletteTuning | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``palette`` with each value's colour replaced by the candidate whose recolourings retrieve it best.
+
+    Why: the median dominant colour of a value's photos is often greyer than any of them (a
+    value holds light and dark shades), and a greyish "red" edit finds brown things. For each
+    value, the candidates are the median and the k-means centres of its photos' dominant
+    colours; ``cfg.queries`` training photos of other values (with an anchor value the value
+    occurs with) are recoloured to each, embedded with ``embed`` (``[-1, 1]`` images ->
+    L2-normalised ``[B, D]``) and searched among ``gallery`` (the training photos' embeddings,
+    in ``images``' order, the query left out); the candidate whose top ``k`` most often have the
+    query's anchor value and the target value wins. Only the editor's own frozen features are
+    used, never the retrieval index's encoder.
+
+    ``images``: uint8 ``[N, 3, S, S]``; ``values``/``anchors``: ``[N]`` (-1: unknown).
+    """
+    cfg = cfg or PaletteTuning()
+    dom = dominant_colours(images)
+    out = palette.clone()
+    for v in range(len(palette)):
+        own = torch.nonzero(values == v).flatten()
+        if len(own) < cfg.min_photos:
+            continue
+        with_v = torch.unique(anchors[own])
+        pool = torch.nonzero((values != v) & (values >= 0) & torch.isin(anchors, with_v)).flatten()
+        if not len(pool):
+            continue
+        pool = pool[torch.randperm(len(pool), generator=generator)[:cfg.queries]]
+        cands = torch.cat([palette[v:v + 1], colour_candidates(dom[own])])
+        x = images[pool].float() / 127.5 - 1
+        scores = []
+        for c in cands:
+            q = embed(palette_shift(x, c[None].expand(len(pool), 3), sigma=cfg.sigma))
+            sims = q @ gallery.T
+            sims[torch.arange(len(pool)), pool] = -float("inf")
+            top = sims.topk(min(cfg.k, sims.shape[1] - 1), dim=1).indices
+            hit = (values[top] == v) & (anchors[top] == anchors[pool][:, None])
+            scores.append(float(hit.float().mean()))
+        best = max(range(len(cands)), key=scores.__getitem__)
+        if scores[best] >= scores[0] + cfg.margin:
+            out[v] = cands[best]
     return out
 
 

@@ -83,3 +83,27 @@ def test_flatten_print_paints_the_print_over_and_finds_the_plain_value() -> None
     images = ((torch.cat([dotted, dotted, plain, plain]) + 1) * 127.5).round().to(torch.uint8)
     assert plain_value(images, torch.tensor([0, 0, 1, 1]), 3) == 1, "value 1's photos have no print"
     assert plain_value(images, torch.full((4,), -1), 3) == -1
+
+
+def test_tune_palette_replaces_a_median_that_retrieves_nothing_by_a_colour_of_the_values_photos() -> None:
+    import torch.nn.functional as F
+
+    from generators.models.palette import PaletteTuning, fit_palette, tune_palette
+
+    red, grey = (0.85, 0.1, 0.1), (0.6, 0.6, 0.6)
+    photos = torch.cat([dotted_garment(red, dots=red) for _ in range(6)] + [dotted_garment(grey, dots=grey)
+                                                                         for _ in range(6)])
+    images = ((photos + 1) * 127.5).round().to(torch.uint8)
+    values = torch.tensor([0] * 6 + [1] * 6)
+    anchors = torch.zeros(12, dtype=torch.long)
+
+    def embed(x: torch.Tensor) -> torch.Tensor:  # the garment's mean colour, as a direction
+        return F.normalize(((x + 1) / 2).mean((2, 3)) - 0.5, dim=1)
+
+    fitted = fit_palette(images, values, 2)
+    bad = fitted.clone()
+    bad[0] = fitted[1]  # a "red" whose median came out grey
+    tuned = tune_palette(bad, images, values, anchors, embed, embed(photos), PaletteTuning(k=5, min_photos=3),
+                         generator=torch.Generator().manual_seed(0))
+    assert (tuned[0] - lab_of(red)).norm() < 5.0, "red's colour comes from its own photos"
+    assert torch.equal(tuned[1], bad[1]), "grey's median already retrieves grey: kept"
