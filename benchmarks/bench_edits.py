@@ -4,6 +4,10 @@
     python -m benchmarks.bench_edits --part variants --catalog DEMO_DIR [--munit CKPT] [--fader CKPT]
     python -m benchmarks.bench_edits --part latency [--work DIR]
 
+Next to them: ``maskedit-fixed-steps``, the same checkpoint with its U-Net switched off (only
+the palette, print-removal and silhouette steps), so the learned part is measured against its
+own first steps.
+
 Both designs are trained with the same wall-clock CPU budget, through the real training CLI
 (``python -m generators.train --time-budget``), then judged by what a shopper gets: success@10
 of the edited query in the catalog's index, next to the unedited query and the truth.
@@ -124,6 +128,10 @@ def evaluate_part(name: str, catalog_dir: Path, editors_dirs: dict[str, Path], e
     torch.set_num_threads(2)
     catalog = load_catalog(catalog_dir, check_images=False)
     editors = {n: load_editor(p, device="cpu") for n, p in editors_dirs.items()}
+    if "maskedit" in editors_dirs:  # the ablation: MaskEdit's fixed steps without its U-Net
+        steps = load_editor(editors_dirs["maskedit"], device="cpu")
+        steps.impl.learned = False
+        editors["maskedit-fixed-steps"] = steps
     held = holdout_mask([it.id for it in catalog.items], 0.3)
     editors.update(non_learned_baselines(catalog, [it for it, h in zip(catalog.items, held, strict=True) if not h]))
     out: dict = {"catalog": str(catalog_dir), "items": len(catalog.items)}

@@ -384,7 +384,7 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
                palette_j: int | None, strength: torch.Tensor | float = 1.0,
                palette_target: torch.Tensor | None = None, fixed_steps: bool = True,
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
-               flow_js: Sequence[int] | None = None, plain_j: int | None = None,
+               flow_js: Sequence[int] | None = None, plain_j: int | None = None, learned: bool = True,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One edit, as training and inference both run it: the fixed palette, print-removal and
     silhouette steps, then the learned maps.
@@ -394,7 +394,8 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
     asks for the input's own colour back). ``source`` (``[B, G]``, the judges' schema) is the
     photo's current labels, as known or read; the silhouette step needs its anchor and
     current values (without it they are read from the templates). Only edits that name one of
-    the editable groups ``flow_js`` warp the photo (None: every edit may).
+    the editable groups ``flow_js`` warp the photo (None: every edit may). ``learned=False``
+    stops after the fixed steps (the benchmark's ablation of the U-Net).
     """
     c = condition(trg, sizes).to(x.device)
     if fixed_steps and palette_j is not None and G.palette is not None:
@@ -418,6 +419,8 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
             current = source[:, col] if source is not None else None
             x = silhouette_shift(x, G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n], trg[:, j],
                                  strength, anchor, current)
+    if not learned:
+        return x, torch.zeros_like(x[:, :1]), torch.zeros_like(x[:, :1])
     x_lo = downsample(x, o.pred_size)
     maps = G(x_lo, c)
     flow_on = (trg[:, list(flow_js)] >= 0).any(1) if flow_js is not None else None
@@ -806,6 +809,7 @@ class MaskEditInference:
         self.C.load_state_dict(ckpt["nets"]["C"])
         self.C.to(device).eval().requires_grad_(False)
         self._read = HeadReader(self.C, cfg.train.image_size, device)
+        self.learned = True  # False: only the fixed steps (palette, print removal, silhouette)
 
     def capabilities(self) -> dict[str, Any]:
         return {"groups": {g: list(self.schema.values(g)) for g in self.edit_names}, "multi_group": True,
@@ -820,7 +824,8 @@ class MaskEditInference:
         reshapes = self.shape is not None and any(j in self.shape.js for j in map(self.edit_names.index, changes))
         source = self._read(x) if reshapes else None
         out, _, _ = edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j, float(strength),
-                               shape=self.shape, source=source, flow_js=self.flow_js, plain_j=self.plain_j)
+                               shape=self.shape, source=source, flow_js=self.flow_js, plain_j=self.plain_j,
+                               learned=self.learned)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
