@@ -380,6 +380,15 @@ def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
                              plain=plain and plain_index(cfg, schema) is not None)
 
 
+def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
+          ) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """The rows a fixed step changes and their strengths: a step runs on those photos only (in
+    training, one edit in six names a given group)."""
+    rows = torch.nonzero(on.to(device)).flatten()
+    s = strength[rows.to(strength.device)] if isinstance(strength, torch.Tensor) and strength.dim() else strength
+    return rows, s
+
+
 def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: Sequence[int], o: Any,
                palette_j: int | None, strength: torch.Tensor | float = 1.0,
                palette_target: torch.Tensor | None = None, fixed_steps: bool = True,
@@ -402,23 +411,27 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
         target, on = palette_targets(G.palette, trg[:, palette_j])
         if palette_target is not None:
             target = palette_target.to(target)
-        if bool(on.any()):
-            x = palette_shift(x, target, on, strength, o.palette_sigma)
+        rows, s = _rows(on, strength, x.device)
+        if len(rows):
+            x = x.index_copy(0, rows, palette_shift(x[rows], target[rows], None, s, o.palette_sigma).to(x.dtype))
     if fixed_steps and plain_j is not None and G.plain is not None and int(G.plain) >= 0:
-        on = trg[:, plain_j].to(G.plain.device) == G.plain
-        if bool(on.any()):
-            x = flatten_print(x, on, strength, o.palette_sigma)
+        rows, s = _rows(trg[:, plain_j].to(G.plain.device) == G.plain, strength, x.device)
+        if len(rows):
+            x = x.index_copy(0, rows, flatten_print(x[rows], None, s, o.palette_sigma).to(x.dtype))
     if fixed_steps and shape is not None and G.silhouettes is not None:
         for j, col, off, n in zip(shape.js, shape.cols, shape.offsets, shape.sizes, strict=True):
-            if not bool((trg[:, j] >= 0).any()):
+            rows, s = _rows(trg[:, j] >= 0, strength, x.device)
+            if not len(rows):
                 continue
+            r = rows.cpu()
             if shape.anchor_col < 0:
-                anchor = torch.zeros(len(x), dtype=torch.long)
+                anchor = torch.zeros(len(r), dtype=torch.long)
             else:
-                anchor = source[:, shape.anchor_col] if source is not None else None
-            current = source[:, col] if source is not None else None
-            x = silhouette_shift(x, G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n], trg[:, j],
-                                 strength, anchor, current)
+                anchor = source[r, shape.anchor_col] if source is not None else None
+            current = source[r, col] if source is not None else None
+            y = silhouette_shift(x[rows], G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n],
+                                 trg[r, j], s, anchor, current)
+            x = x.index_copy(0, rows, y.to(x.dtype))
     if not learned:
         return x, torch.zeros_like(x[:, :1]), torch.zeros_like(x[:, :1])
     x_lo = downsample(x, o.pred_size)

@@ -81,10 +81,13 @@ def palette_shift(x: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None
     ``on`` (``[B]``, 0/1) switches the shift per photo; ``strength`` (a float or ``[B]``) scales it.
     """
     x01 = (x.float() + 1) / 2
-    src = dominant_lab(x01)
+    # the statistics (dominant colour, garment, closeness) are fixed, not learned: no gradient
+    # through them, only through the per-pixel colour change
+    stats = x01.detach()
+    src = dominant_lab(stats)
     lab = rgb_to_lab(x01)
-    garment = foreground_weights(x01, floor=0.0)
-    close = torch.exp(-((lab - src[..., None, None]) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma)) * garment
+    garment = foreground_weights(stats, floor=0.0)
+    close = torch.exp(-((lab.detach() - src[..., None, None]) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma)) * garment
     per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
     if on is not None:
         per_photo = per_photo * on.float().to(x.device)
@@ -220,10 +223,11 @@ def flatten_print(x: torch.Tensor, on: torch.Tensor | None = None, strength: tor
     (``1 - exp(-d^2 / 2 sigma^2)``): the print goes, the fabric's shading stays.
     """
     x01 = (x.float() + 1) / 2
-    dom = dominant_lab(x01)[..., None, None]
+    stats = x01.detach()  # as in palette_shift: no gradient through the statistics
+    dom = dominant_lab(stats)[..., None, None]
     lab = rgb_to_lab(x01)
-    garment = foreground_weights(x01, floor=0.0)
-    far = (1 - torch.exp(-((lab - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))) * garment
+    garment = foreground_weights(stats, floor=0.0)
+    far = (1 - torch.exp(-((lab.detach() - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))) * garment
     per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
     if on is not None:
         per_photo = per_photo * on.float().to(x.device)

@@ -91,7 +91,9 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     """
     x01 = (x.float() + 1) / 2
     b = x.size(0)
-    t_anchor, t_current = read_silhouette(garment_masks(x01), templates, counts)
+    stats = x01.detach()  # masks, colours and the reading are fixed: no gradient through them
+    small = garment_masks(stats)
+    t_anchor, t_current = read_silhouette(small, templates, counts)
     anchor = t_anchor if anchor is None else torch.where(anchor.to(t_anchor.device) >= 0, anchor.to(t_anchor.device), t_anchor)
     current = t_current if current is None else torch.where(current.to(t_current.device) >= 0, current.to(t_current.device), t_current)
     t = target.to(anchor.device)
@@ -102,16 +104,16 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     diff = (tpl[anchor, t.clamp(min=0)] - tpl[anchor, current])[:, None]  # [B, 1, SIZE, SIZE]
     # fabric only grows out of the garment: a template difference that does not touch it (the
     # template of a misread anchor) paints nothing
-    diff = torch.where(diff > 0, diff * _reachable(diff > LOW, garment_masks(x01)[:, None] > 0.5), diff)
+    diff = torch.where(diff > 0, diff * _reachable(diff > LOW, small[:, None] > 0.5), diff)
     diff = F.interpolate(diff, size=x.shape[-2:], mode="bilinear", align_corners=False)
     per_photo = torch.as_tensor(strength, dtype=x01.dtype, device=x.device).expand(b) * ok.to(x01)
     grow = ((diff - LOW) / (HIGH - LOW)).clamp(0, 1)
     shrink = ((-diff - LOW) / (HIGH - LOW)).clamp(0, 1)
-    full = foreground_weights(x01, floor=0.0)
+    full = foreground_weights(stats, floor=0.0)
     add = grow * (1 - full) * per_photo.view(-1, 1, 1, 1)
     remove = shrink * full * per_photo.view(-1, 1, 1, 1)
-    fabric = lab_to_rgb(dominant_lab(x01)[..., None, None])  # [B, 3, 1, 1]
-    border = torch.cat([x01[..., 0, :], x01[..., -1, :], x01[..., :, 0], x01[..., :, -1]], dim=-1)
+    fabric = lab_to_rgb(dominant_lab(stats)[..., None, None])  # [B, 3, 1, 1]
+    border = torch.cat([stats[..., 0, :], stats[..., -1, :], stats[..., :, 0], stats[..., :, -1]], dim=-1)
     background = border.median(dim=-1).values[..., None, None]
     out = x01 + add * (fabric - x01) + remove * (background - x01)
     changed = (add + remove) > 0
