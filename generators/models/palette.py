@@ -195,21 +195,27 @@ def palette_targets(palette: torch.Tensor, trg: torch.Tensor) -> tuple[torch.Ten
 
 
 
-def print_share(x01: torch.Tensor, sigma: float = SIGMA, size: int = STAT_SIZE) -> torch.Tensor:
-    """``[B]`` share of the garment's pixels far from its dominant colour: how much print it has."""
+def texture_energy(x01: torch.Tensor, size: int = STAT_SIZE) -> torch.Tensor:
+    """``[B]`` mean high-frequency energy (LAB distance to a 3x3 blur) inside the garment, its
+    outline eroded away: how much print or texture it has. A tone-on-tone lace is close to
+    its dominant colour everywhere but still has texture; a plain fabric has neither."""
     x = F.interpolate(x01.float(), size=(size, size), mode="area") if x01.shape[-1] != size else x01.float()
-    w = foreground_weights(x, floor=0.0)
-    close = torch.exp(-((rgb_to_lab(x) - dominant_lab(x)[..., None, None]) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))
-    return ((1 - close) * w).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp(min=1.0)
+    inner = -F.max_pool2d(-foreground_weights(x, floor=0.0), 5, 1, 2)
+    lab = rgb_to_lab(x)
+    detail = (lab - F.avg_pool2d(lab, 3, 1, 1, count_include_pad=False)).abs().sum(1, keepdim=True)
+    return (detail * inner).sum((1, 2, 3)) / inner.sum((1, 2, 3)).clamp(min=1.0)
 
 
 def plain_value(images: torch.Tensor, values: torch.Tensor, n_values: int, batch_size: int = 64) -> int:
-    """The value of a pattern group whose training photos have the least print (-1: no photos).
+    """The value of a pattern group whose training photos have the least texture (-1: no photos).
 
-    Schemas name it differently ("unicolors", "solid", "plain"); the photos say which it is.
+    Schemas name it differently ("unicolors", "solid", "plain"); the photos say which it is
+    (:func:`texture_energy`: on the demo catalog 1.8 for unicolors against 3.8 for lace and
+    10-28 for the prints; on myntra-a 4.9 against 7.6-9.1).
     ``images``: uint8 ``[N, 3, S, S]``; ``values``: ``[N]`` (-1: unknown).
     """
-    shares = torch.cat([print_share(images[i:i + batch_size].float() / 255.0) for i in range(0, len(images), batch_size)])
+    shares = torch.cat([texture_energy(images[i:i + batch_size].float() / 255.0)
+                        for i in range(0, len(images), batch_size)])
     means = [float(shares[values == v].mean()) if bool((values == v).any()) else float("inf") for v in range(n_values)]
     best = min(range(n_values), key=means.__getitem__) if n_values else -1
     return best if n_values and means[best] != float("inf") else -1

@@ -68,7 +68,7 @@ def test_fit_palette_learns_each_values_fabric_colour() -> None:
 
 
 def test_flatten_print_paints_the_print_over_and_finds_the_plain_value() -> None:
-    from generators.models.palette import flatten_print, plain_value, print_share
+    from generators.models.palette import flatten_print, plain_value, texture_energy
 
     navy = (0.1, 0.12, 0.35)
     dotted = dotted_garment(navy)
@@ -78,8 +78,8 @@ def test_flatten_print_paints_the_print_over_and_finds_the_plain_value() -> None
     assert torch.equal(y[..., :4, :], dotted[..., :4, :]), "the background is bit-exact"
     assert torch.equal(flatten_print(dotted, on=torch.tensor([0])), dotted)
     assert torch.equal(flatten_print(dotted, strength=0.0), dotted)
-    shares = print_share((torch.cat([dotted, plain]) + 1) / 2)
-    assert shares[0] > 0.05 and shares[1] < 0.01
+    energy = texture_energy((torch.cat([dotted, plain]) + 1) / 2)
+    assert energy[0] > 1.0 and energy[1] < 0.1
     images = ((torch.cat([dotted, dotted, plain, plain]) + 1) * 127.5).round().to(torch.uint8)
     assert plain_value(images, torch.tensor([0, 0, 1, 1]), 3) == 1, "value 1's photos have no print"
     assert plain_value(images, torch.full((4,), -1), 3) == -1
