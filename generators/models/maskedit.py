@@ -22,7 +22,7 @@ Why this design (see docs/generators.md for the measurements):
   from the dominant colour stays. The judges alone had taught the maps a mean shift, which
   leaves a white target grey and drags prints along.
 - **Print removal for "plain"**: an edit to the pattern group's plainest value (found from
-  the photos: the value whose training photos have the least print) first paints the print
+  the photos: the value whose training photos have the least texture) first paints the print
   over in the garment's dominant colour.
 - **A silhouette step for shape edits** (:mod:`generators.models.silhouette`): the garment's
   outline moves by the difference of the mean silhouettes of its current and its target

@@ -97,7 +97,9 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     anchor = t_anchor if anchor is None else torch.where(anchor.to(t_anchor.device) >= 0, anchor.to(t_anchor.device), t_anchor)
     current = t_current if current is None else torch.where(current.to(t_current.device) >= 0, current.to(t_current.device), t_current)
     t = target.to(anchor.device)
-    ok = (t >= 0) & (counts.to(anchor.device)[anchor, t.clamp(min=0)] >= MIN_PHOTOS) & (t != current)
+    seen = counts.to(anchor.device) >= MIN_PHOTOS
+    # both silhouettes must exist: a value the anchor (as read) never had has no template to subtract
+    ok = (t >= 0) & seen[anchor, t.clamp(min=0)] & seen[anchor, current] & (t != current)
     if not bool(ok.any()):
         return x
     tpl = templates.to(x01)
