@@ -83,3 +83,12 @@ def test_fabric_only_grows_out_of_the_garment() -> None:
     x = to_pm1(garment(20, top=2, left=2, right=10))  # a small garment far left, away from the band
     y = silhouette_shift(x, tpl, counts, torch.tensor([1]), anchor=torch.tensor([0]), current=torch.tensor([0]))
     assert torch.equal(y, x)
+
+
+def test_a_current_value_without_a_silhouette_changes_nothing() -> None:
+    """Read as a value its category never had, there is no template to subtract: no edit."""
+    tpl, counts = fitted()
+    counts[0, 0] = 0
+    x = to_pm1(garment(29))
+    assert torch.equal(silhouette_shift(x, tpl, counts, torch.tensor([1]), anchor=torch.tensor([0]),
+                                        current=torch.tensor([0])), x)
