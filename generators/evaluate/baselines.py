@@ -19,6 +19,7 @@ from PIL import Image
 
 from catalog import Catalog
 from catalog.images import flatten_on_white
+from generators.options import MaskEditOptions
 from indexing.pooling import foreground_weights
 
 
@@ -29,14 +30,27 @@ def garment_mask(rgb: np.ndarray) -> np.ndarray:
     return w >= 0.5
 
 
+def _photo(catalog: Catalog, item: Any, size: int) -> np.ndarray:
+    """uint8 RGB ``[size, size, 3]``, flattened on white."""
+    with Image.open(catalog.image_path(item)) as im:
+        return np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR))
+
+
+def _to_tensor(im: Image.Image) -> torch.Tensor:
+    """``[1, 3, H, W]`` in ``[-1, 1]``, flattened on white."""
+    return torch.from_numpy(np.asarray(flatten_on_white(im), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+
+
+def _to_image(x: torch.Tensor) -> Image.Image:
+    """The first image of ``x`` (``[B, 3, H, W]`` in ``[-1, 1]``) as PIL."""
+    return Image.fromarray(((x[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+
+
 def labelled_photos(catalog: Catalog, items: Sequence[Any] | None, group: str, size: int):
     """``(uint8 RGB photo at size x size, value)`` for each of ``items`` with a known ``group`` value."""
     for it in items if items is not None else catalog.items:
-        v = it.labels.get(group)
-        if not v:
-            continue
-        with Image.open(catalog.image_path(it)) as im:
-            yield np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR)), v
+        if it.labels.get(group):
+            yield _photo(catalog, it, size), it.labels[group]
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -127,12 +141,7 @@ class PaletteShift:
         if set(changes) != {self.group}:
             raise ValueError(f"{self.name} edits only {self.group!r}; got {dict(changes)}")
         target = self.palette[self.values.index(changes[self.group])][None]
-        out = []
-        for im in images:
-            x = torch.from_numpy(np.asarray(flatten_on_white(im), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-            y = palette_shift(x, target, strength=strength)[0]
-            out.append(Image.fromarray(((y.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)))
-        return out
+        return [_to_image(palette_shift(_to_tensor(im), target, strength=strength)) for im in images]
 
 
 
@@ -163,12 +172,8 @@ class SilhouetteShift:
         anchors = sorted({it.labels.get(anchor) for it in items if it.labels.get(anchor)})
         if not anchors:
             raise ValueError(f"no training photo has a known {anchor!r} value to fit silhouettes per")
-        photos, rows = [], []
-        for it in items:
-            with Image.open(catalog.image_path(it)) as im:
-                photos.append(np.asarray(flatten_on_white(im).resize((size, size), Image.BILINEAR)))
-            rows.append(it.labels)
-        x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).contiguous()
+        rows = [it.labels for it in items]
+        x = torch.from_numpy(np.stack([_photo(catalog, it, size) for it in items])).permute(0, 3, 1, 2).contiguous()
         a = torch.tensor([anchors.index(r[anchor]) if r.get(anchor) in anchors else -1 for r in rows])
         values, templates, counts = {}, {}, {}
         for g in groups:
@@ -193,15 +198,14 @@ class SilhouetteShift:
             raise ValueError(f"{self.name} edits {sorted(self.groups)}; got {sorted(unknown)}")
         out = []
         for im in images:
-            x = torch.from_numpy(np.asarray(flatten_on_white(im), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+            x = _to_tensor(im)
             for g, v in changes.items():
-                t = torch.tensor([self.groups[g].index(v)])
-                x = silhouette_shift(x, self.templates[g], self.counts[g], t, strength)
-            out.append(Image.fromarray(((x[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)))
+                x = silhouette_shift(x, self.templates[g], self.counts[g], torch.tensor([self.groups[g].index(v)]), strength)
+            out.append(_to_image(x))
         return out
 
 
-SHAPE_GROUPS = ("length", "sleeve_length", "fit")  # the groups a silhouette says something about
+SHAPE_GROUPS = tuple(MaskEditOptions().silhouette_groups)  # the groups a silhouette says something about
 
 
 def non_learned_baselines(catalog: Catalog, items: Sequence[Any], edited: Sequence[str] | None = None,

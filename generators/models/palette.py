@@ -74,27 +74,40 @@ def dominant_lab(x01: torch.Tensor, size: int = STAT_SIZE) -> torch.Tensor:
     return centres[torch.arange(len(centres), device=x.device), mass.argmax(1)]
 
 
+def _garment_lab(x: torch.Tensor, on: torch.Tensor | None, strength: torch.Tensor | float, sigma: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(lab, dominant [B, 3, 1, 1], closeness to it [B, 1, H, W], weight [B, 1, H, W])`` of
+    ``x`` in ``[-1, 1]``; the weight is the garment mask times the per-photo ``strength`` and ``on``.
+
+    The statistics (dominant colour, garment, closeness) are fixed, not learned: no gradient
+    flows through them, only through ``lab``.
+    """
+    x01 = (x.float() + 1) / 2
+    stats = x01.detach()
+    dom = dominant_lab(stats)[..., None, None]
+    lab = rgb_to_lab(x01)
+    close = torch.exp(-((lab.detach() - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))
+    per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
+    if on is not None:
+        per_photo = per_photo * on.float().to(x.device)
+    return lab, dom, close, foreground_weights(stats, floor=0.0) * per_photo.view(-1, 1, 1, 1)
+
+
+def _back_to_rgb(x: torch.Tensor, moved: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``moved`` (LAB) in ``[-1, 1]`` where ``scale > 0``; elsewhere (the background, photos
+    switched off) ``x`` comes back bit-exact."""
+    return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, x.float()).to(x.dtype)
+
+
 def palette_shift(x: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None = None,
                   strength: torch.Tensor | float = 1.0, sigma: float = SIGMA) -> torch.Tensor:
     """``x`` (``[-1, 1]``) with its dominant colour moved to ``target`` (``[B, 3]`` LAB).
 
     ``on`` (``[B]``, 0/1) switches the shift per photo; ``strength`` (a float or ``[B]``) scales it.
     """
-    x01 = (x.float() + 1) / 2
-    # the statistics (dominant colour, garment, closeness) are fixed, not learned: no gradient
-    # through them, only through the per-pixel colour change
-    stats = x01.detach()
-    src = dominant_lab(stats)
-    lab = rgb_to_lab(x01)
-    garment = foreground_weights(stats, floor=0.0)
-    close = torch.exp(-((lab.detach() - src[..., None, None]) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma)) * garment
-    per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
-    if on is not None:
-        per_photo = per_photo * on.float().to(x.device)
-    scale = close * per_photo.view(-1, 1, 1, 1)
-    moved = lab + scale * (target.float() - src)[..., None, None]
-    # pixels the shift leaves alone (the background, photos switched off) come back bit-exact
-    return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, x.float()).to(x.dtype)
+    lab, dom, close, weight = _garment_lab(x, on, strength, sigma)
+    scale = close * weight
+    return _back_to_rgb(x, lab + scale * (target.float()[..., None, None] - dom), scale)
 
 
 def dominant_colours(images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -228,15 +241,6 @@ def flatten_print(x: torch.Tensor, on: torch.Tensor | None = None, strength: tor
     Each garment pixel moves to the dominant colour in proportion to its distance from it
     (``1 - exp(-d^2 / 2 sigma^2)``): the print goes, the fabric's shading stays.
     """
-    x01 = (x.float() + 1) / 2
-    stats = x01.detach()  # as in palette_shift: no gradient through the statistics
-    dom = dominant_lab(stats)[..., None, None]
-    lab = rgb_to_lab(x01)
-    garment = foreground_weights(stats, floor=0.0)
-    far = (1 - torch.exp(-((lab.detach() - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))) * garment
-    per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
-    if on is not None:
-        per_photo = per_photo * on.float().to(x.device)
-    scale = far * per_photo.view(-1, 1, 1, 1)
-    moved = lab + scale * (dom - lab)
-    return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, x.float()).to(x.dtype)
+    lab, dom, close, weight = _garment_lab(x, on, strength, sigma)
+    scale = (1 - close) * weight
+    return _back_to_rgb(x, lab + scale * (dom - lab), scale)
