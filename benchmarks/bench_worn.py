@@ -1,7 +1,7 @@
 """Worn photos by retrieval: product->model and model->product translations on held-out demo products.
 
     python -m benchmarks.bench_worn [--products 120] [--seed 0] [--work DIR]
-        [--to-model CKPT] [--to-product CKPT] [--grid PNG]
+        [--to-model CKPT] [--to-product CKPT] [--old-to-product CKPT] [--grid PNG]
 
 The demo checkpoints were trained on a seed-1 demo catalog, so the seed-0 catalog searched
 here holds products they never saw. Every product is a query; Recall@10 of finding the same
@@ -11,6 +11,10 @@ product (per item, its best photo), with the built-in encoder (generators.evalua
   front model photo with itself left out (ceiling);
 - model->product over the product photos: the true front model photo translated /
   untranslated / the true product photo (ceiling).
+
+``--to-product`` defaults to the garment cut-out (``cutout_demo.pt``); the previous design,
+pix2pix in reverse (``experimental/pix2pix_m2p_demo64.pt``), is measured in the same run
+(``old_model_to_product`` in the JSON).
 
 Writes ``benchmarks/results/bench_worn.json`` (machine described, targets of issue 12 checked)
 and a PNG grid (input | translation | truth), by default ``docs/images/worn_grid.png``.
@@ -26,7 +30,8 @@ from benchmarks.machine import REPO, describe_machine, write_result
 
 DEMO = REPO / "generators" / "demo_checkpoints"
 TO_MODEL = DEMO / "pix2pix_demo64.pt"
-TO_PRODUCT = DEMO / "pix2pix_m2p_demo64.pt"
+TO_PRODUCT = DEMO / "cutout_demo.pt"
+OLD_TO_PRODUCT = DEMO / "experimental" / "pix2pix_m2p_demo64.pt"  # the previous design, measured beside it
 
 
 def targets(report: dict) -> dict:
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench_worn"))
     ap.add_argument("--to-model", type=Path, default=TO_MODEL, help="product->model checkpoint ('' to skip)")
     ap.add_argument("--to-product", type=Path, default=TO_PRODUCT, help="model->product checkpoint ('' to skip)")
+    ap.add_argument("--old-to-product", type=Path, default=OLD_TO_PRODUCT,
+                    help="a second model->product checkpoint measured in the same run ('' to skip)")
     ap.add_argument("--grid", type=Path, default=REPO / "docs" / "images" / "worn_grid.png")
     ap.add_argument("--out", default="bench_worn", help="result name or .json path")
     ap.add_argument("--threads", type=int, default=1)
@@ -78,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     to_product = load_editor(args.to_product, "cpu") if str(args.to_product) not in ("", ".") else None
     report = worn_search(catalog, Encoder.load(None, "cpu"), to_model, to_product, grid_path=args.grid, progress=True,
                          cache=args.work / f"demo_{args.products}_{args.seed}_vectors.npz")
+    old = None
+    if str(args.old_to_product) not in ("", ".") and Path(args.old_to_product).is_file():
+        old_report = worn_search(catalog, Encoder.load(None, "cpu"), None, load_editor(args.old_to_product, "cpu"),
+                                 cache=args.work / f"demo_{args.products}_{args.seed}_vectors.npz")
+        old = {"checkpoint": str(args.old_to_product), "model_to_product": old_report["model_to_product"]}
     result = {
         "benchmark": "bench_worn",
         "machine": describe_machine(),
@@ -86,14 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoints": {"to_model": str(args.to_model) if to_model else None,
                         "to_product": str(args.to_product) if to_product else None},
         "report": report,
+        "old_model_to_product": old,
         "targets": targets(report),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_result(args.out, result)
     for name, t in result["targets"].items():
         print(f"{name}: {t['value']} ({'met' if t['met'] else 'NOT met'})")
-    for direction in ("product_to_model", "model_to_product"):
-        row = "  ".join(f"{n} {v:.3f}" for n, v in report[direction].items() if isinstance(v, float))
+    rows = [(d, report[d]) for d in ("product_to_model", "model_to_product")]
+    if old:
+        rows.append(("model_to_product (old)", old["model_to_product"]))
+    for direction, rep in rows:
+        row = "  ".join(f"{n} {v:.3f}" for n, v in rep.items() if isinstance(v, float))
         print(f"{direction} recall@{report['k']}: {row}")
     return 0
 

@@ -140,14 +140,16 @@ class Editor:
             xs.append(uint8_to_float(pil_to_uint8(sq)[None].to(self.device)))
         return _Batch(xs, kind, sizes)
 
-    def _from_batch(self, ys: list[torch.Tensor], batch: _Batch):
+    def _from_batch(self, ys: list[torch.Tensor], batch: _Batch, crop: bool = True):
+        """``ys`` in the caller's form; ``crop=False`` keeps full-resolution outputs square (a
+        translation to a product shot is not in the worn photo's frame)."""
         if batch.kind == "tensor":
             return torch.cat(ys).to(batch.device) if ys else batch.x[0].to(batch.device)
         out: list[Image.Image] = []
         for y in ys:
             arr = float_to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
             out += [Image.fromarray(a) for a in arr]
-        if self.full_resolution and batch.sizes:
+        if self.full_resolution and batch.sizes and crop:
             out = [_crop_back(im, size) for im, size in zip(out, batch.sizes, strict=True)]
         return out[0] if batch.kind == "single" else out
 
@@ -298,7 +300,8 @@ class Editor:
         batch = self._to_batch(images)
         if sum(t.size(0) for t in batch.x) == 0:
             return self._from_batch([], batch)
-        return self._from_batch(self._run(lambda x: self.impl.translate(tr[direction], x), batch), batch)
+        return self._from_batch(self._run(lambda x: self.impl.translate(tr[direction], x), batch), batch,
+                                crop=not getattr(self.impl, "square_output", False))
 
     def to_model(self, images: ImagesIn):
         """Product photo -> photo of a person wearing it."""

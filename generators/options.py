@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODELS = ("maskedit", "stargan", "pix2pix", "cyclegan", "munit", "fader")
+MODELS = ("maskedit", "stargan", "pix2pix", "cyclegan", "munit", "fader", "cutout")
 
 
 class ConfigError(ValueError):
@@ -114,10 +114,12 @@ class MaskEditOptions:
     res_blocks: int = 1
     upsample: str = "guided"  # guided (edges from the full-resolution photo) or bilinear
     mask_prior: float = 3.0  # the mask's logit starts at +-this on the garment / the background
-    flow: bool = True  # warp the photo by a predicted displacement field before recolouring (shape edits)
-    # only edits naming one of these groups warp: a warp on a colour, pattern or neckline edit moved
-    # the garment away from the true re-rendering (docs/generators_eval.md)
-    flow_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
+    flow: bool = True  # the U-Net predicts a displacement field (used only by edits of flow_groups)
+    # only edits naming one of these groups warp the photo. None by default: the silhouette step
+    # makes the shape edits, and on the demo the learned warp saturated (tanh) into a global zoom
+    # after ~800 CPU steps that no loss undid (L1 to the truth 0.14-0.16 against 0.02-0.03 for the
+    # silhouette step alone, docs/generators_eval.md)
+    flow_groups: list[str] = field(default_factory=list)
     templates: bool = True  # a learned map per target value added to the U-Net's maps (shape edits)
     # colour edits first move the garment's dominant colour to the value's (generators/models/palette.py);
     # "" switches it off. The U-Net learns its masked change on top of that.
@@ -151,6 +153,10 @@ class MaskEditOptions:
     lambda_keep: float = 0.5
     lambda_cyc: float = 1.0
     lambda_id: float = 2.0
+    # L1 from the edit to the fixed steps' result, on photos a fixed step changed: the U-Net may only
+    # refine a palette, print or silhouette edit. Without it the learned warp moved the whole garment
+    # on shape edits and undid part of the palette on real photos (docs/generators_eval.md)
+    lambda_fixed: float = 10.0
     lambda_mask: float = 0.05  # L1 on the mask outside the garment
     lambda_tv: float = 0.1
     g_lr: float = 1e-3
@@ -268,6 +274,24 @@ class FaderOptions:
 
 
 @dataclass
+class CutoutOptions:
+    """The garment cut-out (:mod:`generators.models.cutout`): model photo -> product photo."""
+
+    border: int = 6  # columns at each side of the photo that sample the backdrop, per row
+    background_delta: float = 10.0  # RGB difference from the row's backdrop (blurred) that is still backdrop
+    skin_delta: float = 14.0  # LAB distance from the face's colour (or its shade) below which a pixel is skin
+    skin_shade: float = 0.78  # the shaded skin's RGB over the lit skin's
+    min_part: float = 0.05  # outfit parts smaller than this share of the largest are specks, dropped
+    head_margin: float = 0.12  # the outfit starts this share of the torso above the shoulders
+    waist_margin: float = 0.25  # "upper" ends, "lower" starts this share of the torso beyond the hips
+    frame: float = 1.08  # a product shot's square side over the garment's longer side
+    feature_size: int = 128  # cut-outs are judged by frozen Lite0 features at this size
+    pose_models: str = "models/pose"  # the TFLite pose models (make pose-models)
+    lr: float = 0.05  # the region picker's Adam
+    weight_decay: float = 1e-3
+
+
+@dataclass
 class Config:
     train: TrainOptions = field(default_factory=TrainOptions)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
@@ -277,6 +301,7 @@ class Config:
     cyclegan: CycleGANOptions = field(default_factory=CycleGANOptions)
     munit: MunitOptions = field(default_factory=MunitOptions)
     fader: FaderOptions = field(default_factory=FaderOptions)
+    cutout: CutoutOptions = field(default_factory=CutoutOptions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -359,6 +384,12 @@ def defaults_for(model: str) -> Config:
         cfg.train.checkpoint_every = 500
         if model == "munit":
             cfg.train.domain_b = "product:pattern=floral"
+    if model == "cutout":  # the picker trains full-batch on cached features: a few hundred steps
+        cfg.train.image_size = 256
+        cfg.train.batch_size = 8
+        cfg.train.steps = 300
+        cfg.train.sample_every = 100
+        cfg.train.checkpoint_every = 100
     if model in ("pix2pix", "cyclegan"):
         cfg.train.image_size = 256
         cfg.train.batch_size = 1

@@ -80,6 +80,16 @@ RECIPES: dict[str, dict[str, Recipe]] = {
              "fader": {"dim": 32, "max_dim": 512, "n_down": 6, "latent_dim": 256, "d_width": 64}},
         ),
     },
+    # Worn photos (issue 12): the garment cut out by the pose (model -> product), its region learned
+    "cutout": {
+        "demo-cpu": Recipe(
+            "cutout",
+            "the committed model->product translator: the worn garment cut out by the pose, the region "
+            "(upper / lower / full) picked by a linear score on frozen Lite0 features; minutes on 2 CPU cores",
+            {"train": {"image_size": 256, "batch_size": 8, "steps": 300, "sample_every": 100,
+                       "checkpoint_every": 100, "log_every": 10, "n_samples": 8}},
+        ),
+    },
     # Worn photos (issue 12): pix2pix on the pose pairs, judged on frozen ImageNet features.
     "pix2pix": {
         "to-product-cpu": Recipe(

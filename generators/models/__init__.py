@@ -34,6 +34,8 @@ REGISTRY: dict[str, ModelEntry] = {
                         "multi-modal translation between two domains: several diverse edits per request"),
     "fader": ModelEntry("generators.models.fader", "FaderSolver", "FaderInference",
                         "attribute sliders: continuous edits of every schema group (strength 0..1)"),
+    "cutout": ModelEntry("generators.models.cutout", "CutoutSolver", "CutoutInference",
+                         "model photo -> product photo: the worn garment cut out by the pose, its region learned"),
 }
 
 

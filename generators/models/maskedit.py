@@ -389,6 +389,51 @@ def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
     return rows, s
 
 
+def fixed_edit(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, o: Any, palette_j: int | None,
+               strength: torch.Tensor | float = 1.0, palette_target: torch.Tensor | None = None,
+               shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
+               plain_j: int | None = None) -> torch.Tensor:
+    """The fixed steps of an edit, before the learned maps: the palette shift, print removal and
+    silhouette step of the groups ``trg`` names (see :func:`edit_photo` for the arguments). Rows
+    no step changes are returned as they are."""
+    if palette_j is not None and G.palette is not None:
+        target, on = palette_targets(G.palette, trg[:, palette_j])
+        if palette_target is not None:
+            target = palette_target.to(target)
+        rows, s = _rows(on, strength, x.device)
+        if len(rows):
+            x = x.index_copy(0, rows, palette_shift(x[rows], target[rows], None, s, o.palette_sigma).to(x.dtype))
+    if plain_j is not None and G.plain is not None and int(G.plain) >= 0:
+        rows, s = _rows(trg[:, plain_j].to(G.plain.device) == G.plain, strength, x.device)
+        if len(rows):
+            x = x.index_copy(0, rows, flatten_print(x[rows], None, s, o.palette_sigma).to(x.dtype))
+    if shape is not None and G.silhouettes is not None:
+        for j, col, off, n in zip(shape.js, shape.cols, shape.offsets, shape.sizes, strict=True):
+            rows, s = _rows(trg[:, j] >= 0, strength, x.device)
+            if not len(rows):
+                continue
+            r = rows.cpu()
+            if shape.anchor_col < 0:
+                anchor = torch.zeros(len(r), dtype=torch.long)
+            else:
+                anchor = source[r, shape.anchor_col] if source is not None else None
+            current = source[r, col] if source is not None else None
+            y = silhouette_shift(x[rows], G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n],
+                                 trg[r, j], s, anchor, current)
+            x = x.index_copy(0, rows, y.to(x.dtype))
+    return x
+
+
+def learned_edit(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: Sequence[int], o: Any,
+                 strength: torch.Tensor | float = 1.0, flow_js: Sequence[int] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The U-Net's masked change of ``x`` (after the fixed steps), its mask and the garment prior."""
+    x_lo = downsample(x, o.pred_size)
+    maps = G(x_lo, condition(trg, sizes).to(x.device))
+    flow_on = (trg[:, list(flow_js)] >= 0).any(1) if flow_js is not None else None
+    return apply_maps(x, maps, x_lo, o.upsample, strength, o.mask_prior, o.flow, flow_on)
+
+
 def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: Sequence[int], o: Any,
                palette_j: int | None, strength: torch.Tensor | float = 1.0,
                palette_target: torch.Tensor | None = None, fixed_steps: bool = True,
@@ -406,38 +451,11 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
     the editable groups ``flow_js`` warp the photo (None: every edit may). ``learned=False``
     stops after the fixed steps (the benchmark's ablation of the U-Net).
     """
-    c = condition(trg, sizes).to(x.device)
-    if fixed_steps and palette_j is not None and G.palette is not None:
-        target, on = palette_targets(G.palette, trg[:, palette_j])
-        if palette_target is not None:
-            target = palette_target.to(target)
-        rows, s = _rows(on, strength, x.device)
-        if len(rows):
-            x = x.index_copy(0, rows, palette_shift(x[rows], target[rows], None, s, o.palette_sigma).to(x.dtype))
-    if fixed_steps and plain_j is not None and G.plain is not None and int(G.plain) >= 0:
-        rows, s = _rows(trg[:, plain_j].to(G.plain.device) == G.plain, strength, x.device)
-        if len(rows):
-            x = x.index_copy(0, rows, flatten_print(x[rows], None, s, o.palette_sigma).to(x.dtype))
-    if fixed_steps and shape is not None and G.silhouettes is not None:
-        for j, col, off, n in zip(shape.js, shape.cols, shape.offsets, shape.sizes, strict=True):
-            rows, s = _rows(trg[:, j] >= 0, strength, x.device)
-            if not len(rows):
-                continue
-            r = rows.cpu()
-            if shape.anchor_col < 0:
-                anchor = torch.zeros(len(r), dtype=torch.long)
-            else:
-                anchor = source[r, shape.anchor_col] if source is not None else None
-            current = source[r, col] if source is not None else None
-            y = silhouette_shift(x[rows], G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n],
-                                 trg[r, j], s, anchor, current)
-            x = x.index_copy(0, rows, y.to(x.dtype))
+    if fixed_steps:
+        x = fixed_edit(G, x, trg, o, palette_j, strength, palette_target, shape, source, plain_j)
     if not learned:
         return x, torch.zeros_like(x[:, :1]), torch.zeros_like(x[:, :1])
-    x_lo = downsample(x, o.pred_size)
-    maps = G(x_lo, c)
-    flow_on = (trg[:, list(flow_js)] >= 0).any(1) if flow_js is not None else None
-    return apply_maps(x, maps, x_lo, o.upsample, strength, o.mask_prior, o.flow, flow_on)
+    return learned_edit(G, x, trg, sizes, o, strength, flow_js)
 
 
 class MaskEditSolver(Solver):
@@ -649,10 +667,12 @@ class MaskEditSolver(Solver):
 
     def _edit(self, x: torch.Tensor, trg: torch.Tensor, source: torch.Tensor | None = None,
               palette_target: torch.Tensor | None = None,
-              fixed_steps: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j,
-                          palette_target=palette_target, fixed_steps=fixed_steps, shape=self.shape, source=source,
-                          flow_js=self.flow_js, plain_j=self.plain_j)
+              fixed_steps: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The edit, its mask, the garment prior, and the photo after the fixed steps alone."""
+        o = self.cfg.maskedit
+        x0 = fixed_edit(self.G, x, trg, o, self.palette_j, 1.0, palette_target, self.shape, source,
+                        self.plain_j) if fixed_steps else x
+        return (*learned_edit(self.G, x0, trg, self.edit_sizes, o, flow_js=self.flow_js), x0)
 
     def _after(self, current: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
         """The labels a photo with ``current`` labels has once edited to ``trg``."""
@@ -684,7 +704,11 @@ class MaskEditSolver(Solver):
         n_cyc = min(b, max(1, round(b * o.cycle_share))) if o.cycle_share > 0 else 0
         n_id = min(b, max(1, round(b * o.identity_share))) if o.identity_share > 0 else 0
         with self.autocast():
-            fake, mask, garment = self._edit(x, trg, current)
+            fake, mask, garment, fixed = self._edit(x, trg, current)
+            # where a fixed step already made the edit, the U-Net may only refine it
+            acted = (fixed != x).flatten(1).any(1)
+            anchor = ((fake.float() - fixed.float())[acted].abs().mean() if bool(acted.any())
+                      else fake.new_zeros((), dtype=torch.float32))
             maps_fake, pooled_fake = self.features(aug(fake))
             g_adv = hinge_g_loss(self.D(maps_fake))
             logits = self.C(pooled_fake)
@@ -693,13 +717,13 @@ class MaskEditSolver(Solver):
             if n_cyc:  # edit back to the input's values: the rest of the photo must survive the round trip
                 # the palette step takes the photo back to its own dominant colour, not its value's
                 own_colour = dominant_lab((x[:n_cyc].float() + 1) / 2) if self.palette_j is not None else None
-                rec, mask_rec, garment_rec = self._edit(fake[:n_cyc], back[:n_cyc], self._after(current, trg)[:n_cyc],
+                rec, mask_rec, garment_rec, _ = self._edit(fake[:n_cyc], back[:n_cyc], self._after(current, trg)[:n_cyc],
                                                         palette_target=own_colour)
                 cyc = (rec.float() - x[:n_cyc]).abs().mean()
                 masks.append(mask_rec)
                 garments.append(garment_rec)
             if n_id:  # ask for the values the photo already has: nothing may change
-                same, _, _ = self._edit(x[:n_id], idt[:n_id], fixed_steps=False)
+                same, _, _, _ = self._edit(x[:n_id], idt[:n_id], fixed_steps=False)
                 idl = (same.float() - x[:n_id]).abs().mean()
         cls, keep = self._judge_losses(logits, trg, current)
         feat = (pooled_fake.float() - self.feature_targets(pooled_real.float(), trg, current)).pow(2).sum(1).mean()
@@ -709,8 +733,9 @@ class MaskEditSolver(Solver):
         # The regularisers ramp up over the warm-up: first the edit is found, then it is made tidy.
         # From the start they would close the mask before the judges' gradient has opened it.
         ramp = min(1.0, (step + 1) / max(1.0, o.warmup * self.cfg.train.steps))
-        g_loss = (o.lambda_feat * feat + o.lambda_cls * cls + ramp * (o.lambda_adv * g_adv + o.lambda_keep * keep + o.lambda_cyc * cyc
-                                              + o.lambda_id * idl + o.lambda_mask * mask_l1 + o.lambda_tv * tv))
+        g_loss = (o.lambda_feat * feat + o.lambda_cls * cls + o.lambda_fixed * anchor
+                  + ramp * (o.lambda_adv * g_adv + o.lambda_keep * keep + o.lambda_cyc * cyc + o.lambda_id * idl
+                            + o.lambda_mask * mask_l1 + o.lambda_tv * tv))
         self.optims["G"].zero_grad(set_to_none=True)
         g_loss.backward()
         self.optims["G"].step()
@@ -726,7 +751,7 @@ class MaskEditSolver(Solver):
             per_group = self._target_accuracy_per_group(logits, trg)
         return {**per_group,
             "G/adv": g_adv.item(), "G/cls": cls.item(), "G/feat": feat.item(), "G/keep": keep.item(), "G/cyc": cyc.item(),
-            "G/id": idl.item(), "G/mask": mask_l1.item(), "G/tv": tv.item(), "D/loss": d_loss.item(),
+            "G/id": idl.item(), "G/fixed": anchor.item(), "G/mask": mask_l1.item(), "G/tv": tv.item(), "D/loss": d_loss.item(),
             "G/acc_target": hit,
         }
 

@@ -101,7 +101,7 @@ def test_worn_search_report_and_grid(m2p_run: Path, make_demo_catalog, tmp_path:
     assert small["model_to_product"]["true_product_photo"] == 1.0
 
 
-M2P_DEMO = DEMO / "pix2pix_m2p_demo64.pt"
+M2P_DEMO = DEMO / "experimental" / "pix2pix_m2p_demo64.pt"
 
 
 def test_demo_model_to_product_checkpoint(make_demo_catalog) -> None:

@@ -30,8 +30,8 @@ def _front_pairs(catalog_dir: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def worn(make_demo_catalog, tmp_path_factory, server_process, admin_token):
-    """A server over an index with product and model photos, with a tiny model->product pix2pix
-    (trained for two steps here) and the committed product->model demo checkpoint."""
+    """A server over an index with product and model photos, with a model->product cut-out (its
+    region picker trained for two steps here) and the committed product->model demo checkpoint."""
     from catalog import load_catalog
     from generators.options import defaults_for
     from generators.train import train
@@ -45,12 +45,11 @@ def worn(make_demo_catalog, tmp_path_factory, server_process, admin_token):
     build(cat, tmp / "both", encoder, BuildConfig(index="flat", num_workers=0, progress=False, views=("product", "model")))
     build(cat, tmp / "product", encoder, BuildConfig(index="flat", num_workers=0, progress=False))
 
-    cfg = defaults_for("pix2pix")
-    cfg.train.image_size, cfg.train.batch_size, cfg.train.steps, cfg.train.threads = 32, 2, 2, 1
+    cfg = defaults_for("cutout")
+    cfg.train.image_size, cfg.train.steps, cfg.train.threads = 64, 2, 1
     cfg.train.pairs = str(_front_pairs(demo, tmp / "pairs.jsonl"))
     cfg.train.sample_every = cfg.train.checkpoint_every = 2
-    cfg.pix2pix.ngf, cfg.pix2pix.ndf, cfg.pix2pix.direction = 8, 8, "model->product"
-    cfg.pix2pix.d_kind, cfg.pix2pix.d_width, cfg.pix2pix.lambda_feat = "projected", 8, 1.0
+    cfg.cutout.pose_models = str(ROOT / "models" / "pose")
     run = train(cfg, demo, tmp / "m2p", progress=False, tensorboard=False)
 
     (tmp / "token").write_text(admin_token + "\n")
@@ -115,7 +114,7 @@ def test_model_to_product_round_trip(client, worn):
     data = (cat.root / item.model_img_paths[0]).read_bytes()
     png = client.modify(data, modifications=["to_product"])
     with Image.open(io.BytesIO(png)) as im:
-        assert im.format == "PNG" and im.size == (32, 32) and im.mode == "RGB"
+        assert im.format == "PNG" and im.size == (64, 64) and im.mode == "RGB"
     resp = client.search(data, modifications=["to_product"], top_k=4, return_modified_image=True)
     assert resp.modified_image == png  # the same translation, then a search over the product shots
     assert len(resp.hits) == 4 and {h.view for h in resp.hits} == {"product"}
