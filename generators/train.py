@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--time-budget", type=float, metavar="MIN",
                     help="stop (with a checkpoint) after this many minutes of training; the schedule still spans --steps")
     ap.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans --steps")
-    ap.add_argument("--pairs", help="pairs file (pix2pix; CycleGAN model domain)")
+    ap.add_argument("--pairs", help="pairs file (pix2pix, cutout; CycleGAN model domain)")
     ap.add_argument("--groups", help="attribute editors: comma-separated schema groups to edit (default: all; "
                                      "maskedit: all but the anchor group, category)")
     ap.add_argument("--holdout", type=float, help="share of items held out of training by a hash of the id "

@@ -287,6 +287,38 @@ def _pick_query(client, attrs, opts: DemoOptions, catalog_dir: Path) -> tuple[st
     raise SystemExit(f"no item to query with an edit of {group!r}" + (f" (id {opts.query})" if opts.query else ""))
 
 
+def _worn_query(client, attrs, catalog_dir: Path, item_id: str, k: int) -> dict | None:
+    """Search with the item's own photo worn by a model, translated to a product shot and as it
+    is: where does the item rank among the product photos, and how many hits share its category
+    and colour? (None: no translator or no model photo.)"""
+    if not attrs.model_to_product:
+        return None
+    item = next(it for it in load_catalog(catalog_dir).items if it.id == item_id)
+    if not item.model_img_paths:
+        return None
+    from generators.pairs import pose_photo_features, pose_pick
+
+    # the photo the pose rules take for the front full-body view (the thesis's pairs step)
+    paths = [catalog_dir / p for p in item.model_img_paths]
+    pick = pose_pick(pose_photo_features(paths, progress=False), [list(range(len(paths)))])[0]
+    photos = [item.model_img_paths[pick[0] if pick else 0]]
+    data = (catalog_dir / photos[0]).read_bytes()
+    want = {g: item.labels.get(g) for g in ("category", "color")}
+
+    def run(mods: list[str]) -> dict:
+        hits = client.search(data, modifications=mods, top_k=k).hits
+        ids = [h.id for h in hits]
+        same = sum(all(h.item.attributes.get(g) == v for g, v in want.items()) for h in hits)
+        return {"rank": ids.index(item_id) + 1 if item_id in ids else None, "same_category_and_colour": same}
+
+    out = {"photo": photos[0], "translated": run(["to_product"]), "untranslated": run([])}
+    show = lambda r: (f"the item #{r['rank']}" if r["rank"] else f"the item not in the top {k}") + \
+        f", {r['same_category_and_colour']}/{k} hits {want['category']}/{want['color']}"  # noqa: E731
+    _say(f"the item worn by a model ({photos[0]}) translated to a product shot: {show(out['translated'])}; "
+         f"as it is: {show(out['untranslated'])}")
+    return out
+
+
 def run_demo(opts: DemoOptions) -> Path:
     from io import BytesIO
 
@@ -322,6 +354,7 @@ def run_demo(opts: DemoOptions) -> Path:
         if attrs.product_to_model:
             worn = client.modify(item_id=item_id, modifications=["to_model"])
             tiles.append((Image.open(BytesIO(worn)), ["product_to_model", "(GAN output)", ""]))
+        worn_rank = _worn_query(client, attrs, catalog_dir, item_id, opts.top_k)
         for h in resp.hits:
             img = client.get_item(h.id, include_image=True).image
             tiles.append((Image.open(BytesIO(img)), [f"#{h.rank} {h.id}  {h.score:.3f}", _attrs(h.item.attributes),
@@ -339,6 +372,7 @@ def run_demo(opts: DemoOptions) -> Path:
             f"hits_with_{group}={value}": sum(h.item.attributes.get(group) == value for h in resp.hits),
             f"hits_with_{group}={value}_without_edit": sum(h.item.attributes.get(group) == value for h in plain.hits),
             "timings_ms": {t.stage: round(t.ms, 1) for t in resp.timings},
+            "model_to_product": worn_rank,
         }
     with atomic_path(opts.out / "demo_result.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")

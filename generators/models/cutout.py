@@ -60,19 +60,24 @@ def strip_padding(rgb: np.ndarray) -> np.ndarray:
     return rgb[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
+def backdrop_distance(rgb: np.ndarray, border: int) -> np.ndarray:
+    """``[H, W]``: each pixel's largest RGB difference from its row's backdrop colour (the median
+    of the border columns; a studio backdrop is flat or a vertical gradient), after a small blur
+    that takes the backdrop's grain out."""
+    f = rgb.astype(np.float32)
+    b = max(1, min(border, rgb.shape[1] // 4))
+    backdrop = np.median(np.concatenate([f[:, :b], f[:, -b:]], axis=1), axis=1)  # [H, 3]
+    return cv2.GaussianBlur(np.abs(f - backdrop[:, None]).max(axis=-1), (5, 5), 0)
+
+
 def person_mask(rgb: np.ndarray, border: int, delta: float) -> np.ndarray:
     """``[H, W]`` bool: everything but the backdrop.
 
     The backdrop is the region, connected to the photo's edge, of pixels within ``delta`` of
-    their row's backdrop colour (the median of the border columns), after a small blur that
-    takes the backdrop's grain out. Pixels it does not reach are the person, so a white lace
-    top on a light backdrop keeps its inside whole.
+    their row's backdrop colour (:func:`backdrop_distance`). Pixels it does not reach are the
+    person, so a white lace top on a light backdrop keeps its inside whole.
     """
-    f = rgb.astype(np.float32)
-    b = max(1, min(border, rgb.shape[1] // 4))
-    backdrop = np.median(np.concatenate([f[:, :b], f[:, -b:]], axis=1), axis=1)  # [H, 3]
-    diff = cv2.GaussianBlur(np.abs(f - backdrop[:, None]).max(axis=-1), (5, 5), 0)
-    _, comp = cv2.connectedComponents((diff <= delta).astype(np.uint8), connectivity=4)
+    _, comp = cv2.connectedComponents((backdrop_distance(rgb, border) <= delta).astype(np.uint8), connectivity=4)
     edge = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
     edge = edge[edge > 0]  # 0 is "not backdrop-like"
     return ~np.isin(comp, edge) | (comp == 0)
@@ -118,6 +123,8 @@ def region_masks(rgb: np.ndarray, pose: Any, o: Any) -> dict[str, np.ndarray]:
             keep = keep & (np.linalg.norm(lab - skin, axis=-1) >= o.skin_delta)
     rows = np.arange(rgb.shape[0])[:, None]
     keep = keep & (rows >= shoulder_y - o.head_margin * torso) & (rows <= ankle_y)
+    # below the hips, backdrop enclosed by the legs and a hem is backdrop, not the person
+    keep = keep & ~((backdrop_distance(rgb, o.border) <= o.background_delta) & (rows > hip_y))
     keep = _solid(keep, o.min_part)
     return {"upper": keep & (rows <= hip_y + o.waist_margin * torso),
             "lower": keep & (rows >= hip_y - o.waist_margin * torso), "full": keep}

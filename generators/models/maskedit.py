@@ -717,8 +717,8 @@ class MaskEditSolver(Solver):
             if n_cyc:  # edit back to the input's values: the rest of the photo must survive the round trip
                 # the palette step takes the photo back to its own dominant colour, not its value's
                 own_colour = dominant_lab((x[:n_cyc].float() + 1) / 2) if self.palette_j is not None else None
-                rec, mask_rec, garment_rec, _ = self._edit(fake[:n_cyc], back[:n_cyc], self._after(current, trg)[:n_cyc],
-                                                        palette_target=own_colour)
+                rec, mask_rec, garment_rec, _ = self._edit(fake[:n_cyc], back[:n_cyc],
+                                                           self._after(current, trg)[:n_cyc], palette_target=own_colour)
                 cyc = (rec.float() - x[:n_cyc]).abs().mean()
                 masks.append(mask_rec)
                 garments.append(garment_rec)

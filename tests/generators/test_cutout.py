@@ -39,6 +39,7 @@ def _person() -> tuple[np.ndarray, SimpleNamespace]:
     img[45:110, 30:40] = SKIN  # arms
     img[45:110, 80:90] = SKIN
     img[110:180, 42:78] = TROUSERS  # ankles at y 180
+    img[120:180, 54:66] = img[120:180, :1]  # the backdrop between the legs, enclosed by them and the shoes
     img[180:190, 42:78] = (20, 20, 20)  # shoes
     lm = np.zeros((33, 5), np.float32)
     points = {P.NOSE: (60, 24), P.LEFT_EYE: (64, 20), P.RIGHT_EYE: (56, 20), P.LEFT_SHOULDER: (75, 45),
@@ -79,12 +80,13 @@ def test_regions_keep_the_clothes_and_drop_skin_head_and_shoes() -> None:
     masks = region_masks(img, pose, CutoutOptions())
     assert set(masks) == set(REGIONS)
     full, upper, lower = masks["full"], masks["upper"], masks["lower"]
-    assert full[50:105, 45:75].all() and full[115:175, 45:75].all()  # top and trousers
+    assert full[50:105, 45:75].all() and full[115:175, 45:52].all() and full[115:175, 68:75].all()  # top, legs
+    assert not full[125:175, 57:63].any()  # the enclosed backdrop between the legs is not the outfit
     assert not full[10:40].any()  # the head
     assert not full[:, 30:40].any() and not full[:, 80:90].any()  # the arms: skin
     assert not full[181:].any()  # the shoes
     assert upper[50:100, 45:75].all() and not upper[130:].any()
-    assert lower[115:175, 45:75].all() and not lower[:80].any()
+    assert lower[115:175, 45:52].all() and not lower[:80].any()
     # no pose: the whole person, nothing removed
     assert (region_masks(img, None, CutoutOptions())["upper"] == person_mask(img, 6, 10.0)).all()
 
