@@ -9,11 +9,12 @@ rest, the way the masked editor keeps a photo's pixels and changes only the edit
 (:mod:`generators.models.maskedit`):
 
 1. **person**: the backdrop is read per row from the photo's left and right borders (a studio
-   backdrop is flat or a vertical gradient, and white for many shops); a pixel further than
-   ``background_delta`` from its row's backdrop belongs to the person;
+   backdrop is flat or a vertical gradient, and white for many shops); the region connected to
+   the photo's edge within ``background_delta`` of it is the backdrop, the rest the person;
 2. **skin, head and feet** (from the pose, :mod:`generators.pairs.pose`): the skin colour is the
-   median of a patch below the nose, and pixels within ``skin_delta`` (LAB) of it are removed
-   (face, arms, legs); above the shoulders is the head, below the ankles the shoes;
+   median of a patch below the nose, and pixels within ``skin_delta`` (LAB) of it or of its
+   shade are removed (face, arms, legs); above the shoulders is the head, below the ankles the
+   shoes; below the hips, backdrop enclosed by the legs goes too; thin rims and specks last;
 3. **regions**: what is left is the outfit. ``upper`` ends a little below the hips, ``lower``
    starts a little above them, ``full`` is both (a dress);
 4. each region's pixels are framed on white like a product shot: centred, the longer side
