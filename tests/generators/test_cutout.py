@@ -169,3 +169,26 @@ def test_cutout_finds_worn_products_better_than_the_raw_photo(make_demo_catalog)
     raw, _ = recall_at_k(enc.embed_images([Image.fromarray(w) for w in worn]), own, products, ids, 3)
     translated, _ = recall_at_k(enc.embed_images(cut), own, products, ids, 3)
     assert translated > raw, (translated, raw)
+
+
+@needs_pose
+def test_cutout_resume_is_exact(make_demo_catalog, tmp_path: Path) -> None:
+    """Stopped at step 2 and resumed, the picker ends where an uninterrupted run ends: its cached
+    cut-out features travel in the checkpoint."""
+    import torch
+
+    from generators.checkpoint import load_checkpoint
+    from generators.train import main as train_main
+
+    cat = make_demo_catalog(8, 3)
+    pairs = _pairs_file(cat)
+    common = ["--model", "cutout", "--catalog", str(cat), "--pairs", str(pairs), "--steps", "4", "--quiet",
+              "--no-tensorboard", "--threads", "1", "--image-size", "128", "--set", f"cutout.pose_models={POSE_DIR}"]
+    assert train_main([*common, "--out", str(tmp_path / "straight")]) == 0
+    assert train_main([*common, "--out", str(tmp_path / "resumed"), "--stop-at", "2"]) == 0
+    assert train_main([*common, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for k, v in a["nets"]["P"].items():
+        assert torch.equal(v, b["nets"]["P"][k]), k
