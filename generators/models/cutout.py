@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from catalog import Schema
+from generators.datasets import float_to_uint8, uint8_to_float
 from generators.models.base import Solver
 from generators.models.features import FrozenFeatures
 from generators.options import Config
@@ -71,14 +72,16 @@ def backdrop_distance(rgb: np.ndarray, border: int) -> np.ndarray:
     return cv2.GaussianBlur(np.abs(f - backdrop[:, None]).max(axis=-1), (5, 5), 0)
 
 
-def person_mask(rgb: np.ndarray, border: int, delta: float) -> np.ndarray:
+def person_mask(rgb: np.ndarray, border: int, delta: float, distance: np.ndarray | None = None) -> np.ndarray:
     """``[H, W]`` bool: everything but the backdrop.
 
     The backdrop is the region, connected to the photo's edge, of pixels within ``delta`` of
-    their row's backdrop colour (:func:`backdrop_distance`). Pixels it does not reach are the
-    person, so a white lace top on a light backdrop keeps its inside whole.
+    their row's backdrop colour (:func:`backdrop_distance`, or ``distance`` when the caller has
+    it). Pixels it does not reach are the person, so a white lace top on a light backdrop keeps
+    its inside whole.
     """
-    _, comp = cv2.connectedComponents((backdrop_distance(rgb, border) <= delta).astype(np.uint8), connectivity=4)
+    near = (backdrop_distance(rgb, border) if distance is None else distance) <= delta
+    _, comp = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
     edge = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
     edge = edge[edge > 0]  # 0 is "not backdrop-like"
     return ~np.isin(comp, edge) | (comp == 0)
@@ -102,7 +105,8 @@ def region_masks(rgb: np.ndarray, pose: Any, o: Any) -> dict[str, np.ndarray]:
         RIGHT_SHOULDER,
     )
 
-    person = person_mask(rgb, o.border, o.background_delta)
+    distance = backdrop_distance(rgb, o.border)
+    person = person_mask(rgb, o.border, o.background_delta, distance)
     if pose is None:
         return dict.fromkeys(REGIONS, person)
     lm = pose.landmarks
@@ -125,7 +129,7 @@ def region_masks(rgb: np.ndarray, pose: Any, o: Any) -> dict[str, np.ndarray]:
     rows = np.arange(rgb.shape[0])[:, None]
     keep = keep & (rows >= shoulder_y - o.head_margin * torso) & (rows <= ankle_y)
     # below the hips, backdrop enclosed by the legs and a hem is backdrop, not the person
-    keep = keep & ~((backdrop_distance(rgb, o.border) <= o.background_delta) & (rows > hip_y))
+    keep = keep & ~((distance <= o.background_delta) & (rows > hip_y))
     keep = _solid(keep, o.min_part)
     return {"upper": keep & (rows <= hip_y + o.waist_margin * torso),
             "lower": keep & (rows >= hip_y - o.waist_margin * torso), "full": keep}
@@ -167,12 +171,7 @@ def cutouts(rgb: np.ndarray, pose_of: Callable[[np.ndarray], Any], o: Any, size:
 
 def _uint8_images(x: torch.Tensor) -> list[np.ndarray]:
     """``[B, 3, H, W]`` in [-1, 1] -> HWC uint8 arrays."""
-    return list(((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
-
-
-def _to_float(a: np.ndarray) -> torch.Tensor:
-    """``[..., H, W, 3]`` uint8 -> ``[..., 3, H, W]`` in [-1, 1]."""
-    return torch.from_numpy(a).movedim(-1, -3).float() / 127.5 - 1
+    return list(float_to_uint8(x).cpu().permute(0, 2, 3, 1).numpy())
 
 
 class _Poses:
@@ -226,7 +225,8 @@ class _Cutter:
 
     def crops(self, photos: Sequence[np.ndarray]) -> torch.Tensor:
         """``[B, R, 3, S, S]`` in [-1, 1]."""
-        return _to_float(np.stack([cutouts(p, self.poses, self.o, self.size) for p in photos]))
+        crops = torch.from_numpy(np.stack([cutouts(p, self.poses, self.o, self.size) for p in photos]))
+        return uint8_to_float(crops.movedim(-1, -3))
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
@@ -266,7 +266,7 @@ class CutoutSolver(Solver):
         for i in tqdm(range(0, len(photos), 16), desc="cut-outs", unit="batch", disable=not progress, leave=False):
             rgb = [p.permute(1, 2, 0).numpy() for p in photos[i:i + 16]]
             feats.append(self.cutter.embed(self.cutter.crops(rgb)))
-            prods.append(self.cutter.embed(products[i:i + 16].float() / 127.5 - 1))
+            prods.append(self.cutter.embed(uint8_to_float(products[i:i + 16])))
         self.feats = torch.cat(feats)
         self.labels = nearest_region(self.feats, torch.cat(prods))
 
