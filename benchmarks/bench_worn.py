@@ -1,7 +1,7 @@
 """Worn photos by retrieval: product->model and model->product translations on held-out demo products.
 
     python -m benchmarks.bench_worn [--products 120] [--seed 0] [--work DIR]
-        [--to-model CKPT] [--to-product CKPT] [--old-to-product CKPT] [--grid PNG]
+        [--to-model CKPT] [--to-product CKPT] [--old-to-model CKPT] [--old-to-product CKPT] [--grid PNG]
 
 The demo checkpoints were trained on a seed-1 demo catalog, so the seed-0 catalog searched
 here holds products they never saw. Every product is a query; Recall@10 of finding the same
@@ -12,9 +12,10 @@ product (per item, its best photo), with the built-in encoder (generators.evalua
 - model->product over the product photos: the true front model photo translated /
   untranslated / the true product photo (ceiling).
 
-``--to-product`` defaults to the garment cut-out (``cutout_demo.pt``); the previous design,
-pix2pix in reverse (``experimental/pix2pix_m2p_demo64.pt``), is measured in the same run
-(``old_model_to_product`` in the JSON).
+``--to-product`` and ``--to-model`` default to the garment cut-out (``cutout_demo.pt``: cut the
+worn garment out / dress the product on the catalog's mannequin); the previous design, pix2pix
+both ways (``experimental/pix2pix_demo64.pt``, ``experimental/pix2pix_m2p_demo64.pt``), is
+measured in the same run (``old`` in the JSON; issue 12's pix2pix L1/SSIM target is read there).
 
 Writes ``benchmarks/results/bench_worn.json`` (machine described, targets of issue 12 checked)
 and a PNG grid (input | translation | truth), by default ``docs/images/worn_grid.png``.
@@ -29,13 +30,15 @@ from pathlib import Path
 from benchmarks.machine import REPO, describe_machine, write_result
 
 DEMO = REPO / "generators" / "demo_checkpoints"
-TO_MODEL = DEMO / "pix2pix_demo64.pt"
+TO_MODEL = DEMO / "cutout_demo.pt"
 TO_PRODUCT = DEMO / "cutout_demo.pt"
-OLD_TO_PRODUCT = DEMO / "experimental" / "pix2pix_m2p_demo64.pt"  # the previous design, measured beside it
+OLD_TO_MODEL = DEMO / "experimental" / "pix2pix_demo64.pt"  # the previous design, measured beside it
+OLD_TO_PRODUCT = DEMO / "experimental" / "pix2pix_m2p_demo64.pt"
 
 
-def targets(report: dict) -> dict:
-    """Issue 12's targets, each with the measured value and whether it is met."""
+def targets(report: dict, old: dict | None = None) -> dict:
+    """Issue 12's targets, each with the measured value and whether it is met (the pix2pix
+    L1/SSIM ones on ``old``, the pix2pix run, when given)."""
     p2m, m2p = report["product_to_model"], report["model_to_product"]
     out = {}
     if "translated" in m2p:
@@ -47,7 +50,9 @@ def targets(report: dict) -> dict:
         base = p2m["untranslated_product_photo"]
         out["product_to_model_ge_0.9x_untranslated"] = {"value": p2m["translated_over_untranslated"],
                                                         "met": p2m["translated"] >= 0.9 * base}
-        t = p2m["to_true_front_photo"]
+    pix = (old or {}).get("product_to_model") or p2m
+    if "translated" in pix:
+        t = pix["to_true_front_photo"]
         out["pix2pix_l1_below_0.084"] = {"value": round(t["l1"]["mean"], 4), "met": t["l1"]["mean"] < 0.084}
         out["pix2pix_ssim_above_0.540"] = {"value": round(t["ssim"]["mean"], 4), "met": t["ssim"]["mean"] > 0.540}
     return out
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench_worn"))
     ap.add_argument("--to-model", type=Path, default=TO_MODEL, help="product->model checkpoint ('' to skip)")
     ap.add_argument("--to-product", type=Path, default=TO_PRODUCT, help="model->product checkpoint ('' to skip)")
+    ap.add_argument("--old-to-model", type=Path, default=OLD_TO_MODEL,
+                    help="a second product->model checkpoint measured in the same run ('' to skip)")
     ap.add_argument("--old-to-product", type=Path, default=OLD_TO_PRODUCT,
                     help="a second model->product checkpoint measured in the same run ('' to skip)")
     ap.add_argument("--grid", type=Path, default=REPO / "docs" / "images" / "worn_grid.png")
@@ -86,10 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     report = worn_search(catalog, Encoder.load(None, "cpu"), to_model, to_product, grid_path=args.grid, progress=True,
                          cache=args.work / f"demo_{args.products}_{args.seed}_vectors.npz")
     old = None
-    if str(args.old_to_product) not in ("", ".") and Path(args.old_to_product).is_file():
-        old_report = worn_search(catalog, Encoder.load(None, "cpu"), None, load_editor(args.old_to_product, "cpu"),
+    given = lambda p: str(p) not in ("", ".") and Path(p).is_file()  # noqa: E731
+    if given(args.old_to_model) or given(args.old_to_product):
+        old_report = worn_search(catalog, Encoder.load(None, "cpu"),
+                                 load_editor(args.old_to_model, "cpu") if given(args.old_to_model) else None,
+                                 load_editor(args.old_to_product, "cpu") if given(args.old_to_product) else None,
+                                 grid_path=args.work / "old_grid.png",
                                  cache=args.work / f"demo_{args.products}_{args.seed}_vectors.npz")
-        old = {"checkpoint": str(args.old_to_product), "model_to_product": old_report["model_to_product"]}
+        old = {"checkpoints": {"to_model": str(args.old_to_model) if given(args.old_to_model) else None,
+                               "to_product": str(args.old_to_product) if given(args.old_to_product) else None},
+               "product_to_model": old_report["product_to_model"], "model_to_product": old_report["model_to_product"]}
     result = {
         "benchmark": "bench_worn",
         "machine": describe_machine(),
@@ -98,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoints": {"to_model": str(args.to_model) if to_model else None,
                         "to_product": str(args.to_product) if to_product else None},
         "report": report,
-        "old_model_to_product": old,
-        "targets": targets(report),
+        "old": old,
+        "targets": targets(report, old),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_result(args.out, result)
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {t['value']} ({'met' if t['met'] else 'NOT met'})")
     rows = [(d, report[d]) for d in ("product_to_model", "model_to_product")]
     if old:
-        rows.append(("model_to_product (old)", old["model_to_product"]))
+        rows += [("product_to_model (old)", old["product_to_model"]), ("model_to_product (old)", old["model_to_product"])]
     for direction, rep in rows:
         row = "  ".join(f"{n} {v:.3f}" for n, v in rep.items() if isinstance(v, float))
         print(f"{direction} recall@{report['k']}: {row}")

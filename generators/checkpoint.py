@@ -148,6 +148,8 @@ def export_inference(src: str | Path, dst: str | Path, fp16: bool = False) -> Pa
     wanted = solver_class(ckpt["model"]).inference_nets
     nets = {}
     for name in wanted:
+        if name not in ckpt["nets"]:  # an optional net an older run did not have (cutout's "M")
+            continue
         sd = ckpt["nets"][name]
         nets[name] = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in sd.items()}
     payload = {

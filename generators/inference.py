@@ -3,7 +3,7 @@
     editor = load_editor("generators/demo_checkpoints/maskedit_demo.pt", device="auto")  # or a run folder
     editor.capabilities()   # {"model": "maskedit", "edit": {"groups": {...}}, "to_model": False, ...}
     out = editor.edit(images, {"color": "blue", "sleeve_length": "short"})
-    worn = load_editor("generators/demo_checkpoints/pix2pix_demo64.pt").to_model(images)
+    worn = load_editor("generators/demo_checkpoints/cutout_demo.pt").to_model(images)  # and .to_product(photos)
 
 Images are a ``list[PIL.Image]`` (any size and mode) or a float tensor ``[B, 3, H, W]`` in
 ``[-1, 1]``; the result has the same type. Full-resolution models (maskedit) return each

@@ -239,6 +239,7 @@ class MunitOptions:
     lambda_adv: float = 1.0
     lambda_cls: float = 1.0  # frozen domain head: a translation must read as the target domain
     lambda_mask: float = 0.05  # L1 on the mask outside the garment
+    lambda_ds: float = 1.0  # StarGAN v2's diversity-sensitive loss, decayed linearly to 0 over the run
     judge_steps: int = 200  # AdamW steps fitting the frozen domain head before training
     diverse_pool: int = 4  # variants are the most spread of this many draws per variant (1: plain draws)
     lr: float = 1e-4  # the paper's Adam settings
@@ -287,6 +288,9 @@ class CutoutOptions:
     frame: float = 1.08  # a product shot's square side over the garment's longer side
     feature_size: int = 128  # cut-outs are judged by frozen Lite0 features at this size
     pose_models: str = "models/pose"  # the TFLite pose models (make pose-models)
+    dress_k: int = 9  # product -> model: a product is placed like this many nearest training products (by outline)
+    dress_zoom: float = 1.3  # product -> model: the output frames the garment, this times its box (0: full body)
+    mannequin_size: int = 256  # product -> model: the mannequins' (and the output's) side
     lr: float = 0.05  # the region picker's Adam
     weight_decay: float = 1e-3
 

@@ -349,11 +349,11 @@ def run_demo(opts: DemoOptions) -> Path:
         print(format_hits(resp), flush=True)
         tiles = [
             (Image.open(BytesIO(query.image)), ["query", item_id, _attrs(query.item.attributes)]),
-            (Image.open(BytesIO(resp.modified_image)), [f"modified: {edit}", "(GAN output)", ""]),
+            (Image.open(BytesIO(resp.modified_image)), [f"modified: {edit}", "(generator output)", ""]),
         ]
         if attrs.product_to_model:
             worn = client.modify(item_id=item_id, modifications=["to_model"])
-            tiles.append((Image.open(BytesIO(worn)), ["product_to_model", "(GAN output)", ""]))
+            tiles.append((Image.open(BytesIO(worn)), ["product_to_model", "(dressed on the mannequin)", ""]))
         worn_rank = _worn_query(client, attrs, catalog_dir, item_id, opts.top_k)
         for h in resp.hits:
             img = client.get_item(h.id, include_image=True).image

@@ -130,10 +130,10 @@ def test_cutout_trains_on_pairs_and_translates_to_a_square_product_shot(cutout_r
     assert [r["step"] for r in log] == [1, 2] and 0 <= log[-1]["P/acc"] <= 1
     assert abs(sum(log[-1][f"share/{r}"] for r in REGIONS) - 1) < 1e-6  # every pair got a region
     assert json.loads((run / "samples" / "columns.json").read_text()) == [
-        "model photo", "upper", "lower", "full", "picked", "product"]
+        "model photo", "upper", "lower", "full", "picked", "product", "dressed"]
     editor = load_editor(run, "cpu")
     caps = editor.capabilities()
-    assert caps["to_product"] and not caps["to_model"] and caps["edit"] is None
+    assert caps["to_product"] and caps["to_model"] and caps["edit"] is None
     truth = json.loads((cat / "ground_truth.json").read_text())
     front = next(p for p, v in truth.items() if v == "front_full")
     photo = Image.open(cat / front).convert("RGB")
@@ -144,8 +144,52 @@ def test_cutout_trains_on_pairs_and_translates_to_a_square_product_shot(cutout_r
     border = np.concatenate([a[:6].reshape(-1, 3), a[-6:].reshape(-1, 3), a[:, :6].reshape(-1, 3)])
     assert border.mean() > 250  # on white, not the studio backdrop
     assert a[96:160, 96:160].mean() < 235  # and a garment in the middle
-    with pytest.raises(EditError, match="cannot do to_model"):
-        editor.to_model([photo])
+    with pytest.raises(EditError, match="edits no attributes; it only translates"):
+        editor.edit([photo], {"color": "red"})
+
+
+@needs_pose
+def test_cutout_dresses_a_product_on_the_catalogs_mannequin(cutout_run) -> None:
+    """Product -> model: the product's own pixels, scaled into the box where its nearest
+    training products are worn, on the median person of their region; a product photo that is
+    all white stays the bare mannequin."""
+    import torch
+
+    from catalog import load_catalog
+    from generators.checkpoint import load_checkpoint
+    from generators.inference import load_editor
+    from generators.models.cutout import box_of, dress
+
+    cat, run = cutout_run
+    m = load_checkpoint(run / "checkpoints" / "last.pt")["nets"]["M"]
+    assert m["mannequins"].dtype == torch.uint8 and m["mannequins"].shape[1:] == (3, 256, 256)
+    assert len(m["regions"]) == len(m["boxes"]) == len(m["keys"]) > 0
+    assert ((m["boxes"] >= 0) & (m["boxes"] <= 1)).all() and (m["boxes"][:, 1] > m["boxes"][:, 0]).all()
+    # a mannequin is a person on the studio backdrop, not white: the median of the worn photos
+    worn = m["mannequins"][m["regions"][0]].float()
+    assert worn.mean() < 245 and worn.std() > 5
+    editor = load_editor(run, "cpu")
+    catalog = load_catalog(cat)
+    product = Image.open(catalog.image_path(catalog.items[0])).convert("RGB")
+    (out,) = editor.to_model([product])
+    assert out.size == (256, 256)
+    assert not np.array_equal(np.asarray(out), worn.permute(1, 2, 0).numpy().astype(np.uint8))  # something was pasted
+
+    # dress() itself: a red square on white lands, red and scaled, inside the box; white stays out
+    shot = np.full((100, 100, 3), 255, np.uint8)
+    shot[20:80, 30:70] = (200, 20, 20)  # 60 tall, 40 wide
+    mannequin = np.full((200, 200, 3), 90, np.uint8)
+    box = np.array([0.25, 0.75, 0.25, 0.75], np.float32)  # 100 x 100 px in the middle
+    out = dress(shot, mannequin, box, CutoutOptions())
+    red = (out[..., 0] > 150) & (out[..., 1] < 80)
+    assert np.allclose(box_of(red), [0.25, 0.75, 0.333, 0.667], atol=0.02)  # fits the height, keeps the aspect
+    assert (out[:40] == 90).all() and (out[-40:] == 90).all()
+    assert np.array_equal(dress(np.full_like(shot, 255), mannequin, box, CutoutOptions()), mannequin)
+    # zoom frames the box: a square 1.5 times its side around it, at the mannequin's size
+    framed = dress(shot, mannequin, box, CutoutOptions(), zoom=1.5)
+    assert framed.shape == mannequin.shape
+    red = (framed[..., 0] > 150) & (framed[..., 1] < 80)
+    assert abs((box_of(red)[1] - box_of(red)[0]) - 1 / 1.5) < 0.03  # the garment now fills 1 / zoom of the height
 
 
 @needs_pose
@@ -164,7 +208,7 @@ def test_cutout_finds_worn_products_better_than_the_raw_photo(make_demo_catalog)
     products = enc.embed_images([Image.open(cat.image_path(it)).convert("RGB") for it in items])
     worn = [np.asarray(Image.open(cat.root / fronts[it.id]).convert("RGB")) for it in items]
     poses, o = _Poses(str(POSE_DIR)), CutoutOptions()
-    cut = [Image.fromarray(cutouts(w, poses, o, 128)[REGIONS.index("full")]) for w in worn]
+    cut = [Image.fromarray(cutouts(w, poses, o, 128)[0][REGIONS.index("full")]) for w in worn]
     own, ids = list(range(len(items))), np.arange(len(items))
     raw, _ = recall_at_k(enc.embed_images([Image.fromarray(w) for w in worn]), own, products, ids, 3)
     translated, _ = recall_at_k(enc.embed_images(cut), own, products, ids, 3)
@@ -190,5 +234,6 @@ def test_cutout_resume_is_exact(make_demo_catalog, tmp_path: Path) -> None:
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 4
-    for k, v in a["nets"]["P"].items():
-        assert torch.equal(v, b["nets"]["P"][k]), k
+    for net in ("P", "M"):  # the picker and the fitted dresser alike
+        for k, v in a["nets"][net].items():
+            assert torch.equal(v, b["nets"][net][k]), (net, k)
