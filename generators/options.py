@@ -241,7 +241,8 @@ class MunitOptions:
     lambda_mask: float = 0.05  # L1 on the mask outside the garment
     lambda_ds: float = 1.0  # StarGAN v2's diversity-sensitive loss, decayed linearly to 0 over the run
     judge_steps: int = 200  # AdamW steps fitting the frozen domain head before training
-    diverse_pool: int = 4  # variants are the most spread of this many draws per variant (1: plain draws)
+    style_bank: int = 256  # styles of the latest real training photos kept per domain; variants are drawn from them
+    diverse_pool: int = 4  # without a bank (older checkpoints): the most spread of this many prior draws per variant
     lr: float = 1e-4  # the paper's Adam settings
     beta1: float = 0.5
     beta2: float = 0.999
