@@ -93,15 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     report = worn_search(catalog, Encoder.load(None, "cpu"), to_model, to_product, grid_path=args.grid, progress=True,
                          cache=args.work / f"demo_{args.products}_{args.seed}_vectors.npz")
     old = None
-    given = lambda p: str(p) not in ("", ".") and Path(p).is_file()  # noqa: E731
-    if given(args.old_to_model) or given(args.old_to_product):
-        old_report = worn_search(catalog, Encoder.load(None, "cpu"),
-                                 load_editor(args.old_to_model, "cpu") if given(args.old_to_model) else None,
-                                 load_editor(args.old_to_product, "cpu") if given(args.old_to_product) else None,
+    old_paths = {d: p for d, p in (("to_model", args.old_to_model), ("to_product", args.old_to_product))
+                 if str(p) not in ("", ".") and Path(p).is_file()}
+    if old_paths:
+        old_eds = {d: load_editor(p, "cpu") for d, p in old_paths.items()}
+        old_report = worn_search(catalog, Encoder.load(None, "cpu"), old_eds.get("to_model"), old_eds.get("to_product"),
                                  grid_path=args.work / "old_grid.png",
                                  cache=args.work / f"demo_{args.products}_{args.seed}_vectors.npz")
-        old = {"checkpoints": {"to_model": str(args.old_to_model) if given(args.old_to_model) else None,
-                               "to_product": str(args.old_to_product) if given(args.old_to_product) else None},
+        old = {"checkpoints": {d: str(old_paths[d]) if d in old_paths else None for d in ("to_model", "to_product")},
                "product_to_model": old_report["product_to_model"], "model_to_product": old_report["model_to_product"]}
     result = {
         "benchmark": "bench_worn",

@@ -277,7 +277,8 @@ class FaderOptions:
 
 @dataclass
 class CutoutOptions:
-    """The garment cut-out (:mod:`generators.models.cutout`): model photo -> product photo."""
+    """The garment cut-out (:mod:`generators.models.cutout`): model photo -> product photo, and
+    the dresser for product photo -> model photo."""
 
     border: int = 6  # columns at each side of the photo that sample the backdrop, per row
     background_delta: float = 10.0  # RGB difference from the row's backdrop (blurred) that is still backdrop

@@ -129,7 +129,7 @@ def build_data(cfg: Config, cat: Catalog, schema: Schema) -> tuple[TrainData, di
     if t.model == "cutout":  # a = the product photo, b = the model photo of each pair
         if pairs is None:
             raise TrainError("cutout learns from pairs: pass --pairs FILE (written by python -m generators.pairs)")
-        return paired_data(pairs, t.image_size, t.max_items), {"direction": "model->product"}
+        return paired_data(pairs, t.image_size, t.max_items), {}  # it translates both ways
     dom_a, dom_b = parse_domain(t.domain_a, cat.schema), parse_domain(t.domain_b, cat.schema)
     data = unpaired_data(cat, dom_a, dom_b, t.image_size, pairs, t.max_items)
     meta = {"domain_a": {"kind": dom_a.kind, "where": dom_a.where},

@@ -301,8 +301,8 @@ def _worn_query(client, attrs, catalog_dir: Path, item_id: str, k: int) -> dict 
     # the photo the pose rules take for the front full-body view (the thesis's pairs step)
     paths = [catalog_dir / p for p in item.model_img_paths]
     pick = pose_pick(pose_photo_features(paths, progress=False), [list(range(len(paths)))])[0]
-    photos = [item.model_img_paths[pick[0] if pick else 0]]
-    data = (catalog_dir / photos[0]).read_bytes()
+    photo = item.model_img_paths[pick[0] if pick else 0]
+    data = (catalog_dir / photo).read_bytes()
     want = {g: item.labels.get(g) for g in ("category", "color")}
 
     def run(mods: list[str]) -> dict:
@@ -311,10 +311,12 @@ def _worn_query(client, attrs, catalog_dir: Path, item_id: str, k: int) -> dict 
         same = sum(all(h.item.attributes.get(g) == v for g, v in want.items()) for h in hits)
         return {"rank": ids.index(item_id) + 1 if item_id in ids else None, "same_category_and_colour": same}
 
-    out = {"photo": photos[0], "translated": run(["to_product"]), "untranslated": run([])}
-    show = lambda r: (f"the item #{r['rank']}" if r["rank"] else f"the item not in the top {k}") + \
-        f", {r['same_category_and_colour']}/{k} hits {want['category']}/{want['color']}"  # noqa: E731
-    _say(f"the item worn by a model ({photos[0]}) translated to a product shot: {show(out['translated'])}; "
+    def show(r: dict) -> str:
+        where = f"the item #{r['rank']}" if r["rank"] else f"the item not in the top {k}"
+        return f"{where}, {r['same_category_and_colour']}/{k} hits {want['category']}/{want['color']}"
+
+    out = {"photo": photo, "translated": run(["to_product"]), "untranslated": run([])}
+    _say(f"the item worn by a model ({photo}) translated to a product shot: {show(out['translated'])}; "
          f"as it is: {show(out['untranslated'])}")
     return out
 

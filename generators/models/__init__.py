@@ -35,7 +35,8 @@ REGISTRY: dict[str, ModelEntry] = {
     "fader": ModelEntry("generators.models.fader", "FaderSolver", "FaderInference",
                         "attribute sliders: continuous edits of every schema group (strength 0..1)"),
     "cutout": ModelEntry("generators.models.cutout", "CutoutSolver", "CutoutInference",
-                         "model photo -> product photo: the worn garment cut out by the pose, its region learned"),
+                         "worn photos both ways: the garment cut out by the pose (model -> product), "
+                         "a product dressed on the catalog's mannequin (product -> model)"),
 }
 
 
