@@ -134,6 +134,12 @@ class MaskEditOptions:
     # shape edits of these groups first move the garment's outline to the target value's mean
     # silhouette (generators/models/silhouette.py); groups the catalog lacks are skipped, [] switches it off
     silhouette_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
+    # edits of this group first move the neckline opening to where the k training photos of the
+    # target value with the nearest outlines have theirs (generators/models/neckline.py); "" switches it off
+    neckline_group: str = "neckline"
+    neckline_exemplars: int = 24  # training photos kept per (anchor value, neckline value)
+    neckline_k: int = 5
+    neckline_clutter: float = 0.06  # share of dark print in the garment above which the step abstains
     d_width: int = 64  # channels of each projected-discriminator head
     anchor_group: str = "category"  # not edited by default; targets are values seen with it
     judge_groups: list[str] | None = None  # groups the frozen heads read (None: the whole schema)
@@ -268,6 +274,10 @@ class FaderOptions:
     lambda_adv: float = 0.1  # projected discriminator on the flipped decoding
     lambda_mask: float = 0.05  # L1 on the mask outside the garment
     flip_share: float = 1.0  # share of each batch decoded with changed attributes (for cls/adv)
+    slide_share: float = 0.5  # share of those decoded at a random strength in (0, 1), judged against the mix
+    # shape groups moved by the masked editor's silhouette step, scaled by the strength (empty: the network alone)
+    silhouette_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
+    lambda_keep: float = 0.5  # frozen heads: the groups an edit does not name must read as before
     judge_steps: int = 300
     lr: float = 2e-4  # the paper's Adam settings
     beta1: float = 0.5

@@ -50,9 +50,11 @@ from generators.models.features import (
     hinge_d_loss,
     hinge_g_loss,
     pooled_dim,
+    random_shifts,
     translate,
 )
 from generators.models.residual import apply_change, compose, downsample
+from generators.models.silhouette import fit_silhouettes, register_silhouettes, silhouette_shift
 from generators.options import Config
 
 ANCHOR = "category"  # not a slider: a dress does not fade into trousers
@@ -87,8 +89,13 @@ class FaderEncoder(nn.Module):
 class FaderDecoder(nn.Module):
     """Each layer sees the attribute condition tiled as extra channels (as in the paper)."""
 
-    def __init__(self, latent_dim: int, dim: int, max_dim: int, n_down: int, c_dim: int) -> None:
+    def __init__(self, latent_dim: int, dim: int, max_dim: int, n_down: int, c_dim: int,
+                 silhouette_shape: tuple[int, int] | None = None) -> None:
         super().__init__()
+        # the silhouette step's mean outlines (generators/models/silhouette.py), saved with the weights
+        self.silhouettes: torch.Tensor | None
+        self.silhouette_counts: torch.Tensor | None
+        register_silhouettes(self, silhouette_shape)
         chans = [min(dim * 2**i, max_dim) for i in range(n_down)]  # encoder widths, shallow to deep
         self.mid = nn.Conv2d(latent_dim + c_dim, chans[-1], 3, 1, 1)
         self.ups = nn.ModuleList()
@@ -139,27 +146,79 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
     return [g for g in schema.names if g != ANCHOR] or list(schema.names)
 
 
+class ShapeSteps:
+    """Which editable groups the silhouette step moves, and where their values sit in the
+    decoder's ``silhouettes`` (one block per group, in ``js`` order)."""
+
+    def __init__(self, cfg: Config, schema: Schema, edit_names: Sequence[str]) -> None:
+        self.js = [edit_names.index(g) for g in cfg.fader.silhouette_groups if g in edit_names]
+        self.sizes = [len(schema.values(edit_names[j])) for j in self.js]
+        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.js))]
+        self.anchor_col = schema.names.index(ANCHOR) if ANCHOR in schema.names else -1
+        self.n_anchor = len(schema.values(ANCHOR)) if self.anchor_col >= 0 else 1
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        return (self.n_anchor, sum(self.sizes)) if self.js else None
+
+    def fit(self, G: FaderDecoder, images: torch.Tensor, labels: torch.Tensor, edit_cols: Sequence[int]) -> None:
+        """The mean garment mask per (category, value) of each shape group, from the training photos."""
+        if G.silhouettes is None:
+            return
+        anchors = labels[:, self.anchor_col] if self.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)
+        for j, off, n in zip(self.js, self.offsets, self.sizes, strict=True):
+            tpl, counts = fit_silhouettes(images, anchors, labels[:, edit_cols[j]], self.n_anchor, n)
+            G.silhouettes[:, off:off + n] = tpl.to(G.silhouettes)
+            G.silhouette_counts[:, off:off + n] = counts.to(G.silhouette_counts)
+
+    def apply(self, G: FaderDecoder, x: torch.Tensor, own: torch.Tensor, trg: torch.Tensor,
+              strength: float | torch.Tensor, anchor: torch.Tensor | None) -> torch.Tensor:
+        """``x`` with the outline of each row that changes a shape group moved towards the
+        target's by ``strength`` (``own``/``trg``: ``[B, E]`` value indices of the editable groups;
+        ``anchor``: ``[B]`` category indices, None: read from the outline)."""
+        if G.silhouettes is None or not self.js:
+            return x
+        for j, off, n in zip(self.js, self.offsets, self.sizes, strict=True):
+            rows = torch.nonzero(trg[:, j] != own[:, j]).flatten()
+            if not len(rows):
+                continue
+            s = strength[rows.to(strength.device)] if isinstance(strength, torch.Tensor) else strength
+            a = anchor[rows] if anchor is not None else None
+            y = silhouette_shift(x[rows.to(x.device)], G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n],
+                                 trg[rows, j], s, a, own[rows, j])
+            x = x.index_copy(0, rows.to(x.device), y.to(x.dtype))
+        return x
+
+
 class FaderNets:
     """The encoder, decoder and the sizes of the condition, built from a config and schema."""
 
-    def __init__(self, cfg: Config, schema: Schema) -> None:
+    def __init__(self, cfg: Config, schema: Schema, silhouette: bool = True) -> None:
         o = cfg.fader
         self.edit_names = editable_groups(cfg, schema)
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
+        self.shape = ShapeSteps(cfg, schema, self.edit_names) if silhouette else None
         self.E = FaderEncoder(o.dim, o.max_dim, o.n_down, o.latent_dim)
-        self.G = FaderDecoder(o.latent_dim, o.dim, o.max_dim, o.n_down, sum(self.edit_sizes))
+        self.G = FaderDecoder(o.latent_dim, o.dim, o.max_dim, o.n_down, sum(self.edit_sizes),
+                              self.shape.shape if self.shape else None)
 
 
-def slide(x: torch.Tensor, E: nn.Module, G: nn.Module, c_src: torch.Tensor, c_trg: torch.Tensor,
-          strength: float | torch.Tensor, size: int, prior: float) -> torch.Tensor:
-    """The edit at ``x``'s own resolution: the difference of two decodings, masked (module docstring)."""
+def slide(x: torch.Tensor, E: nn.Module, G: FaderDecoder, c_src: torch.Tensor, c_trg: torch.Tensor,
+          strength: float | torch.Tensor, size: int, prior: float, shape: ShapeSteps | None = None,
+          own: torch.Tensor | None = None, trg: torch.Tensor | None = None,
+          anchor: torch.Tensor | None = None) -> torch.Tensor:
+    """The edit at ``x``'s own resolution: the difference of two decodings, masked (module
+    docstring), after the silhouette step of the shape groups it changes (``shape`` with the
+    value indices ``own``/``trg``; None: the network alone)."""
     x_lo = downsample(x, size)
     z = E(x_lo)
     s = strength if isinstance(strength, float) else strength.view(-1, 1)
     c_s = c_src + s * (c_trg - c_src)
     y_src, _ = G(z, c_src)
     y_s, logit = G(z, c_s)
+    if shape is not None and own is not None and trg is not None:
+        x = shape.apply(G, x, own, trg, strength, anchor)
     return apply_change(x, (y_s - y_src).float(), logit, prior, 1.0)
 
 
@@ -175,6 +234,7 @@ class FaderSolver(Solver):
         o = cfg.fader
         nets = FaderNets(cfg, schema)
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
+        self.shape = nets.shape
         self.E = self._place(nets.E)
         self.G = self._place(nets.G)
         self.LD = self._place(LatentDiscriminator(o.latent_dim, self.edit_sizes))
@@ -214,6 +274,8 @@ class FaderSolver(Solver):
         self.judge_report = {"heldout_accuracy": {self.schema.names[int(j)]: a for j, a in acc.items()},
                              "photos": int(len(images))}
         self.value_ok = self._value_table(labels)
+        if self.shape is not None:
+            self.shape.fit(self.G, images, labels, self.edit_cols)
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         """``[A, V]`` per editable group: value V seen with anchor value A (a top is not given knee length)."""
@@ -258,10 +320,17 @@ class FaderSolver(Solver):
         o = self.cfg.fader
         x, labels = batch["image"], batch["labels"]
         dev = self.device
-        aug = (lambda t: translate(t, self.gen)) if o.translate else (lambda t: t)
+        # one shift per photo, used for the photo and its edit alike: the keep term compares the
+        # judges' readings of the two, and the judges' reading moves with the shift
+        shifts = random_shifts(x.size(0), x.size(2), x.size(3), self.gen) if o.translate else None
+
+        def aug(t: torch.Tensor) -> torch.Tensor:
+            return translate(t, None, shifts=(shifts[0][:len(t)], shifts[1][:len(t)])) if shifts else t
+
         with torch.no_grad(), self.autocast():
             maps_real, pooled_real = self.features(aug(x))
-            read = self.C.predict(pooled_real).cpu()
+            real_logits = self.C(pooled_real)
+            read = torch.stack([lg.argmax(1) for lg in real_logits], dim=1).cpu()
         current = torch.where(labels >= 0, labels, read)  # unknown labels: as the heads read them
         own = current[:, self.edit_cols]
         known = labels[:, self.edit_cols] >= 0
@@ -285,20 +354,27 @@ class FaderSolver(Solver):
             rec, _ = self.G(z, c_src)
             rec_loss = F.mse_loss(rec.float(), x)
             lat_adv = self._latent_flip(self.LD(z), own.to(dev), known.to(dev))
-            cls = adv = mask_l1 = x.new_zeros(())
+            cls = keep = adv = mask_l1 = x.new_zeros(())
             acc = float("nan")
             if n_flip:
-                y_trg, logit = self.G(z[:n_flip], c_trg[:n_flip])
-                edited, mask, garment = compose(x[:n_flip], x[:n_flip] + (y_trg.float() - rec[:n_flip].float()),
-                                                logit, o.mask_prior)
+                s = self.sample_strengths(n_flip).to(dev)
+                c_s = c_src[:n_flip] + s[:, None] * (c_trg[:n_flip] - c_src[:n_flip])
+                y_s, logit = self.G(z[:n_flip], c_s)
+                base = x[:n_flip]
+                if self.shape is not None:
+                    with torch.no_grad():
+                        base = self.shape.apply(self.G, base, own[:n_flip], trg[:n_flip], s, self._anchor(current[:n_flip]))
+                edited, mask, garment = compose(base, base + (y_s.float() - rec[:n_flip].float()), logit, o.mask_prior)
                 maps_fake, pooled_fake = self.features(aug(edited))
                 named = trg[:n_flip] != own[:n_flip]
-                cls, acc = self._target_ce(self.C(pooled_fake), trg[:n_flip], named)
+                judged = self.C(pooled_fake)
+                cls, acc = self._target_ce(judged, own[:n_flip], trg[:n_flip], named, s)
+                keep = self._keep_kl(judged, [lg[:n_flip] for lg in real_logits], named)
                 if self.D is not None:
                     adv = hinge_g_loss(self.D(maps_fake))
                 mask_l1 = (mask * (1 - garment)).mean()
-        loss = (o.lambda_rec * rec_loss + ramp * o.lambda_lat * lat_adv + o.lambda_cls * cls + o.lambda_adv * adv
-                + o.lambda_mask * mask_l1)
+        loss = (o.lambda_rec * rec_loss + ramp * o.lambda_lat * lat_adv + o.lambda_cls * cls
+                + o.lambda_keep * keep + o.lambda_adv * adv + o.lambda_mask * mask_l1)
         self.optims["AE"].zero_grad(set_to_none=True)
         loss.backward()
         self.optims["AE"].step()
@@ -311,7 +387,8 @@ class FaderSolver(Solver):
             self.optims["D"].zero_grad(set_to_none=True)
             d_loss.backward()
             self.optims["D"].step()
-        return {"G/rec": rec_loss.item(), "G/lat": lat_adv.item(), "G/cls": cls.item(), "G/adv": adv.item(),
+        return {"G/rec": rec_loss.item(), "G/lat": lat_adv.item(), "G/cls": cls.item(), "G/keep": keep.item(),
+                "G/adv": adv.item(),
                 "G/mask": mask_l1.item(), "LD/loss": ld_loss.item(), "D/loss": d_loss.item(),
                 "G/acc_target": acc, "lat_ramp": ramp}
 
@@ -337,17 +414,57 @@ class FaderSolver(Solver):
             n += int(k.sum())
         return loss / max(n, 1)
 
-    def _target_ce(self, logits: list[torch.Tensor], trg: torch.Tensor, named: torch.Tensor) -> tuple[torch.Tensor, float]:
-        loss, n, hits = logits[0].new_zeros(()), 0, 0
+    def _anchor(self, labels: torch.Tensor) -> torch.Tensor | None:
+        col = self.shape.anchor_col if self.shape is not None else -1
+        return labels[:, col] if col >= 0 else None
+
+    def sample_strengths(self, n: int) -> torch.Tensor:
+        """``[n]`` slider positions: 1 for the first ``1 - slide_share`` of the rows, uniform in
+        (0, 1) for the rest. The paper trains the decoder on the true attribute values only,
+        and nothing then makes an intermediate condition read as an intermediate image; the
+        slider wandered (the target probability rose monotonically on 60 % of queries)."""
+        s = torch.ones(n)
+        k = round(n * self.cfg.fader.slide_share)
+        if k:
+            s[n - k:] = torch.rand(k, generator=self.gen)
+        return s
+
+    def _target_ce(self, logits: list[torch.Tensor], own: torch.Tensor, trg: torch.Tensor, named: torch.Tensor,
+                   s: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the frozen heads' reading of each named group to the condition itself:
+        ``(1 - s) * source + s * target``, so at strength s the edit should read as that mix.
+        The accuracy counts the rows at strength 1."""
+        loss, n, hits, full = logits[0].new_zeros(()), 0, 0, 0
         for j, col in enumerate(self.edit_cols):
             nm = named[:, j].to(self.device)
             if bool(nm.any()):
                 lg = logits[col].float()[nm]
+                size = lg.size(1)
                 t = trg[:, j].to(self.device)[nm]
-                loss = loss + F.cross_entropy(lg, t, reduction="sum")
-                hits += int((lg.argmax(1) == t).sum())
+                sj = s[nm][:, None]
+                q = (1 - sj) * F.one_hot(own[:, j].to(self.device)[nm], size) + sj * F.one_hot(t, size)
+                loss = loss - (q * F.log_softmax(lg, dim=1)).sum()
+                at_one = sj[:, 0] == 1
+                hits += int((lg.argmax(1) == t)[at_one].sum())
+                full += int(at_one.sum())
                 n += int(nm.sum())
-        return loss / max(n, 1), (hits / n if n else float("nan"))
+        return loss / max(n, 1), (hits / full if full else float("nan"))
+
+    def _keep_kl(self, logits: list[torch.Tensor], real: list[torch.Tensor], named: torch.Tensor) -> torch.Tensor:
+        """KL from the frozen heads' reading of the input to their reading of the edit, over every
+        group the edit does not name (the category included): StarGAN's contract that a sleeve
+        edit keeps the colour. Without it a shape edit learned to tint the garment, which moved
+        the heads. The input's own reading is the target, not its label, so a head's errors
+        leave no floor to push against."""
+        unnamed = torch.ones(named.size(0), len(self.schema.names), dtype=torch.bool)
+        unnamed[:, self.edit_cols] = ~named.cpu()
+        unnamed = unnamed.to(self.device)
+        loss = logits[0].new_zeros(())
+        for col, (lg, ref) in enumerate(zip(logits, real, strict=True)):
+            kl = F.kl_div(F.log_softmax(lg.float(), 1), F.log_softmax(ref.float(), 1), log_target=True,
+                          reduction="none").sum(1)
+            loss = loss + (kl * unnamed[:, col]).sum()
+        return loss / named.size(0)
 
     # --- sampling -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -366,7 +483,8 @@ class FaderSolver(Solver):
                 trg[:, j] = k
                 with self.autocast():
                     cols.append(slide(x, self.E, self.G, c_src, one_hot(trg, self.edit_sizes).to(self.device), 1.0,
-                                      self.cfg.train.image_size, self.cfg.fader.mask_prior).float())
+                                      self.cfg.train.image_size, self.cfg.fader.mask_prior, self.shape, own, trg,
+                                      self._anchor(torch.where(labels >= 0, labels, read))).float())
                 caps.append(f"{g}={v}")
         self.train(True)
         return torch.stack(cols, dim=1), caps
@@ -384,8 +502,10 @@ class FaderInference:
         self.cfg = cfg
         self.schema = schema
         self.device = device
-        nets = FaderNets(cfg, schema)
+        # checkpoints from before the silhouette step carry none: they edit as they were trained
+        nets = FaderNets(cfg, schema, silhouette="silhouettes" in ckpt["nets"]["G"])
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
+        self.shape = nets.shape
         self.E, self.G = nets.E, nets.G
         self.C = AttributeHeads(pooled_dim(), group_sizes(schema))
         for name, net in (("E", self.E), ("G", self.G), ("C", self.C)):
@@ -414,5 +534,6 @@ class FaderInference:
             trg[:, self.edit_names.index(g)] = self.schema.index(g, v)
         c_src = one_hot(own, self.edit_sizes).to(self.device)
         c_trg = one_hot(trg, self.edit_sizes).to(self.device)
+        anchor = current[:, self.shape.anchor_col] if self.shape is not None and self.shape.anchor_col >= 0 else None
         return slide(x, self.E, self.G, c_src, c_trg, float(strength), self.cfg.train.image_size,
-                     self.cfg.fader.mask_prior)
+                     self.cfg.fader.mask_prior, self.shape, own, trg, anchor)

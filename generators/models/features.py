@@ -212,15 +212,26 @@ def hinge_g_loss(fake: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum(-f.mean() for f in fake) / len(fake)
 
 
-def translate(x: torch.Tensor, generator: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
+def translate(x: torch.Tensor, generator: torch.Generator | None, ratio: float = 0.125,
+              shifts: tuple[list[int], list[int]] | None = None) -> torch.Tensor:
     """DiffAugment-style random shift of each image, filled with white (the photos' background).
 
     The judges see shifted copies of real and generated photos alike, so the generator cannot
-    satisfy them with a pattern tied to exact pixel positions.
+    satisfy them with a pattern tied to exact pixel positions. ``shifts`` (from
+    :func:`random_shifts`) gives the first rows fixed shifts instead, to compare a photo
+    and its edit under the same one.
     """
     b, _, h, w = x.shape
     pad_h, pad_w = max(1, int(h * ratio)), max(1, int(w * ratio))
     padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h), value=1.0)
+    dy, dx = shifts if shifts is not None else random_shifts(b, h, w, generator, ratio)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+
+
+def random_shifts(b: int, h: int, w: int, generator: torch.Generator | None,
+                  ratio: float = 0.125) -> tuple[list[int], list[int]]:
+    """Offsets into the padded image for :func:`translate`: ``(dy [b], dx [b])``."""
+    pad_h, pad_w = max(1, int(h * ratio)), max(1, int(w * ratio))
     dy = torch.randint(0, 2 * pad_h + 1, (b,), generator=generator).tolist()
     dx = torch.randint(0, 2 * pad_w + 1, (b,), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    return dy, dx

@@ -32,6 +32,18 @@ MIN_PHOTOS = 3  # a (anchor, value) pair with fewer training photos has no templ
 LOW, HIGH = 0.25, 0.6  # a template difference below LOW changes nothing, above HIGH it is a full change
 
 
+def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None) -> None:
+    """Give ``module`` the buffers ``silhouettes`` (``[*shape, SIZE, SIZE]``: mean garment mask
+    per (anchor value, value of each shape group, concatenated)) and ``silhouette_counts``
+    (the photos behind each), fitted before training and saved with the module's weights;
+    both None without a shape."""
+    if shape:
+        module.register_buffer("silhouettes", torch.zeros(*shape, SIZE, SIZE))
+        module.register_buffer("silhouette_counts", torch.zeros(*shape))
+    else:
+        module.silhouettes = module.silhouette_counts = None
+
+
 def garment_masks(x01: torch.Tensor, size: int = SIZE) -> torch.Tensor:
     """``[B, size, size]`` soft garment masks of images in ``[0, 1]``."""
     x = F.interpolate(x01.float(), size=(size, size), mode="area") if x01.shape[-1] != size else x01.float()

@@ -190,3 +190,47 @@ def test_each_recipe_trains_a_step_and_loads(model: str, recipe: str, tiny: Path
                        "--image-size", size, "--steps", "1", "--batch-size", "2", "--quiet", "--no-tensorboard",
                        "--threads", "1", "--min-count", "1", *DOMAINS[model], *extra]) == 0
     assert load_editor(run, device="cpu").capabilities()["edit"]["groups"]
+
+
+def test_fader_fits_silhouettes_and_a_shape_slider_moves_the_outline(runs: dict[str, Path]) -> None:
+    """Length is a shape group: the decoder carries the catalog's mean outlines, and a length edit
+    moves the garment's outline (at strength 1; at 0 it is the input)."""
+    from generators.models.silhouette import garment_masks
+
+    editor = load_editor(runs["fader"], device="cpu")
+    G = editor.impl.G
+    assert G.silhouettes is not None and bool((G.silhouette_counts > 0).all()), "short and long were both seen"
+    long_, short = G.silhouettes[0, 1], G.silhouettes[0, 0]
+    assert float((long_ - short).abs().mean()) > 0.1, "a long garment's outline differs from a short one's"
+    from gan_helpers import garment
+
+    x = torch.from_numpy(garment("red", "unicolors", "short", 32)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    own = [{"color": "red", "pattern": "unicolors", "length": "short"}]
+    before = garment_masks((x + 1) / 2)
+    after = garment_masks((editor.edit(x, {"length": "long"}, source_labels=own) + 1) / 2)
+    assert float((after - before).clamp(min=0).sum()) > 20, "fabric grew below the hem"
+    assert torch.equal(editor.edit(x, {"length": "long"}, source_labels=own, strength=0.0), x)
+
+
+def test_fader_judges_the_slider_against_the_mix_and_the_unnamed_groups_against_the_input() -> None:
+    """The slider loss: at strength s the heads should read ``(1 - s) source + s target``, and the
+    groups an edit does not name as the input reads them (no tint on a length edit)."""
+    from generators.models.fader import FaderSolver
+    from generators.options import Config
+
+    from gan_helpers import TINY_SCHEMA
+
+    cfg = Config()
+    solver = FaderSolver(cfg, TINY_SCHEMA, torch.device("cpu"))
+    s = solver.sample_strengths(8)
+    assert int((s == 1).sum()) == 4 and bool(((s > 0) & (s < 1)).sum() == 4)
+    own, trg = torch.tensor([[0, 0, 0]]), torch.tensor([[1, 0, 0]])  # colour red -> blue
+    named = trg != own
+    sure = [torch.tensor([[9.0, -9.0, -9.0]]), torch.tensor([[9.0, -9.0]]), torch.tensor([[9.0, -9.0]])]
+    half = [torch.tensor([[0.0, 0.0, -9.0]]), sure[1], sure[2]]
+    at_half = solver._target_ce(half, own, trg, named, torch.tensor([0.5]))[0]
+    assert float(at_half) < float(solver._target_ce(sure, own, trg, named, torch.tensor([0.5]))[0])
+    assert float(solver._target_ce(sure, own, trg, named, torch.tensor([0.0]))[0]) < 1e-3, "strength 0: the source"
+    assert float(solver._keep_kl(half, sure, named)) == pytest.approx(0.0, abs=1e-6), "only the named group moved"
+    tinted = [sure[0], torch.tensor([[-9.0, 9.0]]), sure[2]]
+    assert float(solver._keep_kl(tinted, sure, named)) > 1.0, "the pattern moved on a colour edit"
