@@ -26,7 +26,15 @@ Lessons of the masked editor (:mod:`generators.models.maskedit`):
   the training photos before step 1) read the decoded edit, and their cross-entropy to the
   target values is a classification loss on it; a projected discriminator on the same frozen
   features keeps it photo-like. The heads also read the input's values when the caller does
-  not know them (an uploaded photo).
+  not know them (an uploaded photo);
+- **the silhouette step for shape groups** (:mod:`generators.models.silhouette`): the decoder
+  did not learn to move a hem on a CPU budget (it tinted the garment instead), so length,
+  sleeve length and fit edits first move the outline by the catalog's mean silhouettes,
+  scaled by the strength, and the decoder's change is added to that.
+
+Beyond the paper, it is trained as a slider: half the flipped decodings are taken at a random
+strength and judged against the mixed condition (:meth:`FaderSolver.sample_strengths`), and
+the heads' reading of the groups an edit does not name must not move (:meth:`FaderSolver._keep_kl`).
 """
 
 from __future__ import annotations

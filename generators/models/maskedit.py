@@ -63,6 +63,9 @@ from generators.models.features import (
     pooled_dim,
     translate,
 )
+from generators.models.neckline import KEY as NECK_KEY
+from generators.models.neckline import WINDOW as NECK_WINDOW
+from generators.models.neckline import fit_neckline_bank, neckline_shift
 from generators.models.palette import (
     dominant_lab,
     fit_palette,
@@ -73,8 +76,7 @@ from generators.models.palette import (
     tune_palette,
 )
 from generators.models.residual import downsample
-from generators.models.silhouette import SIZE as SILHOUETTE_SIZE
-from generators.models.silhouette import fit_silhouettes, silhouette_shift
+from generators.models.silhouette import fit_silhouettes, register_silhouettes, silhouette_shift
 from generators.options import Config
 from indexing.pooling import foreground_weights
 
@@ -141,8 +143,21 @@ class MaskEditGenerator(nn.Module):
 
     def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
                  flow: bool = True, pred_size: int = 32, templates: bool = True, palette_values: int = 0,
-                 silhouette_shape: tuple[int, int] | None = None, plain: bool = False) -> None:
+                 silhouette_shape: tuple[int, int] | None = None, plain: bool = False,
+                 neckline_shape: tuple[int, int, int] | None = None) -> None:
         super().__init__()
+        # the neckline step's exemplars per (anchor value, neckline value): outlines, openings in
+        # the garment's box, how many, and the shade inside an opening (generators/models/neckline.py)
+        self.neck_keys: torch.Tensor | None
+        if neckline_shape:
+            # flat over (anchor, value, exemplar): a 5-d buffer would not survive channels_last
+            n = neckline_shape[0] * neckline_shape[1] * neckline_shape[2]
+            self.register_buffer("neck_keys", torch.zeros(n, NECK_KEY, NECK_KEY, dtype=torch.uint8))
+            self.register_buffer("neck_windows", torch.zeros(n, NECK_WINDOW, NECK_WINDOW, dtype=torch.uint8))
+            self.register_buffer("neck_counts", torch.zeros(*neckline_shape[:2], dtype=torch.long))
+            self.register_buffer("neck_shade", torch.full((1,), 0.6))
+        else:
+            self.neck_keys = None
         # LAB colour of each value of the palette group (fitted on the training photos, shipped with G)
         self.palette: torch.Tensor | None
         if palette_values:
@@ -155,15 +170,10 @@ class MaskEditGenerator(nn.Module):
             self.register_buffer("plain", torch.full((1,), -1, dtype=torch.long))
         else:
             self.plain = None
-        # mean garment mask per (anchor value, value of each silhouette group, concatenated), and
-        # the photos behind each: fitted on the training photos, shipped with G
+        # the silhouette step's mean outlines (generators/models/silhouette.py), saved with the weights
         self.silhouettes: torch.Tensor | None
         self.silhouette_counts: torch.Tensor | None
-        if silhouette_shape:
-            self.register_buffer("silhouettes", torch.zeros(*silhouette_shape, SILHOUETTE_SIZE, SILHOUETTE_SIZE))
-            self.register_buffer("silhouette_counts", torch.zeros(*silhouette_shape))
-        else:
-            self.silhouettes = self.silhouette_counts = None
+        register_silhouettes(self, silhouette_shape)
         dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
         self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
         self.downs = nn.ModuleList([nn.Sequential(_conv(dims[i], dims[i + 1], 2), _conv(dims[i + 1], dims[i + 1]))
@@ -326,6 +336,34 @@ def palette_index(cfg: Config, schema: Schema) -> int | None:
     return names.index(g) if g and g in names else None
 
 
+@dataclass(frozen=True)
+class NecklineStep:
+    """Where the neckline step reads and writes: the editable group's position ``j``, the
+    anchor's column in the judges' schema (-1: none) and the bank's shape."""
+
+    j: int
+    anchor_col: int
+    shape: tuple[int, int, int]  # anchors, values, exemplars per pair
+
+
+def neckline_step(cfg: Config, schema: Schema) -> NecklineStep | None:
+    """The ``maskedit.neckline_group`` step, if this catalog edits that group (None: no step)."""
+    names = editable_groups(cfg, schema)
+    g, anchor = cfg.maskedit.neckline_group, cfg.maskedit.anchor_group
+    if not g or g not in names:
+        return None
+    col = schema.names.index(anchor) if anchor in schema.names else -1
+    return NecklineStep(names.index(g), col, (len(schema.values(anchor)) if col >= 0 else 1,
+                                              len(schema.values(g)), cfg.maskedit.neckline_exemplars))
+
+
+def _neck_bank(G: MaskEditGenerator) -> dict[str, torch.Tensor]:
+    a, v = G.neck_counts.shape
+    return {"keys": G.neck_keys.view(a, v, -1, *G.neck_keys.shape[1:]),
+            "windows": G.neck_windows.view(a, v, -1, *G.neck_windows.shape[1:]),
+            "counts": G.neck_counts, "shade": G.neck_shade}
+
+
 def plain_index(cfg: Config, schema: Schema) -> int | None:
     """Position of ``maskedit.plain_group`` among the editable groups (None: no print removal)."""
     names = editable_groups(cfg, schema)
@@ -368,16 +406,18 @@ def silhouette_steps(cfg: Config, schema: Schema) -> SilhouetteSteps | None:
 
 
 def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
-                             silhouette: bool = True, plain: bool = True) -> MaskEditGenerator:
+                             silhouette: bool = True, plain: bool = True, neckline: bool = True) -> MaskEditGenerator:
     o = cfg.maskedit
     names = editable_groups(cfg, schema)
     sizes = [len(schema.values(g)) for g in names]
     j = palette_index(cfg, schema) if palette else None
     steps = silhouette_steps(cfg, schema) if silhouette else None
+    neck = neckline_step(cfg, schema) if neckline else None
     return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
                              o.pred_size, o.templates, palette_values=sizes[j] if j is not None else 0,
                              silhouette_shape=steps.shape if steps else None,
-                             plain=plain and plain_index(cfg, schema) is not None)
+                             plain=plain and plain_index(cfg, schema) is not None,
+                             neckline_shape=neck.shape if neck else None)
 
 
 def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
@@ -392,10 +432,10 @@ def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
 def fixed_edit(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, o: Any, palette_j: int | None,
                strength: torch.Tensor | float = 1.0, palette_target: torch.Tensor | None = None,
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
-               plain_j: int | None = None) -> torch.Tensor:
-    """The fixed steps of an edit, before the learned maps: the palette shift, print removal and
-    silhouette step of the groups ``trg`` names (see :func:`edit_photo` for the arguments). Rows
-    no step changes are returned as they are."""
+               plain_j: int | None = None, neck: NecklineStep | None = None) -> torch.Tensor:
+    """The fixed steps of an edit, before the learned maps: the palette shift, print removal,
+    silhouette and neckline steps of the groups ``trg`` names (see :func:`edit_photo` for the
+    arguments). Rows no step changes are returned as they are."""
     if palette_j is not None and G.palette is not None:
         target, on = palette_targets(G.palette, trg[:, palette_j])
         if palette_target is not None:
@@ -421,6 +461,15 @@ def fixed_edit(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, o: Any,
             y = silhouette_shift(x[rows], G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n],
                                  trg[r, j], s, anchor, current)
             x = x.index_copy(0, rows, y.to(x.dtype))
+    if neck is not None and G.neck_keys is not None:
+        on = trg[:, neck.j] >= 0
+        rows, s = _rows(on, strength, x.device)
+        if len(rows):
+            r = rows.cpu()
+            anchor = (source[r, neck.anchor_col] if source is not None and neck.anchor_col >= 0
+                      else torch.full((len(r),), -1, dtype=torch.long))
+            y = neckline_shift(x[rows], _neck_bank(G), trg[r, neck.j], anchor, s, o.neckline_k, o.neckline_clutter)
+            x = x.index_copy(0, rows, y.to(x.dtype))
     return x
 
 
@@ -439,7 +488,7 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
                palette_target: torch.Tensor | None = None, fixed_steps: bool = True,
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
                flow_js: Sequence[int] | None = None, plain_j: int | None = None, learned: bool = True,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               neck: NecklineStep | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One edit, as training and inference both run it: the fixed palette, print-removal and
     silhouette steps, then the learned maps.
 
@@ -452,7 +501,7 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
     stops after the fixed steps (the benchmark's ablation of the U-Net).
     """
     if fixed_steps:
-        x = fixed_edit(G, x, trg, o, palette_j, strength, palette_target, shape, source, plain_j)
+        x = fixed_edit(G, x, trg, o, palette_j, strength, palette_target, shape, source, plain_j, neck)
     if not learned:
         return x, torch.zeros_like(x[:, :1]), torch.zeros_like(x[:, :1])
     return learned_edit(G, x, trg, sizes, o, strength, flow_js)
@@ -484,6 +533,7 @@ class MaskEditSolver(Solver):
         self.shape = silhouette_steps(cfg, schema)
         self.flow_js = flow_indices(cfg, schema)
         self.plain_j = plain_index(cfg, schema)
+        self.neck = neckline_step(cfg, schema)
         self.G = self._place(build_maskedit_generator(cfg, schema))
         self.features = FrozenFeatures(cfg.train.image_size).to(self.device)
         if self.channels_last:
@@ -549,6 +599,14 @@ class MaskEditSolver(Solver):
                     tpl, counts = fit_silhouettes(images, anchors, labels[:, col], sh.n_anchor, n)
                     self.G.silhouettes[:, off:off + n] = tpl.to(self.G.silhouettes)
                     self.G.silhouette_counts[:, off:off + n] = counts.to(self.G.silhouette_counts)
+        if self.neck is not None:
+            nk = self.neck
+            anchors = labels[:, nk.anchor_col] if nk.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)
+            bank = fit_neckline_bank(images, anchors, labels[:, self.edit_cols[nk.j]], nk.shape[0], nk.shape[1],
+                                     nk.shape[2])
+            for name, key in (("neck_keys", "keys"), ("neck_windows", "windows"), ("neck_counts", "counts"),
+                              ("neck_shade", "shade")):
+                getattr(self.G, name).copy_(bank[key].reshape(getattr(self.G, name).shape))
 
     def _tune_palette(self, palette: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, col: int,
                       pooled: torch.Tensor) -> torch.Tensor:
@@ -671,7 +729,7 @@ class MaskEditSolver(Solver):
         """The edit, its mask, the garment prior, and the photo after the fixed steps alone."""
         o = self.cfg.maskedit
         x0 = fixed_edit(self.G, x, trg, o, self.palette_j, 1.0, palette_target, self.shape, source,
-                        self.plain_j) if fixed_steps else x
+                        self.plain_j, self.neck) if fixed_steps else x
         return (*learned_edit(self.G, x0, trg, self.edit_sizes, o, flow_js=self.flow_js), x0)
 
     def _after(self, current: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
@@ -838,8 +896,10 @@ class MaskEditInference:
         self.shape = silhouette_steps(cfg, schema) if has_silhouettes else None
         has_plain = "plain" in ckpt["nets"]["G"]
         self.plain_j = plain_index(cfg, schema) if has_plain else None
+        has_neckline = "neck_keys" in ckpt["nets"]["G"]
+        self.neck = neckline_step(cfg, schema) if has_neckline else None
         self.G = build_maskedit_generator(cfg, schema, palette=has_palette, silhouette=has_silhouettes,
-                                          plain=has_plain)
+                                          plain=has_plain, neckline=has_neckline)
         self.flow_js = flow_indices(cfg, schema)
         self.G.load_state_dict(ckpt["nets"]["G"])
         self.G.to(device).eval().requires_grad_(False)
@@ -858,12 +918,14 @@ class MaskEditInference:
         trg = torch.full((x.size(0), len(self.edit_names)), -1, dtype=torch.long)
         for g, v in changes.items():
             trg[:, self.edit_names.index(g)] = self.schema.index(g, v)
-        # the silhouette step reshapes from the photo's anchor and current value: the judges read them
-        reshapes = self.shape is not None and any(j in self.shape.js for j in map(self.edit_names.index, changes))
+        # the silhouette and neckline steps work from the photo's anchor (and current value): the judges read them
+        named = set(map(self.edit_names.index, changes))
+        reshapes = ((self.shape is not None and bool(named & set(self.shape.js)))
+                    or (self.neck is not None and self.neck.j in named))
         source = self._read(x) if reshapes else None
         out, _, _ = edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j, float(strength),
                                shape=self.shape, source=source, flow_js=self.flow_js, plain_j=self.plain_j,
-                               learned=self.learned)
+                               learned=self.learned, neck=self.neck)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
