@@ -29,6 +29,10 @@ Why this design (see docs/generators.md for the measurements):
   value (per anchor value, fitted on the training photos): fabric is painted where the
   target's silhouette has it, background where it does not. On 2 CPU cores the U-Net alone
   had not learned to paint a hem or cut a sleeve.
+- **A neckline step** (:mod:`generators.models.neckline`): the opening of the training photos
+  of the target value with the nearest outlines is painted (the inside's shade), the photo's
+  own opening lifted back to cloth; it abstains on dark or busy garments. Nothing else had
+  changed a neckline.
 - **Pretrained judges** (:mod:`generators.models.features`): a projected discriminator on frozen
   EfficientNet-Lite0 features and frozen attribute heads fitted on the catalog's real photos
   give real gradients from step 1; cycle and identity losses keep what the edit does not name.

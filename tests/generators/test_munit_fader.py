@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gan_helpers import make_tiny_catalog, read_log, write_tiny_config
+from gan_helpers import TINY_SCHEMA, garment, make_tiny_catalog, read_log, write_tiny_config
 from PIL import Image
 
 from generators.checkpoint import export_inference, load_checkpoint
@@ -202,8 +202,6 @@ def test_fader_fits_silhouettes_and_a_shape_slider_moves_the_outline(runs: dict[
     assert G.silhouettes is not None and bool((G.silhouette_counts > 0).all()), "short and long were both seen"
     long_, short = G.silhouettes[0, 1], G.silhouettes[0, 0]
     assert float((long_ - short).abs().mean()) > 0.1, "a long garment's outline differs from a short one's"
-    from gan_helpers import garment
-
     x = torch.from_numpy(garment("red", "unicolors", "short", 32)).permute(2, 0, 1)[None].float() / 127.5 - 1
     own = [{"color": "red", "pattern": "unicolors", "length": "short"}]
     before = garment_masks((x + 1) / 2)
@@ -217,8 +215,6 @@ def test_fader_judges_the_slider_against_the_mix_and_the_unnamed_groups_against_
     groups an edit does not name as the input reads them (no tint on a length edit)."""
     from generators.models.fader import FaderSolver
     from generators.options import Config
-
-    from gan_helpers import TINY_SCHEMA
 
     cfg = Config()
     solver = FaderSolver(cfg, TINY_SCHEMA, torch.device("cpu"))
