@@ -493,14 +493,15 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
                flow_js: Sequence[int] | None = None, plain_j: int | None = None, learned: bool = True,
                neck: NecklineStep | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One edit, as training and inference both run it: the fixed palette, print-removal and
-    silhouette steps, then the learned maps.
+    """One edit, as training and inference both run it: the fixed palette, print-removal,
+    silhouette and neckline steps, then the learned maps.
 
     ``trg``: ``[B, E]`` target value per editable group (-1: leave it). ``palette_target``
     (``[B, 3]`` LAB) replaces the palette's colour for the target value (training's cycle
     asks for the input's own colour back). ``source`` (``[B, G]``, the judges' schema) is the
     photo's current labels, as known or read; the silhouette step needs its anchor and
-    current values (without it they are read from the templates). Only edits that name one of
+    current values (without it they are read from the templates), the neckline step its
+    anchor (without it, every anchor's exemplars are searched). Only edits that name one of
     the editable groups ``flow_js`` warp the photo (None: every edit may). ``learned=False``
     stops after the fixed steps (the benchmark's ablation of the U-Net).
     """

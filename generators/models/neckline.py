@@ -17,12 +17,15 @@ value's opening sits:
 3. **The edit** (:func:`neckline_shift`): the ``k`` exemplars of (category, target) whose
    outline is nearest the photo's are laid into the photo's box; where most of them have an
    opening and the photo has none, the photo's own pixels are darkened by the shade ratio
-   learned from the bank; where the photo has an opening that most of them lack, it is lifted
-   back by the same ratio (the print shows through again), and its rim is painted in the
-   dominant colour. Every other pixel is the input, bit-exact.
+   learned from the bank; where the photo has an opening that most of them lack, its pixels
+   in shade are lifted back by the same ratio (the print shows through again), and its drawn
+   edge and rim are painted in the dominant colour. Every other pixel is the input, bit-exact.
 4. **Abstaining**: a dark garment (its inside is not darker) or a busy one (dark print or
    stripes reach the top edge, where they would read as an opening) is returned unchanged.
    On demo1200's held-out products the step edits about 40 % of neckline queries.
+
+Measured (docs/generators_eval.md): on held-out demo products the edit's L1 to the true
+re-rendering is 0.00683 against the unedited photo's 0.00716.
 """
 
 from __future__ import annotations
