@@ -26,7 +26,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "demo-cpu": Recipe(
             "maskedit",
             "the committed demo editor: every attribute group of the demo catalog, 96 px judges, "
-            "2,000 steps, about 15 min on 2 quiet CPU cores (2.3 steps/s)",
+            "2,000 steps, about 20 min on 2 idle CPU cores (1.7-1.9 steps/s with the neckline step)",
             {"train": {"image_size": 96, "batch_size": 12, "steps": 2000, "holdout": 0.3, "sample_every": 100,
                        "checkpoint_every": 250, "log_every": 10}},
         ),
