@@ -300,8 +300,8 @@ class Dresser(nn.Module):
 
     @torch.no_grad()
     def fit(self, keys: torch.Tensor, regions: torch.Tensor, boxes: torch.Tensor, photos: torch.Tensor) -> None:
-        """``keys``: each pair's :func:`silhouette_key`, ``[N, D]``."""
-        # photos: the worn photos, uint8 [N, 3, H, W]; a region no pair has keeps a white mannequin
+        """``keys``: each pair's :func:`silhouette_key`, ``[N, D]``; ``photos``: the worn photos,
+        uint8 ``[N, 3, H, W]``. A region no pair has keeps a white mannequin."""
         self.keys.copy_(F.normalize(keys.float(), dim=1).half())
         self.regions.copy_(regions)
         self.boxes.copy_(boxes)

@@ -62,7 +62,7 @@ from generators.models.features import (
     translate,
 )
 from generators.models.residual import apply_change, compose, downsample
-from generators.models.silhouette import fit_silhouettes, register_silhouettes, silhouette_shift
+from generators.models.silhouette import SilhouetteSteps, register_silhouettes
 from generators.options import Config
 
 ANCHOR = "category"  # not a slider: a dress does not fade into trousers
@@ -154,50 +154,6 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
     return [g for g in schema.names if g != ANCHOR] or list(schema.names)
 
 
-class ShapeSteps:
-    """Which editable groups the silhouette step moves, and where their values sit in the
-    decoder's ``silhouettes`` (one block per group, in ``js`` order)."""
-
-    def __init__(self, cfg: Config, schema: Schema, edit_names: Sequence[str]) -> None:
-        self.js = [edit_names.index(g) for g in cfg.fader.silhouette_groups if g in edit_names]
-        self.sizes = [len(schema.values(edit_names[j])) for j in self.js]
-        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.js))]
-        self.anchor_col = schema.names.index(ANCHOR) if ANCHOR in schema.names else -1
-        self.n_anchor = len(schema.values(ANCHOR)) if self.anchor_col >= 0 else 1
-
-    @property
-    def shape(self) -> tuple[int, int] | None:
-        return (self.n_anchor, sum(self.sizes)) if self.js else None
-
-    def fit(self, G: FaderDecoder, images: torch.Tensor, labels: torch.Tensor, edit_cols: Sequence[int]) -> None:
-        """The mean garment mask per (category, value) of each shape group, from the training photos."""
-        if G.silhouettes is None:
-            return
-        anchors = labels[:, self.anchor_col] if self.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)
-        for j, off, n in zip(self.js, self.offsets, self.sizes, strict=True):
-            tpl, counts = fit_silhouettes(images, anchors, labels[:, edit_cols[j]], self.n_anchor, n)
-            G.silhouettes[:, off:off + n] = tpl.to(G.silhouettes)
-            G.silhouette_counts[:, off:off + n] = counts.to(G.silhouette_counts)
-
-    def apply(self, G: FaderDecoder, x: torch.Tensor, own: torch.Tensor, trg: torch.Tensor,
-              strength: float | torch.Tensor, anchor: torch.Tensor | None) -> torch.Tensor:
-        """``x`` with the outline of each row that changes a shape group moved towards the
-        target's by ``strength`` (``own``/``trg``: ``[B, E]`` value indices of the editable groups;
-        ``anchor``: ``[B]`` category indices, None: read from the outline)."""
-        if G.silhouettes is None or not self.js:
-            return x
-        for j, off, n in zip(self.js, self.offsets, self.sizes, strict=True):
-            rows = torch.nonzero(trg[:, j] != own[:, j]).flatten()
-            if not len(rows):
-                continue
-            s = strength[rows.to(strength.device)] if isinstance(strength, torch.Tensor) else strength
-            a = anchor[rows] if anchor is not None else None
-            y = silhouette_shift(x[rows.to(x.device)], G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n],
-                                 trg[rows, j], s, a, own[rows, j])
-            x = x.index_copy(0, rows.to(x.device), y.to(x.dtype))
-        return x
-
-
 class FaderNets:
     """The encoder, decoder and the sizes of the condition, built from a config and schema."""
 
@@ -206,27 +162,28 @@ class FaderNets:
         self.edit_names = editable_groups(cfg, schema)
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
-        self.shape = ShapeSteps(cfg, schema, self.edit_names) if silhouette else None
+        self.shape = SilhouetteSteps.build(o.silhouette_groups, self.edit_names, schema, ANCHOR) if silhouette else None
         self.E = FaderEncoder(o.dim, o.max_dim, o.n_down, o.latent_dim)
         self.G = FaderDecoder(o.latent_dim, o.dim, o.max_dim, o.n_down, sum(self.edit_sizes),
                               self.shape.shape if self.shape else None)
 
 
 def slide(x: torch.Tensor, E: nn.Module, G: FaderDecoder, c_src: torch.Tensor, c_trg: torch.Tensor,
-          strength: float | torch.Tensor, size: int, prior: float, shape: ShapeSteps | None = None,
+          strength: float | torch.Tensor, size: int, prior: float, shape: SilhouetteSteps | None = None,
           own: torch.Tensor | None = None, trg: torch.Tensor | None = None,
-          anchor: torch.Tensor | None = None) -> torch.Tensor:
+          source: torch.Tensor | None = None) -> torch.Tensor:
     """The edit at ``x``'s own resolution: the difference of two decodings, masked (module
-    docstring), after the silhouette step of the shape groups it changes (``shape`` with the
-    value indices ``own``/``trg``; None: the network alone)."""
+    docstring), after the silhouette step of the shape groups it changes (``shape``, with the
+    editable groups' value indices ``own``/``trg`` and the photos' labels ``source``; None:
+    the network alone)."""
     x_lo = downsample(x, size)
     z = E(x_lo)
     s = strength if isinstance(strength, float) else strength.view(-1, 1)
     c_s = c_src + s * (c_trg - c_src)
     y_src, _ = G(z, c_src)
     y_s, logit = G(z, c_s)
-    if shape is not None and own is not None and trg is not None:
-        x = shape.apply(G, x, own, trg, strength, anchor)
+    if shape is not None and own is not None and trg is not None and G.silhouettes is not None:
+        x = shape.apply(G, x, torch.where(trg != own, trg, -1), strength, source)
     return apply_change(x, (y_s - y_src).float(), logit, prior, 1.0)
 
 
@@ -283,7 +240,7 @@ class FaderSolver(Solver):
                              "photos": int(len(images))}
         self.value_ok = self._value_table(labels)
         if self.shape is not None:
-            self.shape.fit(self.G, images, labels, self.edit_cols)
+            self.shape.fit(self.G, images, labels)
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         """``[A, V]`` per editable group: value V seen with anchor value A (a top is not given knee length)."""
@@ -371,7 +328,8 @@ class FaderSolver(Solver):
                 base = x[:n_flip]
                 if self.shape is not None:
                     with torch.no_grad():
-                        base = self.shape.apply(self.G, base, own[:n_flip], trg[:n_flip], s, self._anchor(current[:n_flip]))
+                        named_trg = torch.where(trg[:n_flip] != own[:n_flip], trg[:n_flip], -1)
+                        base = self.shape.apply(self.G, base, named_trg, s, current[:n_flip])
                 edited, mask, garment = compose(base, base + (y_s.float() - rec[:n_flip].float()), logit, o.mask_prior)
                 maps_fake, pooled_fake = self.features(aug(edited))
                 named = trg[:n_flip] != own[:n_flip]
@@ -421,10 +379,6 @@ class FaderSolver(Solver):
             loss = loss - (logp * other).sum() / (lg.size(1) - 1)
             n += int(k.sum())
         return loss / max(n, 1)
-
-    def _anchor(self, labels: torch.Tensor) -> torch.Tensor | None:
-        col = self.shape.anchor_col if self.shape is not None else -1
-        return labels[:, col] if col >= 0 else None
 
     def sample_strengths(self, n: int) -> torch.Tensor:
         """``[n]`` slider positions: 1 for the first ``1 - slide_share`` of the rows, uniform in
@@ -492,7 +446,7 @@ class FaderSolver(Solver):
                 with self.autocast():
                     cols.append(slide(x, self.E, self.G, c_src, one_hot(trg, self.edit_sizes).to(self.device), 1.0,
                                       self.cfg.train.image_size, self.cfg.fader.mask_prior, self.shape, own, trg,
-                                      self._anchor(torch.where(labels >= 0, labels, read))).float())
+                                      torch.where(labels >= 0, labels, read)).float())
                 caps.append(f"{g}={v}")
         self.train(True)
         return torch.stack(cols, dim=1), caps
@@ -542,6 +496,5 @@ class FaderInference:
             trg[:, self.edit_names.index(g)] = self.schema.index(g, v)
         c_src = one_hot(own, self.edit_sizes).to(self.device)
         c_trg = one_hot(trg, self.edit_sizes).to(self.device)
-        anchor = current[:, self.shape.anchor_col] if self.shape is not None and self.shape.anchor_col >= 0 else None
         return slide(x, self.E, self.G, c_src, c_trg, float(strength), self.cfg.train.image_size,
-                     self.cfg.fader.mask_prior, self.shape, own, trg, anchor)
+                     self.cfg.fader.mask_prior, self.shape, own, trg, current)

@@ -80,7 +80,7 @@ from generators.models.palette import (
     tune_palette,
 )
 from generators.models.residual import downsample
-from generators.models.silhouette import fit_silhouettes, register_silhouettes, silhouette_shift
+from generators.models.silhouette import SilhouetteSteps, register_silhouettes
 from generators.options import Config
 from indexing.pooling import foreground_weights
 
@@ -375,38 +375,10 @@ def plain_index(cfg: Config, schema: Schema) -> int | None:
     return names.index(g) if g and g in names else None
 
 
-@dataclass(frozen=True)
-class SilhouetteSteps:
-    """Where the silhouette step reads and writes: the editable groups it reshapes (``js``),
-    their columns in the judges' schema (``cols``), their values' offset in
-    ``G.silhouettes`` (``offsets``) and the anchor's column (-1: the catalog has no anchor
-    group, and one set of silhouettes serves every photo)."""
-
-    js: tuple[int, ...]
-    cols: tuple[int, ...]
-    offsets: tuple[int, ...]
-    sizes: tuple[int, ...]
-    anchor_col: int
-    n_anchor: int
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.n_anchor, sum(self.sizes)
-
-
 def silhouette_steps(cfg: Config, schema: Schema) -> SilhouetteSteps | None:
     """The groups of ``maskedit.silhouette_groups`` that this catalog edits (None: none)."""
-    names = editable_groups(cfg, schema)
-    anchor = cfg.maskedit.anchor_group
-    js = [names.index(g) for g in cfg.maskedit.silhouette_groups if g in names]
-    if not js:
-        return None
-    sizes = [len(schema.values(names[j])) for j in js]
-    offsets = [0, *torch.tensor(sizes).cumsum(0).tolist()[:-1]]
-    has_anchor = anchor in schema.names
-    return SilhouetteSteps(tuple(js), tuple(schema.names.index(names[j]) for j in js), tuple(offsets), tuple(sizes),
-                           schema.names.index(anchor) if has_anchor else -1,
-                           len(schema.values(anchor)) if has_anchor else 1)
+    return SilhouetteSteps.build(cfg.maskedit.silhouette_groups, editable_groups(cfg, schema), schema,
+                                 cfg.maskedit.anchor_group)
 
 
 def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
@@ -452,19 +424,7 @@ def fixed_edit(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, o: Any,
         if len(rows):
             x = x.index_copy(0, rows, flatten_print(x[rows], None, s, o.palette_sigma).to(x.dtype))
     if shape is not None and G.silhouettes is not None:
-        for j, col, off, n in zip(shape.js, shape.cols, shape.offsets, shape.sizes, strict=True):
-            rows, s = _rows(trg[:, j] >= 0, strength, x.device)
-            if not len(rows):
-                continue
-            r = rows.cpu()
-            if shape.anchor_col < 0:
-                anchor = torch.zeros(len(r), dtype=torch.long)
-            else:
-                anchor = source[r, shape.anchor_col] if source is not None else None
-            current = source[r, col] if source is not None else None
-            y = silhouette_shift(x[rows], G.silhouettes[:, off:off + n], G.silhouette_counts[:, off:off + n],
-                                 trg[r, j], s, anchor, current)
-            x = x.index_copy(0, rows, y.to(x.dtype))
+        x = shape.apply(G, x, trg, strength, source)
     if neck is not None and G.neck_keys is not None:
         on = trg[:, neck.j] >= 0
         rows, s = _rows(on, strength, x.device)
@@ -597,13 +557,7 @@ class MaskEditSolver(Solver):
             col = self.edit_cols[self.plain_j]
             self.G.plain.fill_(plain_value(images, labels[:, col], self.edit_sizes[self.plain_j]))
         if self.shape is not None:
-            sh = self.shape
-            with torch.no_grad():
-                anchors = labels[:, sh.anchor_col] if sh.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)
-                for col, off, n in zip(sh.cols, sh.offsets, sh.sizes, strict=True):
-                    tpl, counts = fit_silhouettes(images, anchors, labels[:, col], sh.n_anchor, n)
-                    self.G.silhouettes[:, off:off + n] = tpl.to(self.G.silhouettes)
-                    self.G.silhouette_counts[:, off:off + n] = counts.to(self.G.silhouette_counts)
+            self.shape.fit(self.G, images, labels)
         if self.neck is not None:
             nk = self.neck
             anchors = labels[:, nk.anchor_col] if nk.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)

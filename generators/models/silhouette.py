@@ -21,9 +21,13 @@ non-learned baseline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from catalog import Schema
 from generators.models.palette import dominant_lab, lab_to_rgb
 from indexing.pooling import foreground_weights
 
@@ -132,3 +136,67 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     out = x01 + add * (fabric - x01) + remove * (background - x01)
     changed = (add + remove) > 0
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class SilhouetteSteps:
+    """Where a model's silhouette step reads and writes: the editable groups it reshapes
+    (``js``, positions among the model's editable groups), their columns in the schema
+    (``cols``), their values' offsets in the model's ``silhouettes`` buffer (``offsets``,
+    :func:`register_silhouettes`) and the anchor's column (-1: the catalog has no anchor group,
+    and one set of silhouettes serves every photo). The masked editor and Fader share it."""
+
+    js: tuple[int, ...]
+    cols: tuple[int, ...]
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    anchor_col: int
+    n_anchor: int
+
+    @classmethod
+    def build(cls, groups: Sequence[str], edit_names: Sequence[str], schema: Schema,
+              anchor: str) -> SilhouetteSteps | None:
+        """The ``groups`` that this model edits (None: none of them)."""
+        js = [list(edit_names).index(g) for g in groups if g in edit_names]
+        if not js:
+            return None
+        sizes = [len(schema.values(edit_names[j])) for j in js]
+        offsets = [sum(sizes[:i]) for i in range(len(js))]
+        has_anchor = anchor in schema.names
+        return cls(tuple(js), tuple(schema.names.index(edit_names[j]) for j in js), tuple(offsets), tuple(sizes),
+                   schema.names.index(anchor) if has_anchor else -1, len(schema.values(anchor)) if has_anchor else 1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n_anchor, sum(self.sizes)
+
+    @torch.no_grad()
+    def fit(self, module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fill ``module``'s buffers from the training photos (uint8) and their labels (``[N, G]``)."""
+        anchors = labels[:, self.anchor_col] if self.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)
+        for col, off, n in zip(self.cols, self.offsets, self.sizes, strict=True):
+            tpl, counts = fit_silhouettes(images, anchors, labels[:, col], self.n_anchor, n)
+            module.silhouettes[:, off:off + n] = tpl.to(module.silhouettes)
+            module.silhouette_counts[:, off:off + n] = counts.to(module.silhouette_counts)
+
+    def apply(self, module: torch.nn.Module, x: torch.Tensor, trg: torch.Tensor,
+              strength: torch.Tensor | float = 1.0, source: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` with the outline of each row that names a shape group (``trg``: ``[B, E]``
+        target per editable group, -1: not named) moved by :func:`silhouette_shift`.
+        ``strength``: a float or ``[B]``; ``source`` (``[B, G]``): the photos' current labels,
+        as known or read (None: read from the templates)."""
+        for j, col, off, n in zip(self.js, self.cols, self.offsets, self.sizes, strict=True):
+            rows = torch.nonzero(trg[:, j].to(x.device) >= 0).flatten()
+            if not len(rows):
+                continue
+            r = rows.cpu()
+            s = strength[rows.to(strength.device)] if isinstance(strength, torch.Tensor) and strength.dim() else strength
+            if self.anchor_col < 0:
+                anchor = torch.zeros(len(r), dtype=torch.long)
+            else:
+                anchor = source[r, self.anchor_col] if source is not None else None
+            current = source[r, col] if source is not None else None
+            y = silhouette_shift(x[rows], module.silhouettes[:, off:off + n], module.silhouette_counts[:, off:off + n],
+                                 trg[r, j], s, anchor, current)
+            x = x.index_copy(0, rows, y.to(x.dtype))
+        return x
