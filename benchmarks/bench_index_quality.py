@@ -86,7 +86,8 @@ def head_input(feats: dict[str, np.ndarray], cfg) -> np.ndarray:
     if cfg.colour_stats:
         blocks.append(feats["stats"])
     x = np.concatenate(blocks, axis=1)
-    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    return np.concatenate([x, feats["maps"].astype(np.float32)], axis=1) if cfg.attention else x
 
 
 def query_ms(encoders: dict, images: list, rounds: int = 3) -> dict[str, float]:
@@ -123,6 +124,7 @@ def main() -> None:
     from benchmarks.quality_features import extract
     from catalog import Schema, infer_schema, load_catalog
     from catalog.split import holdout_split
+    from indexing.attention import PIXELS
     from indexing.encoder import Encoder, EncoderConfig
     from indexing.train_head import HeadTrainConfig, train_head_encoder
 
@@ -182,7 +184,7 @@ def main() -> None:
         enc, report = train_head_encoder(catalog, args.work / "encoders" / name, cfg, features=x)
         cache_s = round(per_image * len(train_idx), 1)
         with torch.inference_mode():
-            v = enc.proj(torch.from_numpy(x)).numpy()
+            v = np.concatenate([enc.proj(torch.from_numpy(x[a : a + 256])).numpy() for a in range(0, len(x), 256)])
         record(name, v, train_s=round(report["train_s"] + cache_s, 1), head_train_s=report["train_s"],
                trunk_pass_train_items_s=cache_s, images_per_s=result["trunk_pass"]["images_per_s"],
                blocks={p["name"]: p["weight"] for p in report["parts"]},
@@ -195,29 +197,40 @@ def main() -> None:
     x_check = head_input(feats, base)[:16]
     with torch.inference_mode():
         batch = torch.stack([default.preprocess(im) for im in check_ims]).contiguous(memory_format=torch.channels_last)
-        pooled = torch.nn.functional.normalize(default.pooled(batch), dim=1).numpy()
+        pooled = default.pooled(batch)
+        glob_part = torch.nn.functional.normalize(pooled[:, : default.feat_dim], dim=1).numpy()
+        maps_part = pooled[:, default.feat_dim :].numpy()
         head_diff = float(np.abs(default.embed_images(check_ims) - default.proj(torch.from_numpy(x_check)).numpy()).max())
-    diff = float(np.abs(pooled - x_check).max())
+    diff = float(np.abs(glob_part - x_check[:, : default.feat_dim]).max())
     # the head's input standardisation (1 / (std + 1e-3)) amplifies float noise of near-constant
     # dimensions, so the check is on the head's input; the output difference is recorded
     assert diff < 1e-2, f"shared-pass shortcut differs from the default encoder's pooled features: {diff}"
+    # the maps are cached as float16; a pixel on a histogram bin's edge may land in the next bin
+    bins = slice(-PIXELS * PIXELS, None)
+    bin_mismatch = float((np.abs(maps_part[:, bins] - x_check[:, default.feat_dim :][:, bins]) > 0.5).mean())
+    maps_diff = float(np.abs(maps_part[:, :-PIXELS * PIXELS] - x_check[:, default.feat_dim : -PIXELS * PIXELS]).max())
+    assert bin_mismatch < 0.01 and maps_diff < 0.1, f"cached maps differ: {maps_diff}, bins {bin_mismatch:.3%}"
     result["shortcut_head_output_max_abs_diff"] = round(head_diff, 6)
     result["shortcut_max_abs_diff"] = round(diff, 6)
+    result["shortcut_maps"] = {"max_abs_diff": round(maps_diff, 5), "histogram_bins_differing": round(bin_mismatch, 5)}
 
+    glob = replace(base, attention=0)  # the previous default: globally pooled features only
     # raw features, no head
-    record("raw_multistage_rgbhist", head_input(feats, base), train_s=0.0,
+    record("raw_multistage_rgbhist", head_input(feats, glob), train_s=0.0,
            note="the default head's input itself (fg-GeM stages 5,11,16,17 + RGB hist), no learning")
     variants = {
-        "head_joint": (replace(base, joint=True), "+ the joint category*colour block (outer product)"),
-        "head_untuned_equal": (replace(base, tune=False), "all blocks weight 1, temperature 1 (no validation tuning)"),
-        "head_metric_loss": (replace(base, ms_weight=1.0), "+ multi-similarity loss, positives agree on both"),
-        "head_look64": (replace(base, look_dim=64), "+ a 64-d look block trained by the metric loss"),
-        "head_lab_hist": (replace(base, colour_bins=[4, 8, 8], colour_space="lab"), "LAB 4x8x8 histogram"),
-        "head_colour_stats": (replace(base, colour_stats=True), "+ garment L/a/b/chroma quantiles"),
-        "head_all_stages": (replace(base, pool_stages=[3, 5, 8, 11, 16, 17]), "stages 3,5,8,11,16,17"),
-        "head_last_stage_plain": (replace(base, foreground=False, pool_stages=[17]),
+        "head_no_attention": (glob, "the previous defaults: the same head on globally pooled features only"),
+        "head_attention4": (replace(base, attention=4), "4 attention maps per block instead of 2"),
+        "head_joint": (replace(glob, joint=True), "+ the joint category*colour block (outer product)"),
+        "head_untuned_equal": (replace(glob, tune=False), "all blocks weight 1, temperature 1 (no validation tuning)"),
+        "head_metric_loss": (replace(glob, ms_weight=1.0), "+ multi-similarity loss, positives agree on both"),
+        "head_look64": (replace(glob, look_dim=64), "+ a 64-d look block trained by the metric loss"),
+        "head_lab_hist": (replace(glob, colour_bins=[4, 8, 8], colour_space="lab"), "LAB 4x8x8 histogram"),
+        "head_colour_stats": (replace(glob, colour_stats=True), "+ garment L/a/b/chroma quantiles"),
+        "head_all_stages": (replace(glob, pool_stages=[3, 5, 8, 11, 16, 17]), "stages 3,5,8,11,16,17"),
+        "head_last_stage_plain": (replace(glob, foreground=False, pool_stages=[17]),
                                   "plain GeM of the last stage + RGB hist (no multi-stage, no garment weights)"),
-        "head_all_groups": (replace(base, groups=GROUPS), "a block per schema group (5), joint of the first two"),
+        "head_all_groups": (replace(glob, groups=GROUPS), "a block per schema group (5), joint of the first two"),
     }
     unknown = set(args.variants or []) - set(variants)
     if unknown:

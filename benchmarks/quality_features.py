@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from catalog import atomic_path
+from indexing.attention import MAP_STAGES, flatten_maps
 from indexing.data import ImageListDataset, make_loader
 from indexing.encoder import Encoder, EncoderConfig
 from indexing.pooling import colour_histogram, colour_stats, foreground_weights, weighted_gem
 
 STAGES = (3, 5, 8, 11, 16, 17)
 SHARD = 512
-KEY = "v1:lite0:224:gem3:fg" + ",".join(map(str, STAGES)) + ":rgb888:lab488:stats:64"
+KEY = "v2:lite0:224:gem3:fg" + ",".join(map(str, STAGES)) + ":rgb888:lab488:stats:64:maps"
 
 
 def features_batch(encoder: Encoder, x: torch.Tensor) -> dict[str, np.ndarray]:
@@ -36,11 +37,16 @@ def features_batch(encoder: Encoder, x: torch.Tensor) -> dict[str, np.ndarray]:
     x01 = x * encoder.preprocessor().std + encoder.preprocessor().mean
     w = foreground_weights(x01)
     out: dict[str, np.ndarray] = {}
+    maps: dict[int, torch.Tensor] = {}
     h = x.contiguous(memory_format=torch.channels_last)
     for i, stage in enumerate(encoder.trunk.stages):
         h = stage(h)
         if i in STAGES:
             out[f"fg{i}"] = F.normalize(weighted_gem(h, w, 3.0), dim=1).numpy()
+        if i in MAP_STAGES:
+            maps[i] = h
+    # the attention heads' input; float16 halves the shards (bin numbers < 2048 stay exact)
+    out["maps"] = flatten_maps(maps, w, x01).half().numpy()
     out["gem17"] = F.normalize(encoder.pool(h).float(), dim=1).numpy()
     small = F.interpolate(x01.float(), size=(64, 64), mode="area")
     out["rgb888"] = colour_histogram(small, (8, 8, 8), 64, "rgb").numpy()
@@ -86,7 +92,7 @@ def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32,
                 for _, x in loader:
                     chunks.append(features_batch(encoder, x))
                     bar.update(len(x))
-            got = {n: np.concatenate([c[n] for c in chunks]).astype(np.float32) for n in chunks[0]}
+            got = {n: np.concatenate([c[n] for c in chunks]) for n in chunks[0]}
             got["seconds"] = np.array([time.perf_counter() - t])
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, key=KEY, ids=np.asarray(sid, dtype=str), **got)

@@ -161,11 +161,15 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
         hcfg = HeadTrainConfig(groups=split(args.groups), image_size=args.image_size or HeadTrainConfig.image_size,
                                epochs=args.epochs or HeadTrainConfig.epochs, holdout=args.holdout, seed=args.seed,
                                device=args.device, batch_size=args.batch_size, num_workers=args.workers,
-                               name=args.name, keep_cache=args.keep_cache)
+                               name=args.name, keep_cache=args.keep_cache,
+                               attention=HeadTrainConfig.attention if args.attention is None else args.attention)
         encoder, report = train_head_encoder(catalog, args.out, hcfg)
         seconds = report["cache_s"] + report["train_s"]
     else:
         from indexing.train_encoder import TrainConfig, train_encoder
+
+        if args.attention is not None or args.keep_cache:
+            raise SystemExit("--attention and --keep-cache belong to --recipe head")
 
         cfg = TrainConfig(groups=split(args.groups), metric_groups=split(args.metric_groups), base=args.base,
                           image_size=args.image_size or TrainConfig.image_size,
@@ -296,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="")
     p.add_argument("--keep-cache", action="store_true", help="head: keep the cached features (.OUT.work) after success")
+    p.add_argument("--attention", type=int, help="head: learned attention maps per attribute block, 0 for global "
+                                                 "pooling only (default: 2)")
     p.add_argument("--base", help="finetune: encoder folder to start from (default: built-in EfficientNet-Lite0)")
     p.add_argument("--metric-groups", help="finetune: positives agree on all of these (default: --groups)")
     p.add_argument("--train-stages", type=int, help="finetune: trailing trunk stages to train (default 2)")

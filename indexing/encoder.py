@@ -30,8 +30,16 @@ from torch import nn
 
 from catalog import atomic_write_text
 from catalog.images import square_on_white
+from indexing.attention import MAP_STAGES, AttentionPool, flatten_maps, maps_dim
 from indexing.backbones import DEFAULT_BACKBONE, BackboneError, build_backbone, lite0_weights_path
-from indexing.pooling import COLOUR_STATS_DIM, colour_histogram, colour_stats, foreground_weights, multi_stage
+from indexing.pooling import (
+    COLOUR_STATS_DIM,
+    colour_histogram,
+    colour_stats,
+    foreground_weights,
+    stage_outputs,
+    weighted_gem,
+)
 
 ENCODER_FILE = "encoder.json"
 WEIGHTS_FILE = "weights.pt"
@@ -64,6 +72,7 @@ class EncoderConfig:
     colour_space: str = "lab"  # colour histogram in "lab" or "rgb"
     colour_stats: bool = False  # append garment-weighted L/a/b/chroma quantiles (pooling.colour_stats)
     parts: list[dict] | None = None  # a parts head instead of proj_dim: see PartsHead
+    attention: int = 0  # > 0: each attribute part also pools with this many learned attention maps
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,7 +97,7 @@ class EncoderConfig:
 
 
 _LATER_FIELDS = {"pool_stages": None, "foreground": False, "colour_bins": None, "colour_size": 64, "head_hidden": 0,
-                 "colour_space": "lab", "colour_stats": False, "parts": None}
+                 "colour_space": "lab", "colour_stats": False, "parts": None, "attention": 0}
 
 
 class Preprocess:
@@ -152,10 +161,15 @@ class PartsHead(nn.Module):
 
     The input (the pooled vector: unit-length stage vectors and colour histogram, L2-normalised
     as a whole) is standardised with the training set's mean and spread first.
+
+    With ``attention`` ``{"heads": k, "channels": [c5, c11, c16]}``, the input goes on past
+    ``in_dim`` with the flattened trunk maps (:mod:`indexing.attention`), and each attribute
+    part also reads what its own :class:`~indexing.attention.AttentionPool` pools from them.
     """
 
-    def __init__(self, in_dim: int, parts: list[dict]) -> None:
+    def __init__(self, in_dim: int, parts: list[dict], attention: dict | None = None) -> None:
         super().__init__()
+        self.in_dim = in_dim
         if not parts:
             raise EncoderError("a parts head needs at least one part")
         self.specs = [dict(p) for p in parts]
@@ -195,7 +209,20 @@ class PartsHead(nn.Module):
         self.full_dims = [full[n] for n in self.names]
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("scale", torch.ones(in_dim))
-        self.layers = nn.ModuleList([nn.Linear(in_dim, d) for d in layer_dims])
+        attributes = [n for n, k in zip(self.names, self.kinds, strict=True) if k == "attribute"]
+        self.attention = nn.ModuleDict()
+        self.maps_dim = 0
+        self.map_channels: tuple[int, int, int] = (0, 0, 0)
+        if attention:
+            self.map_channels = tuple(int(c) for c in attention["channels"])  # type: ignore[assignment]
+            self.maps_dim = maps_dim(self.map_channels)
+            self.attention = nn.ModuleDict({n: AttentionPool(self.map_channels, int(attention["heads"]))
+                                            for n in attributes})
+        self.dropout = nn.Dropout(0.2 if attention else 0.0)
+        own = [n for n, k in zip(self.names, self.kinds, strict=True) if k != "joint"]
+        self.layers = nn.ModuleList([
+            nn.Linear(in_dim + (self.attention[n].out_dim if n in self.attention else 0), d)
+            for n, d in zip(own, layer_dims, strict=True)])
 
     @property
     def dim(self) -> int:
@@ -203,10 +230,21 @@ class PartsHead(nn.Module):
         return int(sum(d for d, w in zip(self.full_dims, self.weights, strict=True) if w > 0))
 
     def logits(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw outputs of the trained parts (class logits for attribute parts), by name."""
-        x = (z - self.mean) * self.scale
+        """Raw outputs of the trained parts (class logits for attribute parts), by name.
+
+        ``z`` is ``[B, in_dim + maps_dim]``: the pooled vector, then the flattened maps if the
+        head has attention.
+        """
+        if z.shape[1] != self.in_dim + self.maps_dim:
+            raise EncoderError(f"parts head expects inputs of {self.in_dim + self.maps_dim} values, got {z.shape[1]}")
+        x = (z[:, : self.in_dim] - self.mean) * self.scale
+        maps = AttentionPool.prepare(z[:, self.in_dim :], self.map_channels) if self.maps_dim else None
         own = [n for n, k in zip(self.names, self.kinds, strict=True) if k != "joint"]
-        return {n: layer(x) for n, layer in zip(own, self.layers, strict=True)}
+        out = {}
+        for n, layer in zip(own, self.layers, strict=True):
+            h = torch.cat([x, self.attention[n](maps)], dim=1) if maps is not None and n in self.attention else x
+            out[n] = layer(self.dropout(h))
+        return out
 
     def parts(self, raw: dict[str, torch.Tensor], temperatures: dict[str, float] | None = None) -> list[torch.Tensor]:
         """Every part's unit vector (weight-0 parts included), in spec order."""
@@ -259,11 +297,21 @@ class Encoder(nn.Module):
         if config.colour_space not in ("lab", "rgb"):
             raise EncoderError(f"colour_space must be 'lab' or 'rgb', got {config.colour_space!r}")
         self.feat_dim = self._feature_dim(info.out_channels)
+        self.map_channels: tuple[int, int, int] | None = None
+        self.maps_dim = 0  # the flattened trunk maps after the pooled vector (attention only)
+        if config.attention:
+            if config.pool_stages is None or max(MAP_STAGES) >= n_stages:
+                raise EncoderError(f"attention needs pool_stages and a trunk with stages {MAP_STAGES} "
+                                   f"({config.backbone} has {n_stages})")
+            channels = self._stage_channels(MAP_STAGES)
+            self.map_channels = tuple(channels[s] for s in MAP_STAGES)  # type: ignore[assignment]
+            self.maps_dim = maps_dim(self.map_channels)  # type: ignore[arg-type]
         self.proj: nn.Module | None = None
         if config.parts:
             if config.proj_dim:
                 raise EncoderError("give either parts (a parts head) or proj_dim (a projection), not both")
-            self.proj = PartsHead(self.feat_dim, config.parts)
+            attention = {"heads": config.attention, "channels": list(self.map_channels)} if self.map_channels else None
+            self.proj = PartsHead(self.feat_dim, config.parts, attention)
         elif config.proj_dim and config.head_hidden:
             self.proj = nn.Sequential(nn.Linear(self.feat_dim, config.head_hidden), nn.GELU(),
                                       nn.Linear(config.head_hidden, config.proj_dim))
@@ -279,7 +327,7 @@ class Encoder(nn.Module):
     def dim(self) -> int:
         if isinstance(self.proj, PartsHead):
             return self.proj.dim
-        return int(self.config.proj_dim or self.feat_dim)
+        return int(self.config.proj_dim or self.feat_dim + self.maps_dim)
 
     @property
     def encoder_id(self) -> str:
@@ -298,14 +346,19 @@ class Encoder(nn.Module):
         if self.config.pool_stages is None:
             dim = last_channels
         else:
-            with torch.no_grad():
-                h, dim = torch.zeros(1, 3, 64, 64), 0
-                for i in range(max(self.config.pool_stages) + 1):
-                    h = self.trunk.stages[i](h)
-                    if i in self.config.pool_stages:
-                        dim += h.shape[1]
+            dim = sum(self._stage_channels(tuple(self.config.pool_stages)).values())
         bins = self.config.colour_bins
         return dim + (bins[0] * bins[1] * bins[2] if bins else 0) + (COLOUR_STATS_DIM if self.config.colour_stats else 0)
+
+    def _stage_channels(self, stages: tuple[int, ...]) -> dict[int, int]:
+        """Output channels of trunk ``stages``, probed with a blank image in eval mode (a probe in
+        training mode would move the batch-norm statistics of the pretrained trunk)."""
+        was_training = self.trunk.training
+        self.trunk.eval()
+        with torch.no_grad():
+            maps = stage_outputs(self.trunk, torch.zeros(1, 3, 64, 64), stages)
+        self.trunk.train(was_training)
+        return {s: int(m.shape[1]) for s, m in maps.items()}
 
     # --- embedding ----------------------------------------------------------------------------
     def preprocess(self, img: Image.Image) -> torch.Tensor:
@@ -316,19 +369,22 @@ class Encoder(nn.Module):
         return self._preprocess
 
     def pooled(self, x: torch.Tensor, start_stage: int = 0) -> torch.Tensor:
-        """The vector before the head. ``start_stage`` > 0 (last-stage pooling only) means ``x``
-        is a cached stage output."""
+        """The vector before the head (``feat_dim`` values, then ``maps_dim`` values of flattened
+        trunk maps if the head has attention). ``start_stage`` > 0 (last-stage pooling only)
+        means ``x`` is a cached stage output."""
         c = self.config
+        maps: dict[int, torch.Tensor] = {}
         if c.pool_stages is None:
             z = self.pool(self.trunk(x, start_stage))
         else:
             if start_stage:
                 raise EncoderError("multi-stage pooling needs the image, not a cached stage output")
             x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
-            weights = foreground_weights(x01) if c.foreground else None
+            weights = foreground_weights(x01) if c.foreground or c.attention else None
             p = self.pool.p if c.pooling == "gem" else 1.0
-            z = torch.cat([F.normalize(v, dim=1) for v in multi_stage(self.trunk, x, tuple(c.pool_stages), weights, p)],
-                          dim=1)
+            maps = stage_outputs(self.trunk, x, tuple(c.pool_stages) + (MAP_STAGES if c.attention else ()))
+            z = torch.cat([F.normalize(weighted_gem(maps[s], weights if c.foreground else None, p), dim=1)
+                           for s in c.pool_stages], dim=1)
         if c.colour_bins or c.colour_stats:
             x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
             small = F.interpolate(x01.float(), size=(c.colour_size, c.colour_size), mode="area")
@@ -336,15 +392,21 @@ class Encoder(nn.Module):
             if c.colour_stats:
                 extra.append(colour_stats(small, c.colour_size))
             z = torch.cat([z, *extra], dim=1)
+        if c.attention:  # the constructor checked that pool_stages is set, so x01 and weights are
+            z = torch.cat([z.float(), flatten_maps(maps, weights, x01)], dim=1)
         return z
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        z = pooled
+        """The embedding of :meth:`pooled` vectors. Without a trained head, an encoder with
+        attention outputs the normalised pooled vector followed by the raw maps: the input a
+        parts head is trained on (what the training recipe caches)."""
+        z, maps = pooled[:, : self.feat_dim], pooled[:, self.feat_dim :]
         if isinstance(self.proj, PartsHead):
-            return self.proj(F.normalize(z, dim=1))
+            return self.proj(torch.cat([F.normalize(z, dim=1), maps], dim=1))
         if self.proj is not None:
             z = self.proj(F.normalize(z, dim=1))
-        return F.normalize(z, dim=1)
+        z = F.normalize(z, dim=1)
+        return torch.cat([z, maps.to(z.dtype)], dim=1) if self.maps_dim else z
 
     def forward(self, x: torch.Tensor, start_stage: int = 0) -> torch.Tensor:
         return self.head(self.pooled(x, start_stage))

@@ -43,21 +43,29 @@ def weighted_gem(feat: torch.Tensor, weights: torch.Tensor | None, p: float | to
     return ((x * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3)).clamp(min=eps)).pow(1.0 / p)
 
 
-def multi_stage(trunk: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ...], weights: torch.Tensor | None,
-                p: float | torch.Tensor = 3.0, start: int = 0) -> list[torch.Tensor]:
-    """Weighted-GeM vectors of the outputs of trunk ``stages`` (indices into ``trunk.stages``).
+def stage_outputs(trunk: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ...], start: int = 0) -> dict[int, torch.Tensor]:
+    """The raw outputs of trunk ``stages`` (indices into ``trunk.stages``), by stage.
 
-    Early stages carry colour and texture, late ones shape; the trunk runs only as far as the
-    last stage asked for. ``start`` > 0 means ``x`` is already the output of stage ``start-1``.
+    The trunk runs only as far as the last stage asked for. ``start`` > 0 means ``x`` is already
+    the output of stage ``start-1``.
     """
-    out = []
-    last = max(stages)
+    out = {}
     h = x
-    for i in range(start, last + 1):
+    for i in range(start, max(stages) + 1):
         h = trunk.stages[i](h)
         if i in stages:
-            out.append(weighted_gem(h, weights, p))
+            out[i] = h
     return out
+
+
+def multi_stage(trunk: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ...], weights: torch.Tensor | None,
+                p: float | torch.Tensor = 3.0, start: int = 0) -> list[torch.Tensor]:
+    """Weighted-GeM vectors of the outputs of trunk ``stages``, in the order given.
+
+    Early stages carry colour and texture, late ones shape.
+    """
+    maps = stage_outputs(trunk, x, stages, start)
+    return [weighted_gem(maps[s], weights, p) for s in stages]
 
 
 def rgb_to_lab(x01: torch.Tensor) -> torch.Tensor:

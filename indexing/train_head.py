@@ -5,7 +5,10 @@ the ImageNet features already know category; what they lack is colour, which the
 trained to ignore. So the trunk runs **once** per training image, its pooled features are
 cached (garment-weighted GeM of several stages, early ones for colour and texture, late ones
 for shape, plus a colour histogram of the garment, see :mod:`indexing.pooling`), and only a
-head is trained on them: seconds per epoch.
+head is trained on them: seconds per epoch. With ``attention`` (the default), the trunk's
+stage-5, 11 and 16 maps are cached too, and each attribute block also learns where in the
+photo its attribute is (:mod:`indexing.attention`): a worn shirt's colour is not the colour of
+the jeans and the skin around it.
 
 The head (:class:`indexing.encoder.PartsHead`) writes the embedding as weighted unit-length
 blocks: one softmax block per attribute group (default: category and colour; the cosine of two
@@ -41,6 +44,7 @@ from tqdm import tqdm
 
 from catalog import Catalog, atomic_write_text, load_catalog
 from catalog.split import holdout_split
+from indexing.attention import maps_dim
 from indexing.encoder import Encoder, EncoderConfig, PartsHead
 from indexing.train_encoder import label_matrix, multi_similarity_loss, pair_masks
 
@@ -60,6 +64,7 @@ class HeadTrainConfig:
     colour_bins: list[int] | None = field(default_factory=lambda: [8, 8, 8])
     colour_space: str = "rgb"
     colour_stats: bool = False  # garment L/a/b/chroma quantiles too (pooling.colour_stats)
+    attention: int = 2  # attention maps per attribute block (indexing.attention); 0: global pooling only
     joint: bool = False  # + the joint block of the first two groups (measured: no gain, 18x the size)
     look_dim: int = 0  # > 0: a free block trained by the metric loss only
     epochs: int = 30
@@ -90,7 +95,8 @@ def feature_config(cfg: HeadTrainConfig) -> EncoderConfig:
     """The frozen part of the encoder: what is cached, and what the head reads at query time."""
     return EncoderConfig(image_size=cfg.image_size, pool_stages=list(cfg.pool_stages), foreground=cfg.foreground,
                          colour_bins=list(cfg.colour_bins) if cfg.colour_bins else None,
-                         colour_space=cfg.colour_space, colour_stats=cfg.colour_stats, kind="features", name="lite0-features")
+                         colour_space=cfg.colour_space, colour_stats=cfg.colour_stats, attention=cfg.attention,
+                         kind="features", name="lite0-features")
 
 
 def work_dir(out: str | Path) -> Path:
@@ -123,18 +129,29 @@ def part_specs(catalog: Catalog, groups: list[str], cfg: HeadTrainConfig,
     return specs
 
 
+def attention_spec(cfg: HeadTrainConfig) -> dict | None:
+    """The parts head's attention settings for this recipe (None: no attention)."""
+    if not cfg.attention:
+        return None
+    probe = Encoder(feature_config(cfg), weights="random")
+    return {"heads": cfg.attention, "channels": list(probe.map_channels or ())}
+
+
 def fit_head(x: torch.Tensor, labels: torch.Tensor, specs: list[dict], cfg: HeadTrainConfig,
-             desc: str = "training head") -> tuple[PartsHead, list[dict]]:
+             desc: str = "training head", attention: dict | None = None) -> tuple[PartsHead, list[dict]]:
     """Train a :class:`PartsHead` on features ``x`` ``[N, D]`` and labels ``[N, G]`` (-1 unknown).
 
-    Deterministic for a given seed, so a rerun after a kill gives the same head.
+    With ``attention``, the last columns of ``x`` are the flattened trunk maps. Deterministic for
+    a given seed, so a rerun after a kill gives the same head.
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    head = PartsHead(x.shape[1], specs)
+    in_dim = x.shape[1] - (maps_dim(tuple(attention["channels"])) if attention else 0)  # type: ignore[arg-type]
+    head = PartsHead(in_dim, specs, attention)
     with torch.no_grad():
-        head.mean.copy_(x.mean(0))
-        head.scale.copy_(1.0 / (x.std(0) + 1e-3))
+        head.mean.copy_(x[:, :in_dim].mean(0))
+        head.scale.copy_(1.0 / (x[:, :in_dim].std(0) + 1e-3))
+    head.train()
     attr = [i for i, k in enumerate(head.kinds) if k == "attribute"]
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, -(-len(x) // cfg.batch_size_head))
@@ -183,6 +200,13 @@ def precision_at_k(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> list
     return [float(same[..., j].mean()) for j in range(labels.shape[1])] + [float(same.all(-1).mean())]
 
 
+def head_logits(head: PartsHead, x: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
+    """:meth:`PartsHead.logits` in batches (the attention pools' activations are large)."""
+    with torch.inference_mode():
+        chunks = [head.logits(x[a : a + batch]) for a in range(0, len(x), batch)]
+    return {n: torch.cat([c[n] for c in chunks]) for n in chunks[0]}
+
+
 WEIGHT_GRID = (0.0, 0.35, 0.7, 1.0)
 TEMPERATURES = (0.5, 1.0, 2.0)
 
@@ -192,8 +216,7 @@ def tune_weights(head: PartsHead, x: torch.Tensor, labels: np.ndarray) -> tuple[
 
     Measured on validation items the head was not trained on. Returns (weights, temperature, score).
     """
-    with torch.no_grad():
-        raw = head.logits(x)
+    raw = head_logits(head, x)
     best: tuple[float, dict[str, float], float] = (-1.0, {}, 1.0)
     for t in TEMPERATURES:
         parts = head.parts(raw, {n: t for n, k in zip(head.names, head.kinds, strict=True) if k == "attribute"})
@@ -238,18 +261,20 @@ def train_head_encoder(catalog: Catalog, out: str | Path, cfg: HeadTrainConfig |
     y = torch.from_numpy(labels[train_idx])
 
     t1 = time.time()
+    attention = attention_spec(cfg)
     weights, temperature, val_score = cfg.weights, cfg.temperature, None
     if cfg.tune:
         fit_rows, val_rows = holdout_split([ids[i] for i in train_idx], cfg.val_fraction, cfg.seed + 1)
         if len(val_rows) < 11 or len(fit_rows) < 4:
             log.warning("too few items to tune block weights on a validation slice; using equal weights")
         else:
-            probe, _ = fit_head(x[fit_rows], y[fit_rows], part_specs(catalog, groups, cfg), cfg, "head (validation)")
+            probe, _ = fit_head(x[fit_rows], y[fit_rows], part_specs(catalog, groups, cfg), cfg, "head (validation)",
+                                attention)
             weights, temperature, val_score = tune_weights(probe, x[val_rows], labels[train_idx][val_rows])
             log.info("tuned block weights %s, temperature %s (validation mean P@10 %.3f)",
                      weights, temperature, val_score)
     specs = part_specs(catalog, groups, cfg, weights, temperature)
-    head, history = fit_head(x, y, specs, cfg)
+    head, history = fit_head(x, y, specs, cfg, attention=attention)
     t_train = time.time() - t1
 
     enc_cfg = feature_config(cfg)
