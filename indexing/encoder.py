@@ -31,7 +31,14 @@ from torch import nn
 from catalog import atomic_write_text
 from catalog.images import square_on_white
 from indexing.attention import MAP_STAGES, AttentionPool, flatten_maps, maps_dim
-from indexing.backbones import DEFAULT_BACKBONE, BackboneError, build_backbone, lite0_weights_path
+from indexing.backbones import (
+    DEFAULT_BACKBONE,
+    BackboneError,
+    StagedTrunk,
+    build_backbone,
+    fold_batch_norms,
+    lite0_weights_path,
+)
 from indexing.pooling import (
     COLOUR_STATS_DIM,
     colour_histogram,
@@ -252,7 +259,9 @@ class PartsHead(nn.Module):
         for spec, name, kind in zip(self.specs, self.names, self.kinds, strict=True):
             if kind == "attribute":
                 t = (temperatures or {}).get(name, float(spec.get("temperature", 1.0)))
-                out[name] = F.softmax(raw[name] / t, dim=1).sqrt()
+                # sqrt(softmax) as exp(log_softmax / 2): the same values, but a finite gradient where a
+                # probability underflows to 0 (sqrt's is infinite there, and turned metric-loss training to NaN)
+                out[name] = torch.exp(0.5 * F.log_softmax(raw[name] / t, dim=1))
             elif kind == "joint":
                 a, b = (out[p] for p in spec["joint"])
                 out[name] = (a[:, :, None] * b[:, None, :]).flatten(1)
@@ -319,6 +328,10 @@ class Encoder(nn.Module):
             self.proj = nn.Linear(self.feat_dim, config.proj_dim)
         self._preprocess = Preprocess(config.image_size, config.mean, config.std)
         self.device = torch.device("cpu")
+        # the trunk with its batch norms folded, for inference only (built on first use; a plain
+        # list, so it is neither in the state dict nor in the checksum)
+        self._folded: list[StagedTrunk] = []
+        self.fold_batch_norms = True  # False: run the trunk as trained (benchmarks compare both)
         self.checksum = ""
         self.source = ""  # folder it was loaded from, or "builtin"
 
@@ -350,6 +363,22 @@ class Encoder(nn.Module):
         bins = self.config.colour_bins
         return dim + (bins[0] * bins[1] * bins[2] if bins else 0) + (COLOUR_STATS_DIM if self.config.colour_stats else 0)
 
+    def _inference_trunk(self) -> StagedTrunk:
+        """The trunk to run: its batch-norm-folded copy in inference, itself while training."""
+        if self.training or torch.is_grad_enabled() or not self.fold_batch_norms:
+            return self.trunk
+        if not self._folded:
+            self._folded.append(fold_batch_norms(self.trunk))
+        return self._folded[0]
+
+    def train(self, mode: bool = True) -> Encoder:
+        self._folded.clear()  # the weights may change: fold again when next used for inference
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - nn.Module's signature
+        self._folded.clear()
+        return super().load_state_dict(*args, **kwargs)
+
     def _stage_channels(self, stages: tuple[int, ...]) -> dict[int, int]:
         """Output channels of trunk ``stages``, probed with a blank image in eval mode (a probe in
         training mode would move the batch-norm statistics of the pretrained trunk)."""
@@ -374,15 +403,16 @@ class Encoder(nn.Module):
         means ``x`` is a cached stage output."""
         c = self.config
         maps: dict[int, torch.Tensor] = {}
+        trunk = self._inference_trunk()
         if c.pool_stages is None:
-            z = self.pool(self.trunk(x, start_stage))
+            z = self.pool(trunk(x, start_stage))
         else:
             if start_stage:
                 raise EncoderError("multi-stage pooling needs the image, not a cached stage output")
             x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
             weights = foreground_weights(x01) if c.foreground or c.attention else None
             p = self.pool.p if c.pooling == "gem" else 1.0
-            maps = stage_outputs(self.trunk, x, tuple(c.pool_stages) + (MAP_STAGES if c.attention else ()))
+            maps = stage_outputs(trunk, x, tuple(c.pool_stages) + (MAP_STAGES if c.attention else ()))
             z = torch.cat([F.normalize(weighted_gem(maps[s], weights if c.foreground else None, p), dim=1)
                            for s in c.pool_stages], dim=1)
         if c.colour_bins or c.colour_stats:

@@ -92,3 +92,32 @@ def test_pca_whitening_projection(small_encoder, small_catalog):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     with pytest.raises(EncoderError, match="PCA dim"):
         with_pca(small_encoder, pooled, dim=100)
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet-lite0", "resnet18"])
+def test_folded_batch_norms_embed_as_the_trained_trunk(backbone, tmp_path, small_catalog):
+    """Inference folds each batch norm into the convolution before it: same vectors, and the
+    folded copy is in neither the state dict nor the checksum; training runs the real trunk."""
+    import torchvision
+
+    from indexing.backbones import fold_batch_norms
+
+    weights = None
+    if backbone == "resnet18":
+        weights = tmp_path / "w.pth"
+        torch.manual_seed(0)
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    cfg = EncoderConfig(backbone=backbone, image_size=64, pooling="avg" if weights else "gem")
+    enc = Encoder(cfg, weights=weights).to_device("cpu")
+    checksum, keys = enc.compute_checksum(), set(enc.state_dict())
+    ims = _images(small_catalog, 4)
+    folded = enc.embed_images(ims)
+    assert enc._folded  # built on first use
+    enc.fold_batch_norms = False
+    np.testing.assert_allclose(folded, enc.embed_images(ims), atol=2e-5)
+    assert enc.compute_checksum() == checksum and set(enc.state_dict()) == keys
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in enc.trunk.modules())
+    left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fold_batch_norms(enc.trunk).modules())
+    assert norms > 0 and left == 0
+    enc.train()
+    assert not enc._folded

@@ -175,3 +175,32 @@ def test_demo_encoder_is_trained_once_per_catalog(small_catalog, tmp_path):
     assert trained and enc.config.kind == "head" and enc.config.image_size == HeadTrainConfig.image_size
     again, trained_again = train_demo_encoder(small_catalog, tmp_path / "demo_enc")
     assert not trained_again and again.checksum == enc.checksum
+
+
+def test_block_gradients_stay_finite_when_a_probability_underflows():
+    """A metric loss backpropagates through the sqrt-softmax blocks; where a class probability
+    underflows to 0, a plain sqrt's gradient is infinite and the head's weights turn NaN."""
+    head = PartsHead(3, [{"name": "a", "values": ["x", "y", "z"]}])
+    with torch.no_grad():
+        head.layers[0].weight.zero_()
+        head.layers[0].bias.copy_(torch.tensor([0.0, 200.0, -200.0]))
+    v = head(torch.randn(2, 3))
+    (v @ v.T).sum().backward()
+    grads = [p.grad for p in head.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    np.testing.assert_allclose(v.norm(dim=1).detach().numpy(), 1.0, rtol=1e-6)
+
+
+def test_attention_is_the_default_and_can_be_turned_off(head_encoder_dir, small_catalog, tmp_path):
+    enc = Encoder.load(head_encoder_dir, "cpu")
+    assert enc.config.attention == HeadTrainConfig.attention == 2
+    assert isinstance(enc.proj, PartsHead) and set(enc.proj.attention) == {"category", "color"}
+    out = tmp_path / "plain"
+    assert main(["train-encoder", "--catalog", str(small_catalog), "--out", str(out), "--epochs", "1",
+                 "--attention", "0", *FAST]) == 0
+    plain = Encoder.load(out, "cpu")
+    assert plain.config.attention == 0 and plain.maps_dim == 0 and not len(plain.proj.attention)
+    assert plain.proj.layers[1].in_features < enc.proj.layers[1].in_features
+    with pytest.raises(SystemExit, match="--attention"):
+        main(["train-encoder", "--catalog", str(small_catalog), "--out", str(tmp_path / "ft"), "--recipe", "finetune",
+              "--attention", "2", *FAST])
