@@ -328,8 +328,8 @@ class Encoder(nn.Module):
             self.proj = nn.Linear(self.feat_dim, config.proj_dim)
         self._preprocess = Preprocess(config.image_size, config.mean, config.std)
         self.device = torch.device("cpu")
-        # the trunk with its batch norms folded, for inference only (built on first use; a plain
-        # list, so it is neither in the state dict nor in the checksum)
+        # the trunk with its batch norms folded, for inference only (built by to_device, or on first
+        # use; a plain list, so it is neither in the state dict nor in the checksum)
         self._folded: list[StagedTrunk] = []
         self.fold_batch_norms = True  # False: run the trunk as trained (benchmarks compare both)
         self.checksum = ""
@@ -467,6 +467,8 @@ class Encoder(nn.Module):
         if self.device.type == "cpu":
             self.to(memory_format=torch.channels_last)  # ~1.7x faster depthwise convs on CPU
         self.eval()
+        if self.fold_batch_norms:  # now, not on a first request that may come while a server is busy
+            self._folded.append(fold_batch_norms(self.trunk))
         return self
 
     # --- persistence -------------------------------------------------------------------------
