@@ -58,16 +58,6 @@ def stage_outputs(trunk: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ..
     return out
 
 
-def multi_stage(trunk: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ...], weights: torch.Tensor | None,
-                p: float | torch.Tensor = 3.0, start: int = 0) -> list[torch.Tensor]:
-    """Weighted-GeM vectors of the outputs of trunk ``stages``, in the order given.
-
-    Early stages carry colour and texture, late ones shape.
-    """
-    maps = stage_outputs(trunk, x, stages, start)
-    return [weighted_gem(maps[s], weights, p) for s in stages]
-
-
 def rgb_to_lab(x01: torch.Tensor) -> torch.Tensor:
     """sRGB ``[B, 3, H, W]`` in ``[0, 1]`` -> CIE LAB (D65): L in [0, 100], a and b roughly [-110, 110]."""
     x = x01.float().clamp(0, 1)
