@@ -404,19 +404,19 @@ class Encoder(nn.Module):
         c = self.config
         maps: dict[int, torch.Tensor] = {}
         trunk = self._inference_trunk()
+        # the photo in [0, 1], for the garment mask, the colour descriptors and the maps (an image input only)
+        x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x) if start_stage == 0 else x
         if c.pool_stages is None:
             z = self.pool(trunk(x, start_stage))
         else:
             if start_stage:
                 raise EncoderError("multi-stage pooling needs the image, not a cached stage output")
-            x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
             weights = foreground_weights(x01) if c.foreground or c.attention else None
             p = self.pool.p if c.pooling == "gem" else 1.0
             maps = stage_outputs(trunk, x, tuple(c.pool_stages) + (MAP_STAGES if c.attention else ()))
             z = torch.cat([F.normalize(weighted_gem(maps[s], weights if c.foreground else None, p), dim=1)
                            for s in c.pool_stages], dim=1)
         if c.colour_bins or c.colour_stats:
-            x01 = x * self._preprocess.std.to(x) + self._preprocess.mean.to(x)
             small = F.interpolate(x01.float(), size=(c.colour_size, c.colour_size), mode="area")
             extra = [colour_histogram(small, tuple(c.colour_bins), c.colour_size, c.colour_space)] if c.colour_bins else []
             if c.colour_stats:
