@@ -13,17 +13,24 @@ import torch
 import torch.nn.functional as F
 
 
-def foreground_weights(x01: torch.Tensor, low: float = 0.04, high: float = 0.12, floor: float = 0.02) -> torch.Tensor:
+def background_colour(x01: torch.Tensor) -> torch.Tensor:
+    """``[B, C, 1, 1]`` background colour of images in ``[0, 1]``: the median of the border pixels."""
+    b = x01.shape[0]
+    border = torch.cat([x01[..., 0, :], x01[..., -1, :], x01[..., :, 0], x01[..., :, -1]], dim=-1)  # [B, 3, 2(H+W)]
+    return border.float().median(dim=-1).values.view(b, -1, 1, 1)
+
+
+def foreground_weights(x01: torch.Tensor, low: float = 0.04, high: float = 0.12, floor: float = 0.02,
+                       bg: torch.Tensor | None = None) -> torch.Tensor:
     """``[B, 1, H, W]`` soft garment mask of images in ``[0, 1]``, never all zero.
 
     The background colour is the per-image median of the border pixels; a pixel's weight
     rises from 0 to 1 as its largest channel difference to it goes from ``low`` to ``high``.
     ``floor`` keeps a little weight everywhere, so a white shirt on white (whose mask is
-    nearly empty) is pooled almost uniformly instead of not at all.
+    nearly empty) is pooled almost uniformly instead of not at all. ``bg`` (from
+    :func:`background_colour` of the whole photo) lets a band of rows be weighted on its own.
     """
-    b = x01.shape[0]
-    border = torch.cat([x01[..., 0, :], x01[..., -1, :], x01[..., :, 0], x01[..., :, -1]], dim=-1)  # [B, 3, 2(H+W)]
-    bg = border.float().median(dim=-1).values.view(b, -1, 1, 1)
+    bg = background_colour(x01) if bg is None else bg
     diff = (x01.float() - bg).abs().amax(dim=1, keepdim=True)
     w = ((diff - low) / (high - low)).clamp(0, 1)
     return w.clamp(min=floor)

@@ -55,6 +55,7 @@ from torch import nn
 
 from catalog import Schema
 from generators.datasets import group_sizes, one_hot
+from generators.models.bands import by_rows, identity_grid_rows, upsample_rows
 from generators.models.base import Solver
 from generators.models.features import (
     AttributeHeads,
@@ -82,7 +83,7 @@ from generators.models.palette import (
 from generators.models.residual import downsample
 from generators.models.silhouette import SilhouetteSteps, register_silhouettes
 from generators.options import Config
-from indexing.pooling import foreground_weights
+from indexing.pooling import background_colour, foreground_weights
 
 # mask logit, replacement share k, gain a (per RGB channel, on the luminance), offset b; then flow (dx, dy)
 COLOUR_CHANNELS = 1 + 1 + 3 + 3
@@ -236,36 +237,46 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
 
-def guided_upsample(maps_lo: torch.Tensor, guide_lo: torch.Tensor, guide_hi: torch.Tensor,
-                    radius: int = 1, eps: float = 1e-2) -> torch.Tensor:
-    """Bring ``maps_lo`` to ``guide_hi``'s size with edges taken from the full-resolution guide.
-
-    Locally, each map is modelled as ``a * guide + b`` (the guided filter); ``a`` and ``b``
-    are smooth, so they are upsampled bilinearly and applied to the sharp guide. Where the
-    guide is flat the result is the bilinear upsampling; at the garment's outline the mask
-    follows the photo's edge instead of a 4x blurred one.
-    """
-    size = guide_hi.shape[-2:]
-    g_lo, g_hi = _grey(guide_lo), _grey(guide_hi)
+def guided_coefficients(maps_lo: torch.Tensor, guide_lo: torch.Tensor, radius: int = 1, eps: float = 1e-2
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)`` at low resolution: locally, each map is modelled as ``a * grey(guide) + b`` (the
+    guided filter). ``a`` and ``b`` are smooth, so they are upsampled bilinearly and applied to
+    the sharp full-resolution guide (:func:`guided_upsample`)."""
+    g_lo = _grey(guide_lo)
     mean_g = _box(g_lo, radius)
     mean_m = _box(maps_lo, radius)
     cov = _box(g_lo * maps_lo, radius) - mean_g * mean_m
     var = _box(g_lo * g_lo, radius) - mean_g * mean_g
     a = cov / (var + eps)
-    b = mean_m - a * mean_g
-    up = dict(size=size, mode="bilinear", align_corners=False)
-    return F.interpolate(a, **up) * g_hi + F.interpolate(b, **up)
+    return a, mean_m - a * mean_g
 
 
-def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``x`` resampled at ``identity + flow`` (flow ``[B, 2, H, W]`` in grid units, x then y);
-    outside the photo it repeats the border, i.e. the background."""
+def guided_upsample(maps_lo: torch.Tensor, guide_lo: torch.Tensor, guide_hi: torch.Tensor,
+                    radius: int = 1, eps: float = 1e-2) -> torch.Tensor:
+    """Bring ``maps_lo`` to ``guide_hi``'s size with edges taken from the full-resolution guide.
+
+    Where the guide is flat the result is the bilinear upsampling; at the garment's outline the
+    mask follows the photo's edge instead of a 4x blurred one.
+    """
+    a, b = guided_coefficients(maps_lo, guide_lo, radius, eps)
+    up = dict(size=guide_hi.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(a, **up) * _grey(guide_hi) + F.interpolate(b, **up)
+
+
+def warp(x: torch.Tensor, flow_lo: torch.Tensor) -> torch.Tensor:
+    """``x`` resampled at ``identity + flow`` (``flow_lo`` ``[B, 2, h, w]`` in grid units, x then
+    y, upsampled bilinearly to ``x``'s size); outside the photo it repeats the border, i.e. the
+    background. Runs a band of rows at a time (:mod:`.bands`)."""
     b, _, h, w = x.shape
-    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
-    base = F.affine_grid(theta, [b, 3, h, w], align_corners=False)
     sample = lambda g: F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=False)  # noqa: E731
-    # minus the resampling error of the identity grid: a zero field returns x exactly
-    return x + (sample(base + flow.permute(0, 2, 3, 1)) - sample(base))
+
+    def band(r0: int, r1: int) -> torch.Tensor:
+        base = identity_grid_rows(b, (h, w), r0, r1, x)
+        f = upsample_rows(flow_lo.to(x.dtype), (h, w), r0, r1)
+        # minus the resampling error of the identity grid: a zero field returns x exactly
+        return x[:, :, r0:r1] + (sample(base + f.permute(0, 2, 3, 1)) - sample(base))
+
+    return by_rows(band, h)
 
 
 def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsample: str = "guided",
@@ -286,30 +297,36 @@ def apply_maps(x: torch.Tensor, maps_lo: torch.Tensor, x_lo: torch.Tensor, upsam
     low-resolution map, at most ``MAX_FLOW``): a hem moves down, a sleeve stretches, a body
     widens, all with the garment's own sharp pixels; the colour change then acts on the warped
     photo. ``strength`` scales both the displacement and the change; ``flow_on`` (``[B]``, 0/1)
-    switches the displacement per photo.
+    switches the displacement per photo. The maps are brought to full resolution a band of
+    rows at a time, so a 1024 px photo never holds eight full-size maps.
     """
     s_map = strength.view(-1, 1, 1, 1) if isinstance(strength, torch.Tensor) else float(strength)
     if flow:
         f = MAX_FLOW * torch.tanh(maps_lo[:, 8:10])
         if flow_on is not None:
             f = f * flow_on.to(f).view(-1, 1, 1, 1)
-        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False) if f.shape[-2:] != x.shape[-2:] else f
         x = warp(x, f * s_map)
         x_lo = downsample(x, x_lo.shape[-1])
     maps_lo = maps_lo[:, :8]
-    if x.shape[-2:] == maps_lo.shape[-2:]:
-        maps = maps_lo
-    elif upsample == "guided":
-        maps = guided_upsample(maps_lo, x_lo, x)
-    else:
-        maps = F.interpolate(maps_lo, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    garment = foreground_weights((x.detach() + 1) / 2, floor=0.0)
-    logit = maps[:, 0:1] + prior * (2 * garment - 1)
-    mask = torch.sigmoid(logit)
-    k = maps[:, 1:2].clamp(0, 1)
-    delta = maps[:, 2:5] * _grey(x) + maps[:, 5:8] - k * x
-    m = mask * s_map if not (isinstance(s_map, float) and s_map == 1.0) else mask
-    return (x + m * delta).clamp(-1, 1), mask, garment
+    size = tuple(x.shape[-2:])
+    guided = upsample == "guided" and size != tuple(maps_lo.shape[-2:])
+    coef = guided_coefficients(maps_lo, x_lo) if guided else None
+    bg = background_colour((x.detach() + 1) / 2)
+
+    def band(r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        xb = x[:, :, r0:r1]
+        if coef is not None:
+            maps = upsample_rows(coef[0], size, r0, r1) * _grey(xb) + upsample_rows(coef[1], size, r0, r1)
+        else:
+            maps = upsample_rows(maps_lo, size, r0, r1)
+        garment = foreground_weights((xb.detach() + 1) / 2, floor=0.0, bg=bg)
+        mask = torch.sigmoid(maps[:, 0:1] + prior * (2 * garment - 1))
+        k = maps[:, 1:2].clamp(0, 1)
+        delta = maps[:, 2:5] * _grey(xb) + maps[:, 5:8] - k * xb
+        m = mask * s_map if not (isinstance(s_map, float) and s_map == 1.0) else mask
+        return (xb + m * delta).clamp(-1, 1), mask, garment
+
+    return by_rows(band, size[0])
 
 
 def total_variation(m: torch.Tensor) -> torch.Tensor:

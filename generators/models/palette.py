@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from indexing.pooling import foreground_weights, rgb_to_lab
+from generators.models.bands import by_rows
+from indexing.pooling import background_colour, foreground_weights, rgb_to_lab
 
 SIGMA = 30.0  # LAB distance over which a pixel still counts as the dominant colour (demo + myntra sweeps)
 CLUSTERS = 3
@@ -74,29 +75,35 @@ def dominant_lab(x01: torch.Tensor, size: int = STAT_SIZE) -> torch.Tensor:
     return centres[torch.arange(len(centres), device=x.device), mass.argmax(1)]
 
 
-def _garment_lab(x: torch.Tensor, on: torch.Tensor | None, strength: torch.Tensor | float, sigma: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(lab, dominant [B, 3, 1, 1], closeness to it [B, 1, H, W], weight [B, 1, H, W])`` of
-    ``x`` in ``[-1, 1]``; the weight is the garment mask times the per-photo ``strength`` and ``on``.
+def _per_pixel_move(x: torch.Tensor, on: torch.Tensor | None, strength: torch.Tensor | float, sigma: float,
+                    move: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                                   tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """``x`` (``[-1, 1]``) with each garment pixel's LAB colour moved by ``move(lab, dominant
+    [B, 3, 1, 1], closeness to it [B, 1, H, W], weight [B, 1, H, W]) -> (moved LAB, its scale)``,
+    where the weight is the garment mask times the per-photo ``strength`` and ``on``. Where the
+    scale is 0 (the background, photos switched off) ``x`` comes back bit-exact.
 
-    The statistics (dominant colour, garment, closeness) are fixed, not learned: no gradient
-    flows through them, only through ``lab``.
+    The statistics (dominant colour, background, closeness, garment) are fixed, not learned: no
+    gradient flows through them, only through ``lab``. They are taken from the whole photo
+    once; the per-pixel work then runs a band of rows at a time (:mod:`.bands`).
     """
-    x01 = (x.float() + 1) / 2
-    stats = x01.detach()
+    stats = (x.detach().float() + 1) / 2
     dom = dominant_lab(stats)[..., None, None]
-    lab = rgb_to_lab(x01)
-    close = torch.exp(-((lab.detach() - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))
+    bg = background_colour(stats)
     per_photo = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x))
     if on is not None:
         per_photo = per_photo * on.float().to(x.device)
-    return lab, dom, close, foreground_weights(stats, floor=0.0) * per_photo.view(-1, 1, 1, 1)
+    per_photo = per_photo.view(-1, 1, 1, 1)
 
+    def band(r0: int, r1: int) -> torch.Tensor:
+        xb = x[:, :, r0:r1]
+        lab = rgb_to_lab((xb.float() + 1) / 2)
+        close = torch.exp(-((lab.detach() - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))
+        weight = foreground_weights(stats[:, :, r0:r1], floor=0.0, bg=bg) * per_photo
+        moved, scale = move(lab, dom, close, weight)
+        return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, xb.float()).to(x.dtype)
 
-def _back_to_rgb(x: torch.Tensor, moved: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``moved`` (LAB) in ``[-1, 1]`` where ``scale > 0``; elsewhere (the background, photos
-    switched off) ``x`` comes back bit-exact."""
-    return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, x.float()).to(x.dtype)
+    return by_rows(band, x.shape[-2])
 
 
 def palette_shift(x: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None = None,
@@ -105,9 +112,13 @@ def palette_shift(x: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None
 
     ``on`` (``[B]``, 0/1) switches the shift per photo; ``strength`` (a float or ``[B]``) scales it.
     """
-    lab, dom, close, weight = _garment_lab(x, on, strength, sigma)
-    scale = close * weight
-    return _back_to_rgb(x, lab + scale * (target.float()[..., None, None] - dom), scale)
+    t = target.float()[..., None, None]
+
+    def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor):
+        scale = close * weight
+        return lab + scale * (t - dom), scale
+
+    return _per_pixel_move(x, on, strength, sigma, move)
 
 
 def dominant_colours(images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -241,6 +252,9 @@ def flatten_print(x: torch.Tensor, on: torch.Tensor | None = None, strength: tor
     Each garment pixel moves to the dominant colour in proportion to its distance from it
     (``1 - exp(-d^2 / 2 sigma^2)``): the print goes, the fabric's shading stays.
     """
-    lab, dom, close, weight = _garment_lab(x, on, strength, sigma)
-    scale = (1 - close) * weight
-    return _back_to_rgb(x, lab + scale * (dom - lab), scale)
+
+    def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor):
+        scale = (1 - close) * weight
+        return lab + scale * (dom - lab), scale
+
+    return _per_pixel_move(x, on, strength, sigma, move)
