@@ -277,6 +277,9 @@ class FaderOptions:
     slide_share: float = 0.5  # share of those decoded at a random strength in (0, 1), judged against the mix
     # shape groups moved by the masked editor's silhouette step, scaled by the strength (empty: the network alone)
     silhouette_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
+    # edits of this group first get the target value's print from a catalog exemplar, scaled by the
+    # strength (generators/models/prints.py); "" switches it off
+    print_group: str = "pattern"
     lambda_keep: float = 0.5  # frozen heads: the groups an edit does not name must read as before
     judge_steps: int = 300
     lr: float = 2e-4  # the paper's Adam settings

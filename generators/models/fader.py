@@ -61,6 +61,7 @@ from generators.models.features import (
     random_shifts,
     translate,
 )
+from generators.models.prints import PrintStep, register_prints
 from generators.models.residual import apply_change, compose, downsample
 from generators.models.silhouette import SilhouetteSteps, register_silhouettes
 from generators.options import Config
@@ -98,12 +99,14 @@ class FaderDecoder(nn.Module):
     """Each layer sees the attribute condition tiled as extra channels (as in the paper)."""
 
     def __init__(self, latent_dim: int, dim: int, max_dim: int, n_down: int, c_dim: int,
-                 silhouette_shape: tuple[int, int] | None = None) -> None:
+                 silhouette_shape: tuple[int, int] | None = None, print_values: int | None = None) -> None:
         super().__init__()
-        # the silhouette step's mean outlines (generators/models/silhouette.py), saved with the weights
+        # the silhouette step's mean outlines (generators/models/silhouette.py) and the print step's
+        # exemplar tiles (generators/models/prints.py), saved with the weights
         self.silhouettes: torch.Tensor | None
         self.silhouette_counts: torch.Tensor | None
         register_silhouettes(self, silhouette_shape)
+        register_prints(self, print_values)
         chans = [min(dim * 2**i, max_dim) for i in range(n_down)]  # encoder widths, shallow to deep
         self.mid = nn.Conv2d(latent_dim + c_dim, chans[-1], 3, 1, 1)
         self.ups = nn.ModuleList()
@@ -157,23 +160,36 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
 class FaderNets:
     """The encoder, decoder and the sizes of the condition, built from a config and schema."""
 
-    def __init__(self, cfg: Config, schema: Schema, silhouette: bool = True) -> None:
+    def __init__(self, cfg: Config, schema: Schema, silhouette: bool = True, prints: bool = True) -> None:
         o = cfg.fader
         self.edit_names = editable_groups(cfg, schema)
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
         self.shape = SilhouetteSteps.build(o.silhouette_groups, self.edit_names, schema, ANCHOR) if silhouette else None
+        self.prints = PrintStep.build(o.print_group, self.edit_names, schema) if prints else None
         self.E = FaderEncoder(o.dim, o.max_dim, o.n_down, o.latent_dim)
         self.G = FaderDecoder(o.latent_dim, o.dim, o.max_dim, o.n_down, sum(self.edit_sizes),
-                              self.shape.shape if self.shape else None)
+                              self.shape.shape if self.shape else None,
+                              self.prints.n_values if self.prints else None)
+
+
+def fixed_steps(G: FaderDecoder, x: torch.Tensor, named_trg: torch.Tensor, strength: float | torch.Tensor,
+                shape: SilhouetteSteps | None, prints: PrintStep | None, source: torch.Tensor | None) -> torch.Tensor:
+    """``x`` after the silhouette step of the shape groups and the print step of the pattern group
+    that ``named_trg`` (``[B, E]``, -1: not changed) names, both scaled by ``strength``."""
+    if shape is not None and G.silhouettes is not None:
+        x = shape.apply(G, x, named_trg, strength, source)
+    if prints is not None:
+        x = prints.apply(G, x, named_trg, strength)
+    return x
 
 
 def slide(x: torch.Tensor, E: nn.Module, G: FaderDecoder, c_src: torch.Tensor, c_trg: torch.Tensor,
           strength: float | torch.Tensor, size: int, prior: float, shape: SilhouetteSteps | None = None,
           own: torch.Tensor | None = None, trg: torch.Tensor | None = None,
-          source: torch.Tensor | None = None) -> torch.Tensor:
+          source: torch.Tensor | None = None, prints: PrintStep | None = None) -> torch.Tensor:
     """The edit at ``x``'s own resolution: the difference of two decodings, masked (module
-    docstring), after the silhouette step of the shape groups it changes (``shape``, with the
+    docstring), after the fixed steps of the groups it changes (:func:`fixed_steps`, with the
     editable groups' value indices ``own``/``trg`` and the photos' labels ``source``; None:
     the network alone)."""
     x_lo = downsample(x, size)
@@ -182,8 +198,8 @@ def slide(x: torch.Tensor, E: nn.Module, G: FaderDecoder, c_src: torch.Tensor, c
     c_s = c_src + s * (c_trg - c_src)
     y_src, _ = G(z, c_src)
     y_s, logit = G(z, c_s)
-    if shape is not None and own is not None and trg is not None and G.silhouettes is not None:
-        x = shape.apply(G, x, torch.where(trg != own, trg, -1), strength, source)
+    if own is not None and trg is not None:
+        x = fixed_steps(G, x, torch.where(trg != own, trg, -1), strength, shape, prints, source)
     return apply_change(x, (y_s - y_src).float(), logit, prior, 1.0)
 
 
@@ -199,7 +215,7 @@ class FaderSolver(Solver):
         o = cfg.fader
         nets = FaderNets(cfg, schema)
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
-        self.shape = nets.shape
+        self.shape, self.prints = nets.shape, nets.prints
         self.E = self._place(nets.E)
         self.G = self._place(nets.G)
         self.LD = self._place(LatentDiscriminator(o.latent_dim, self.edit_sizes))
@@ -241,6 +257,8 @@ class FaderSolver(Solver):
         self.value_ok = self._value_table(labels)
         if self.shape is not None:
             self.shape.fit(self.G, images, labels)
+        if self.prints is not None:
+            self.prints.fit(self.G, images, labels)
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         """``[A, V]`` per editable group: value V seen with anchor value A (a top is not given knee length)."""
@@ -325,11 +343,9 @@ class FaderSolver(Solver):
                 s = self.sample_strengths(n_flip).to(dev)
                 c_s = c_src[:n_flip] + s[:, None] * (c_trg[:n_flip] - c_src[:n_flip])
                 y_s, logit = self.G(z[:n_flip], c_s)
-                base = x[:n_flip]
-                if self.shape is not None:
-                    with torch.no_grad():
-                        named_trg = torch.where(trg[:n_flip] != own[:n_flip], trg[:n_flip], -1)
-                        base = self.shape.apply(self.G, base, named_trg, s, current[:n_flip])
+                with torch.no_grad():
+                    named_trg = torch.where(trg[:n_flip] != own[:n_flip], trg[:n_flip], -1)
+                    base = fixed_steps(self.G, x[:n_flip], named_trg, s, self.shape, self.prints, current[:n_flip])
                 edited, mask, garment = compose(base, base + (y_s.float() - rec[:n_flip].float()), logit, o.mask_prior)
                 maps_fake, pooled_fake = self.features(aug(edited))
                 named = trg[:n_flip] != own[:n_flip]
@@ -446,7 +462,7 @@ class FaderSolver(Solver):
                 with self.autocast():
                     cols.append(slide(x, self.E, self.G, c_src, one_hot(trg, self.edit_sizes).to(self.device), 1.0,
                                       self.cfg.train.image_size, self.cfg.fader.mask_prior, self.shape, own, trg,
-                                      torch.where(labels >= 0, labels, read)).float())
+                                      torch.where(labels >= 0, labels, read), self.prints).float())
                 caps.append(f"{g}={v}")
         self.train(True)
         return torch.stack(cols, dim=1), caps
@@ -464,10 +480,11 @@ class FaderInference:
         self.cfg = cfg
         self.schema = schema
         self.device = device
-        # checkpoints from before the silhouette step carry none: they edit as they were trained
-        nets = FaderNets(cfg, schema, silhouette="silhouettes" in ckpt["nets"]["G"])
+        # checkpoints from before the silhouette or print step carry none: they edit as they were trained
+        nets = FaderNets(cfg, schema, silhouette="silhouettes" in ckpt["nets"]["G"],
+                         prints="print_tiles" in ckpt["nets"]["G"])
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
-        self.shape = nets.shape
+        self.shape, self.prints = nets.shape, nets.prints
         self.E, self.G = nets.E, nets.G
         self.C = AttributeHeads(pooled_dim(), group_sizes(schema))
         for name, net in (("E", self.E), ("G", self.G), ("C", self.C)):
@@ -497,4 +514,4 @@ class FaderInference:
         c_src = one_hot(own, self.edit_sizes).to(self.device)
         c_trg = one_hot(trg, self.edit_sizes).to(self.device)
         return slide(x, self.E, self.G, c_src, c_trg, float(strength), self.cfg.train.image_size,
-                     self.cfg.fader.mask_prior, self.shape, own, trg, current)
+                     self.cfg.fader.mask_prior, self.shape, own, trg, current, self.prints)

@@ -75,13 +75,13 @@ def dominant_lab(x01: torch.Tensor, size: int = STAT_SIZE) -> torch.Tensor:
     return centres[torch.arange(len(centres), device=x.device), mass.argmax(1)]
 
 
-def _per_pixel_move(x: torch.Tensor, on: torch.Tensor | None, strength: torch.Tensor | float, sigma: float,
-                    move: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+def per_pixel_move(x: torch.Tensor, on: torch.Tensor | None, strength: torch.Tensor | float, sigma: float,
+                    move: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]],
                                    tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """``x`` (``[-1, 1]``) with each garment pixel's LAB colour moved by ``move(lab, dominant
-    [B, 3, 1, 1], closeness to it [B, 1, H, W], weight [B, 1, H, W]) -> (moved LAB, its scale)``,
-    where the weight is the garment mask times the per-photo ``strength`` and ``on``. Where the
-    scale is 0 (the background, photos switched off) ``x`` comes back bit-exact.
+    [B, 3, 1, 1], closeness to it [B, 1, h, W], weight [B, 1, h, W], (r0, r1)) -> (moved LAB, its
+    scale)`` for each band of rows ``[r0, r1)``, where the weight is the garment mask times the
+    per-photo ``strength`` and ``on``. Where the scale is 0 (the background, photos switched off) ``x`` comes back bit-exact.
 
     The statistics (dominant colour, background, closeness, garment) are fixed, not learned: no
     gradient flows through them, only through ``lab``. They are taken from the whole photo
@@ -100,7 +100,7 @@ def _per_pixel_move(x: torch.Tensor, on: torch.Tensor | None, strength: torch.Te
         lab = rgb_to_lab((xb.float() + 1) / 2)
         close = torch.exp(-((lab.detach() - dom) ** 2).sum(1, keepdim=True) / (2 * sigma * sigma))
         weight = foreground_weights(stats[:, :, r0:r1], floor=0.0, bg=bg) * per_photo
-        moved, scale = move(lab, dom, close, weight)
+        moved, scale = move(lab, dom, close, weight, (r0, r1))
         return torch.where(scale > 0, lab_to_rgb(moved) * 2 - 1, xb.float()).to(x.dtype)
 
     return by_rows(band, x.shape[-2])
@@ -114,11 +114,11 @@ def palette_shift(x: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None
     """
     t = target.float()[..., None, None]
 
-    def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor):
+    def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor, _rows: tuple[int, int]):
         scale = close * weight
         return lab + scale * (t - dom), scale
 
-    return _per_pixel_move(x, on, strength, sigma, move)
+    return per_pixel_move(x, on, strength, sigma, move)
 
 
 def dominant_colours(images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -253,8 +253,8 @@ def flatten_print(x: torch.Tensor, on: torch.Tensor | None = None, strength: tor
     (``1 - exp(-d^2 / 2 sigma^2)``): the print goes, the fabric's shading stays.
     """
 
-    def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor):
+    def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor, _rows: tuple[int, int]):
         scale = (1 - close) * weight
         return lab + scale * (dom - lab), scale
 
-    return _per_pixel_move(x, on, strength, sigma, move)
+    return per_pixel_move(x, on, strength, sigma, move)

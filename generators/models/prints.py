@@ -1,0 +1,166 @@
+"""Print step: give a garment the target pattern value's print, from the catalog's own photos.
+
+Why: "this, but floral" must draw a print that is not in the photo. On 2 CPU cores neither
+learned editor learned to: the Fader decoder's pattern edit changed 1 % of the pixels and the
+classifier's probability of the target print stayed at 0.0003 at every strength (docs/
+generators_eval.md). The catalog holds photos of every print, so:
+
+1. per pattern value, an *exemplar tile* is cut from a typical training photo of that value
+   (:func:`fit_prints`): a ``TILE`` px square inside the garment (at ``SIZE`` px), stored as each
+   pixel's LAB offset from the photo's dominant colour, i.e. the print without its fabric;
+2. the edit first paints the photo's own print over in its dominant colour (as
+   :func:`generators.models.palette.flatten_print` does), then adds the target value's tile,
+   mirror-tiled over the photo and scaled to its size, on the garment pixels. An edit to the
+   plain value (found by :func:`generators.models.palette.plain_value`) only flattens.
+
+Both parts scale with the strength, so a slider adds the print gradually. Like the silhouette
+step (:mod:`generators.models.silhouette`) it is a fixed first step: a learned editor adds its
+own change on top, and everything outside the garment is the input, bit-exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from catalog import Schema
+from generators.models.bands import upsample_rows
+from generators.models.palette import SIGMA, dominant_lab, per_pixel_move, plain_value
+from indexing.pooling import foreground_weights, rgb_to_lab
+
+SIZE = 128  # photos are read at this size to cut the tiles (64 px blurs dots and thin stripes away)
+TILE = 40  # the tile's side at SIZE: about a third of the garment's width
+ERODE = 7  # the tile must lie this far inside the garment's outline
+
+
+def register_prints(module: torch.nn.Module, n_values: int | None) -> None:
+    """Give ``module`` the buffers ``print_tiles`` (``[V, 3, TILE, TILE]`` LAB offsets per
+    pattern value) and ``print_ok`` (``[V]``: 1 where a value has a tile, 2 for the plain value),
+    fitted before training and saved with the weights; both None without a print step."""
+    if n_values:
+        module.register_buffer("print_tiles", torch.zeros(n_values, 3, TILE, TILE))
+        module.register_buffer("print_ok", torch.zeros(n_values))
+    else:
+        module.print_tiles = module.print_ok = None
+
+
+def _windows(x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(detail [B, 3, SIZE, SIZE], inside [B, SIZE', SIZE'], energy [B, SIZE', SIZE'])`` of
+    images in ``[0, 1]``: each pixel's LAB offset from the dominant colour, and per ``TILE``
+    window whether it lies inside the eroded garment and how much print it holds."""
+    x = F.interpolate(x01.float(), size=(SIZE, SIZE), mode="area") if x01.shape[-1] != SIZE \
+        else x01.float()
+    detail = rgb_to_lab(x) - dominant_lab(x)[..., None, None]
+    inner = -F.max_pool2d(-foreground_weights(x, floor=0.0), 2 * ERODE + 1, 1, ERODE)
+    inside = F.avg_pool2d(inner, TILE, 1)[:, 0] > 0.98
+    energy = F.avg_pool2d(detail.abs().sum(1, keepdim=True), TILE, 1)[:, 0]
+    return detail, inside, energy
+
+
+def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain: int,
+               batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tiles [V, 3, TILE, TILE], ok [V])`` from uint8 ``[N, 3, S, S]`` photos and their values.
+
+    A value's tile is the garment window (nearest the photo's centre) of the photo whose
+    window's print energy is the median among that value's photos: a typical print, not the
+    loudest. The ``plain`` value gets no tile (``ok`` 2: the edit only flattens); a value
+    without a photo whose garment holds a window gets none either (``ok`` 0: no edit).
+    """
+    tiles = torch.zeros(n_values, 3, TILE, TILE)
+    ok = torch.zeros(n_values)
+    if 0 <= plain < n_values:
+        ok[plain] = 2
+    found: dict[int, list[tuple[float, torch.Tensor]]] = {}
+    n = SIZE - TILE + 1
+    grid = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")).float()
+    centre_dist = (grid - (n - 1) / 2).pow(2).sum(0)
+    for i in range(0, len(images), batch_size):
+        v = values[i:i + batch_size]
+        keep = (v >= 0) & (v != plain)
+        if not bool(keep.any()):
+            continue
+        with torch.no_grad():
+            detail, inside, energy = _windows(images[i:i + batch_size][keep].float() / 255.0)
+        for d, ins, en, val in zip(detail, inside, energy, v[keep].tolist(), strict=True):
+            if not bool(ins.any()):
+                continue
+            pos = int(centre_dist.masked_fill(~ins, float("inf")).flatten().argmin())
+            r, c = divmod(pos, n)
+            found.setdefault(val, []).append((float(en[r, c]), d[:, r:r + TILE, c:c + TILE].clone()))
+    for val, cands in found.items():
+        cands.sort(key=lambda t: t[0])
+        tiles[val] = cands[len(cands) // 2][1]
+        ok[val] = 1
+    return tiles, ok
+
+
+def texture_field(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[B, 3, h, w]``: each tile mirror-tiled over a photo of ``size`` at ``SIZE`` px scale (so
+    the print keeps its size relative to the photo), still at that scale; :func:`print_shift`
+    brings it to the photo's resolution a band of rows at a time."""
+    h = max(1, round(SIZE * size[0] / max(size)))
+    w = max(1, round(SIZE * size[1] / max(size)))
+    mirrored = torch.cat([tiles, tiles.flip(-1)], dim=-1)
+    mirrored = torch.cat([mirrored, mirrored.flip(-2)], dim=-2)  # [B, 3, 2T, 2T]: seamless when repeated
+    reps = (-(-h // mirrored.shape[-2]), -(-w // mirrored.shape[-1]))
+    return mirrored.repeat(1, 1, *reps)[..., :h, :w]
+
+
+def print_shift(x: torch.Tensor, tiles: torch.Tensor, ok: torch.Tensor, target: torch.Tensor,
+                strength: torch.Tensor | float = 1.0, sigma: float = SIGMA) -> torch.Tensor:
+    """``x`` (``[-1, 1]``) with its print replaced by the target values' (``[B]``, -1: no change).
+
+    ``tiles``/``ok``: the fitted buffers (:func:`register_prints`). A target without a tile (and
+    not the plain value) changes nothing.
+    """
+    t = target.to(ok.device)
+    kind = torch.where(t >= 0, ok[t.clamp(min=0)], torch.zeros_like(ok[:1]).expand(len(t)))
+    on = (kind > 0).to(x.device)
+    if not bool(on.any()):
+        return x
+    add = (kind == 1).to(x)[:, None, None, None]
+    field = texture_field(tiles[t.clamp(min=0)].to(x), tuple(x.shape[-2:]))
+    size = tuple(x.shape[-2:])
+
+    def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor, rows: tuple[int, int]):
+        flat = lab + (1 - close) * (dom - lab)  # the photo's own print painted over
+        texture = upsample_rows(field, size, *rows) * add
+        return lab + weight * (flat + texture - lab), weight
+
+    return per_pixel_move(x, on, strength, sigma, move)
+
+
+@dataclass(frozen=True)
+class PrintStep:
+    """Where a model's print step reads and writes: the pattern group's position among the
+    model's editable groups (``j``), its schema column (``col``) and its number of values."""
+
+    j: int
+    col: int
+    n_values: int
+
+    @classmethod
+    def build(cls, group: str, edit_names: list[str], schema: Schema) -> PrintStep | None:
+        """The step for ``group`` if the model edits it ("" or not edited: None)."""
+        if not group or group not in edit_names:
+            return None
+        return cls(edit_names.index(group), schema.names.index(group), len(schema.values(group)))
+
+    @torch.no_grad()
+    def fit(self, module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fill ``module``'s buffers from the training photos (uint8) and their labels (``[N, G]``)."""
+        values = labels[:, self.col]
+        plain = plain_value(images, values, self.n_values)
+        tiles, ok = fit_prints(images, values, self.n_values, plain)
+        module.print_tiles.copy_(tiles.to(module.print_tiles))
+        module.print_ok.copy_(ok.to(module.print_ok))
+
+    def apply(self, module: torch.nn.Module, x: torch.Tensor, trg: torch.Tensor,
+              strength: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """``x`` with the print step on the rows whose edit names the pattern group (``trg``:
+        ``[B, E]`` target per editable group, -1: not named); ``strength``: a float or ``[B]``."""
+        if module.print_tiles is None:
+            return x
+        return print_shift(x, module.print_tiles, module.print_ok, trg[:, self.j], strength)
