@@ -277,9 +277,15 @@ class FaderOptions:
     slide_share: float = 0.5  # share of those decoded at a random strength in (0, 1), judged against the mix
     # shape groups moved by the masked editor's silhouette step, scaled by the strength (empty: the network alone)
     silhouette_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
+    # of those, the groups whose edits stretch or squeeze the garment below its waist to move the hem
+    # (generators/models/silhouette.py hem_stretch) instead of painting the template difference
+    stretch_groups: list[str] = field(default_factory=lambda: ["length"])
     # edits of this group first get the target value's print from a catalog exemplar, scaled by the
     # strength (generators/models/prints.py); "" switches it off
     print_group: str = "pattern"
+    # edits of this group first move the garment's dominant colour to the value's (the median of its
+    # training photos'), scaled by the strength (generators/models/palette.py); "" switches it off
+    palette_group: str = "color"
     lambda_keep: float = 0.5  # frozen heads: the groups an edit does not name must read as before
     judge_steps: int = 300
     lr: float = 2e-4  # the paper's Adam settings

@@ -61,6 +61,7 @@ from generators.models.features import (
     random_shifts,
     translate,
 )
+from generators.models.palette import fit_palette, palette_shift, palette_targets
 from generators.models.prints import PrintStep, register_prints
 from generators.models.residual import apply_change, compose, downsample
 from generators.models.silhouette import SilhouetteSteps, register_silhouettes
@@ -99,14 +100,22 @@ class FaderDecoder(nn.Module):
     """Each layer sees the attribute condition tiled as extra channels (as in the paper)."""
 
     def __init__(self, latent_dim: int, dim: int, max_dim: int, n_down: int, c_dim: int,
-                 silhouette_shape: tuple[int, int] | None = None, print_values: int | None = None) -> None:
+                 silhouette_shape: tuple[int, int] | None = None, print_values: int | None = None,
+                 palette_values: int | None = None) -> None:
         super().__init__()
-        # the silhouette step's mean outlines (generators/models/silhouette.py) and the print step's
-        # exemplar tiles (generators/models/prints.py), saved with the weights
+        # the fixed steps' data, fitted on the training photos and saved with the weights: the
+        # silhouette step's mean outlines (generators/models/silhouette.py), the print step's
+        # exemplar tiles (generators/models/prints.py) and each colour value's LAB colour
+        # (generators/models/palette.py)
         self.silhouettes: torch.Tensor | None
         self.silhouette_counts: torch.Tensor | None
         register_silhouettes(self, silhouette_shape)
         register_prints(self, print_values)
+        self.palette: torch.Tensor | None
+        if palette_values:
+            self.register_buffer("palette", torch.zeros(palette_values, 3))
+        else:
+            self.palette = None
         chans = [min(dim * 2**i, max_dim) for i in range(n_down)]  # encoder widths, shallow to deep
         self.mid = nn.Conv2d(latent_dim + c_dim, chans[-1], 3, 1, 1)
         self.ups = nn.ModuleList()
@@ -160,23 +169,34 @@ def editable_groups(cfg: Config, schema: Schema) -> list[str]:
 class FaderNets:
     """The encoder, decoder and the sizes of the condition, built from a config and schema."""
 
-    def __init__(self, cfg: Config, schema: Schema, silhouette: bool = True, prints: bool = True) -> None:
+    def __init__(self, cfg: Config, schema: Schema, silhouette: bool = True, prints: bool = True,
+                 palette: bool = True) -> None:
         o = cfg.fader
         self.edit_names = editable_groups(cfg, schema)
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
-        self.shape = SilhouetteSteps.build(o.silhouette_groups, self.edit_names, schema, ANCHOR) if silhouette else None
+        self.shape = (SilhouetteSteps.build(o.silhouette_groups, self.edit_names, schema, ANCHOR, o.stretch_groups)
+                      if silhouette else None)
         self.prints = PrintStep.build(o.print_group, self.edit_names, schema) if prints else None
+        self.palette_j = (self.edit_names.index(o.palette_group)
+                          if palette and o.palette_group and o.palette_group in self.edit_names else None)
         self.E = FaderEncoder(o.dim, o.max_dim, o.n_down, o.latent_dim)
         self.G = FaderDecoder(o.latent_dim, o.dim, o.max_dim, o.n_down, sum(self.edit_sizes),
                               self.shape.shape if self.shape else None,
-                              self.prints.n_values if self.prints else None)
+                              self.prints.n_values if self.prints else None,
+                              self.edit_sizes[self.palette_j] if self.palette_j is not None else None)
 
 
 def fixed_steps(G: FaderDecoder, x: torch.Tensor, named_trg: torch.Tensor, strength: float | torch.Tensor,
-                shape: SilhouetteSteps | None, prints: PrintStep | None, source: torch.Tensor | None) -> torch.Tensor:
-    """``x`` after the silhouette step of the shape groups and the print step of the pattern group
-    that ``named_trg`` (``[B, E]``, -1: not changed) names, both scaled by ``strength``."""
+                shape: SilhouetteSteps | None, prints: PrintStep | None, source: torch.Tensor | None,
+                palette_j: int | None = None) -> torch.Tensor:
+    """``x`` after the palette step of the colour group (``palette_j``), the silhouette step of the
+    shape groups and the print step of the pattern group that ``named_trg`` (``[B, E]``, -1: not
+    changed) names, each scaled by ``strength``."""
+    if palette_j is not None and G.palette is not None:
+        target, on = palette_targets(G.palette, named_trg[:, palette_j])
+        if bool(on.any()):
+            x = palette_shift(x, target.to(x.device), on.to(x.device), strength).to(x.dtype)
     if shape is not None and G.silhouettes is not None:
         x = shape.apply(G, x, named_trg, strength, source)
     if prints is not None:
@@ -187,7 +207,8 @@ def fixed_steps(G: FaderDecoder, x: torch.Tensor, named_trg: torch.Tensor, stren
 def slide(x: torch.Tensor, E: nn.Module, G: FaderDecoder, c_src: torch.Tensor, c_trg: torch.Tensor,
           strength: float | torch.Tensor, size: int, prior: float, shape: SilhouetteSteps | None = None,
           own: torch.Tensor | None = None, trg: torch.Tensor | None = None,
-          source: torch.Tensor | None = None, prints: PrintStep | None = None) -> torch.Tensor:
+          source: torch.Tensor | None = None, prints: PrintStep | None = None,
+          palette_j: int | None = None) -> torch.Tensor:
     """The edit at ``x``'s own resolution: the difference of two decodings, masked (module
     docstring), after the fixed steps of the groups it changes (:func:`fixed_steps`, with the
     editable groups' value indices ``own``/``trg`` and the photos' labels ``source``; None:
@@ -199,7 +220,7 @@ def slide(x: torch.Tensor, E: nn.Module, G: FaderDecoder, c_src: torch.Tensor, c
     y_src, _ = G(z, c_src)
     y_s, logit = G(z, c_s)
     if own is not None and trg is not None:
-        x = fixed_steps(G, x, torch.where(trg != own, trg, -1), strength, shape, prints, source)
+        x = fixed_steps(G, x, torch.where(trg != own, trg, -1), strength, shape, prints, source, palette_j)
     return apply_change(x, (y_s - y_src).float(), logit, prior, 1.0)
 
 
@@ -215,7 +236,7 @@ class FaderSolver(Solver):
         o = cfg.fader
         nets = FaderNets(cfg, schema)
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
-        self.shape, self.prints = nets.shape, nets.prints
+        self.shape, self.prints, self.palette_j = nets.shape, nets.prints, nets.palette_j
         self.E = self._place(nets.E)
         self.G = self._place(nets.G)
         self.LD = self._place(LatentDiscriminator(o.latent_dim, self.edit_sizes))
@@ -259,6 +280,9 @@ class FaderSolver(Solver):
             self.shape.fit(self.G, images, labels)
         if self.prints is not None:
             self.prints.fit(self.G, images, labels)
+        if self.palette_j is not None:
+            col = self.edit_cols[self.palette_j]
+            self.G.palette.copy_(fit_palette(images, labels[:, col], self.edit_sizes[self.palette_j]))
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         """``[A, V]`` per editable group: value V seen with anchor value A (a top is not given knee length)."""
@@ -345,7 +369,8 @@ class FaderSolver(Solver):
                 y_s, logit = self.G(z[:n_flip], c_s)
                 with torch.no_grad():
                     named_trg = torch.where(trg[:n_flip] != own[:n_flip], trg[:n_flip], -1)
-                    base = fixed_steps(self.G, x[:n_flip], named_trg, s, self.shape, self.prints, current[:n_flip])
+                    base = fixed_steps(self.G, x[:n_flip], named_trg, s, self.shape, self.prints, current[:n_flip],
+                                       self.palette_j)
                 edited, mask, garment = compose(base, base + (y_s.float() - rec[:n_flip].float()), logit, o.mask_prior)
                 maps_fake, pooled_fake = self.features(aug(edited))
                 named = trg[:n_flip] != own[:n_flip]
@@ -462,7 +487,7 @@ class FaderSolver(Solver):
                 with self.autocast():
                     cols.append(slide(x, self.E, self.G, c_src, one_hot(trg, self.edit_sizes).to(self.device), 1.0,
                                       self.cfg.train.image_size, self.cfg.fader.mask_prior, self.shape, own, trg,
-                                      torch.where(labels >= 0, labels, read), self.prints).float())
+                                      torch.where(labels >= 0, labels, read), self.prints, self.palette_j).float())
                 caps.append(f"{g}={v}")
         self.train(True)
         return torch.stack(cols, dim=1), caps
@@ -482,9 +507,9 @@ class FaderInference:
         self.device = device
         # checkpoints from before the silhouette or print step carry none: they edit as they were trained
         nets = FaderNets(cfg, schema, silhouette="silhouettes" in ckpt["nets"]["G"],
-                         prints="print_tiles" in ckpt["nets"]["G"])
+                         prints="print_tiles" in ckpt["nets"]["G"], palette="palette" in ckpt["nets"]["G"])
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
-        self.shape, self.prints = nets.shape, nets.prints
+        self.shape, self.prints, self.palette_j = nets.shape, nets.prints, nets.palette_j
         self.E, self.G = nets.E, nets.G
         self.C = AttributeHeads(pooled_dim(), group_sizes(schema))
         for name, net in (("E", self.E), ("G", self.G), ("C", self.C)):
@@ -514,4 +539,4 @@ class FaderInference:
         c_src = one_hot(own, self.edit_sizes).to(self.device)
         c_trg = one_hot(trg, self.edit_sizes).to(self.device)
         return slide(x, self.E, self.G, c_src, c_trg, float(strength), self.cfg.train.image_size,
-                     self.cfg.fader.mask_prior, self.shape, own, trg, current, self.prints)
+                     self.cfg.fader.mask_prior, self.shape, own, trg, current, self.prints, self.palette_j)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from generators.models.palette import dominant_lab, lab_to_rgb
-from generators.models.silhouette import _reachable, garment_masks
+from generators.models.silhouette import garment_masks, reachable
 
 WORK = 96  # openings are found and painted at this size; the change is upsampled to the photo's
 KEY = 32  # outline keys: garment masks at this size
@@ -75,7 +75,7 @@ def opening_maps(x01: torch.Tensor, ratio: float = 0.8) -> tuple[torch.Tensor, t
     centre, half = (x0 + x1) / 2, CENTRE * (x1 - x0)
     band = ((cols[None] - centre[:, None]).abs() <= half[:, None])[:, None, :].expand_as(dark)
     seed = dark & band & (rows <= top + 2)
-    openings = _reachable((dark & band)[:, None], seed[:, None])[:, 0] > 0
+    openings = reachable((dark & band)[:, None], seed[:, None])[:, 0] > 0
     return openings, garment, shade
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from catalog import Schema
 from generators.models.bands import upsample_rows
 from generators.models.palette import SIGMA, dominant_lab, per_pixel_move, plain_value
+from generators.models.silhouette import garment_masks, reachable
 from indexing.pooling import foreground_weights, rgb_to_lab
 
 SIZE = 128  # photos are read at this size to cut the tiles (64 px blurs dots and thin stripes away)
@@ -63,7 +64,7 @@ def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain:
                batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """``(tiles [V, 3, TILE, TILE], ok [V])`` from uint8 ``[N, 3, S, S]`` photos and their values.
 
-    A value's tile is the garment window (nearest the photo's centre) of the photo whose
+    A value's tile is the garment window (beside the photo's centre line) of the photo whose
     window's print energy is the median among that value's photos: a typical print, not the
     loudest. The ``plain`` value gets no tile (``ok`` 2: the edit only flattens); a value
     without a photo whose garment holds a window gets none either (``ok`` 0: no edit).
@@ -75,7 +76,10 @@ def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain:
     found: dict[int, list[tuple[float, torch.Tensor]]] = {}
     n = SIZE - TILE + 1
     grid = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")).float()
-    centre_dist = (grid - (n - 1) / 2).pow(2).sum(0)
+    # the window's top-left corner nearest the one that ends just left of the centre line: plackets,
+    # zips and button rows run down the middle, and a tile holding one repeats it as a print
+    aim = torch.tensor([(n - 1) / 2, SIZE / 2 - TILE - 2]).view(2, 1, 1)
+    centre_dist = (grid - aim).pow(2).sum(0)
     for i in range(0, len(images), batch_size):
         v = values[i:i + batch_size]
         keep = (v >= 0) & (v != plain)
@@ -108,26 +112,44 @@ def texture_field(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return mirrored.repeat(1, 1, *reps)[..., :h, :w]
 
 
+def filled_garment(x01: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, SIZE, SIZE]`` 0/1: the garment with its holes filled, i.e. every pixel not joined
+    to the photo's border through background-like pixels. White dots on a navy skirt are
+    background-like, yet they are the print to paint over."""
+    bg = (garment_masks(x01, SIZE) < 0.5)[:, None]
+    seed = torch.zeros_like(bg)
+    seed[..., 0, :] = seed[..., -1, :] = seed[..., :, 0] = seed[..., :, -1] = True
+    return 1 - reachable(bg, seed & bg)
+
+
 def print_shift(x: torch.Tensor, tiles: torch.Tensor, ok: torch.Tensor, target: torch.Tensor,
                 strength: torch.Tensor | float = 1.0, sigma: float = SIGMA) -> torch.Tensor:
     """``x`` (``[-1, 1]``) with its print replaced by the target values' (``[B]``, -1: no change).
 
     ``tiles``/``ok``: the fitted buffers (:func:`register_prints`). A target without a tile (and
-    not the plain value) changes nothing.
+    not the plain value) changes nothing. Where the tile's lightness offset would leave the
+    LAB range (a dark print on a black dress), it is mirrored, so the print stays visible.
     """
     t = target.to(ok.device)
     kind = torch.where(t >= 0, ok[t.clamp(min=0)], torch.zeros_like(ok[:1]).expand(len(t)))
     on = (kind > 0).to(x.device)
     if not bool(on.any()):
         return x
-    add = (kind == 1).to(x)[:, None, None, None]
-    field = texture_field(tiles[t.clamp(min=0)].to(x), tuple(x.shape[-2:]))
     size = tuple(x.shape[-2:])
+    add = (kind == 1).to(x)[:, None, None, None]
+    field = texture_field(tiles[t.clamp(min=0)].to(x), size)
+    filled = filled_garment((x.detach().float() + 1) / 2)
+    per_photo = (torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x)) * on).view(-1, 1, 1, 1)
 
     def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor, rows: tuple[int, int]):
-        flat = lab + (1 - close) * (dom - lab)  # the photo's own print painted over
+        weight = torch.maximum(weight, upsample_rows(filled.to(lab), size, *rows) * per_photo)
+        # the photo's own print painted over; closeness at half the palette's sigma, so a print near
+        # the fabric's colour goes too, and only the fabric's shading stays
+        flat = lab + (1 - close.pow(4)) * (dom - lab)
         texture = upsample_rows(field, size, *rows) * add
-        return lab + weight * (flat + texture - lab), weight
+        lum = flat[:, :1] + texture[:, :1]
+        lum = torch.where((lum < 0) | (lum > 100), flat[:, :1] - texture[:, :1], lum)
+        return lab + weight * (torch.cat([lum, flat[:, 1:] + texture[:, 1:]], 1) - lab), weight
 
     return per_pixel_move(x, on, strength, sigma, move)
 

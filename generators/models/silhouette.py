@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from catalog import Schema
+from generators.models.bands import by_rows, identity_grid_rows
 from generators.models.palette import dominant_lab, lab_to_rgb
 from indexing.pooling import foreground_weights
 
 SIZE = 64  # templates are this size; the change is upsampled to the photo's
 MIN_PHOTOS = 3  # a (anchor, value) pair with fewer training photos has no template
 LOW, HIGH = 0.25, 0.6  # a template difference below LOW changes nothing, above HIGH it is a full change
+SPLIT = 0.4  # a length edit stretches the garment below this share of its height (the waist, the crotch)
 
 
 def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None) -> None:
@@ -84,7 +86,7 @@ def read_silhouette(masks: torch.Tensor, templates: torch.Tensor, counts: torch.
     return best // v_n, best % v_n
 
 
-def _reachable(region: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+def reachable(region: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
     """``[B, 1, h, w]`` 0/1: the pixels of ``region`` connected (8-neighbourhood) to ``seed``."""
     region, cur = region.float(), seed.float()
     for _ in range(region.shape[-1]):
@@ -93,6 +95,23 @@ def _reachable(region: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
             break
         cur = nxt
     return cur * region
+
+
+def _reading(stats: torch.Tensor, templates: torch.Tensor, counts: torch.Tensor, target: torch.Tensor,
+             anchor: torch.Tensor | None, current: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(small garment masks, anchor, current, target, ok)`` of photos ``stats`` in ``[0, 1]``:
+    the anchor and current value as given, or (where None or -1) as the nearest template reads
+    them; ``ok`` where both the current and the target value have a template for the anchor."""
+    small = garment_masks(stats)
+    t_anchor, t_current = read_silhouette(small, templates, counts)
+    anchor = t_anchor if anchor is None else torch.where(anchor.to(t_anchor.device) >= 0, anchor.to(t_anchor.device), t_anchor)
+    current = t_current if current is None else torch.where(current.to(t_current.device) >= 0, current.to(t_current.device), t_current)
+    t = target.to(anchor.device)
+    seen = counts.to(anchor.device) >= MIN_PHOTOS
+    # both silhouettes must exist: a value the anchor (as read) never had has no template to subtract
+    ok = (t >= 0) & seen[anchor, t.clamp(min=0)] & seen[anchor, current] & (t != current)
+    return small, anchor, current, t, ok
 
 
 def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Tensor, target: torch.Tensor,
@@ -108,21 +127,14 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     x01 = (x.float() + 1) / 2
     b = x.size(0)
     stats = x01.detach()  # masks, colours and the reading are fixed: no gradient through them
-    small = garment_masks(stats)
-    t_anchor, t_current = read_silhouette(small, templates, counts)
-    anchor = t_anchor if anchor is None else torch.where(anchor.to(t_anchor.device) >= 0, anchor.to(t_anchor.device), t_anchor)
-    current = t_current if current is None else torch.where(current.to(t_current.device) >= 0, current.to(t_current.device), t_current)
-    t = target.to(anchor.device)
-    seen = counts.to(anchor.device) >= MIN_PHOTOS
-    # both silhouettes must exist: a value the anchor (as read) never had has no template to subtract
-    ok = (t >= 0) & seen[anchor, t.clamp(min=0)] & seen[anchor, current] & (t != current)
+    small, anchor, current, t, ok = _reading(stats, templates, counts, target, anchor, current)
     if not bool(ok.any()):
         return x
     tpl = templates.to(x01)
     diff = (tpl[anchor, t.clamp(min=0)] - tpl[anchor, current])[:, None]  # [B, 1, SIZE, SIZE]
     # fabric only grows out of the garment: a template difference that does not touch it (the
     # template of a misread anchor) paints nothing
-    diff = torch.where(diff > 0, diff * _reachable(diff > LOW, small[:, None] > 0.5), diff)
+    diff = torch.where(diff > 0, diff * reachable(diff > LOW, small[:, None] > 0.5), diff)
     diff = F.interpolate(diff, size=x.shape[-2:], mode="bilinear", align_corners=False)
     per_photo = torch.as_tensor(strength, dtype=x01.dtype, device=x.device).expand(b) * ok.to(x01)
     grow = ((diff - LOW) / (HIGH - LOW)).clamp(0, 1)
@@ -138,13 +150,69 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
 
 
+def _extent(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(top, height)`` in rows of each mask's pixels above 0.5 (``[B, h, w]``; empty: the frame)."""
+    rows = (m > 0.5).any(2)
+    idx = torch.arange(m.shape[1], device=m.device).expand_as(rows)
+    top = torch.where(rows, idx, m.shape[1]).amin(1).float()
+    bottom = torch.where(rows, idx, -1).amax(1).float()
+    empty = bottom < top
+    return torch.where(empty, 0.0, top), torch.where(empty, float(m.shape[1]), bottom - top + 1)
+
+
+def hem_stretch(x: torch.Tensor, templates: torch.Tensor, counts: torch.Tensor, target: torch.Tensor,
+                strength: torch.Tensor | float = 1.0, anchor: torch.Tensor | None = None,
+                current: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` (``[-1, 1]``) with its hem moved to the target length (``[B]``, -1: no change) by
+    stretching or squeezing the garment below ``SPLIT`` of its height.
+
+    Why: painting the template difference drew a block of flat colour under a skirt, often
+    apart from it (photos are framed unlike the catalog's mean) and faded at partial strength.
+    A length is where the hem is; the garment's own pixels (its flare, its print) are moved
+    there, and a partial strength moves the hem part of the way. The target height is the
+    photo's own height times the templates' height ratio (target over current value), so a
+    photo framed small gets a proportionally small change. Rows above the split, and photos
+    without both templates, are the input, bit-exact.
+    """
+    x01 = (x.float() + 1) / 2
+    stats = x01.detach()
+    small, anchor, current, t, ok = _reading(stats, templates, counts, target, anchor, current)
+    if not bool(ok.any()):
+        return x
+    tpl = templates.to(x01)
+    _, h_goal = _extent(tpl[anchor, t.clamp(min=0)])
+    _, h_now = _extent(tpl[anchor, current])
+    s = torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x)) * ok.to(x.device)
+    top, height = _extent(small)  # in SIZE px
+    scale = x.shape[-2] / small.shape[-2]
+    split = (top + SPLIT * height) * scale  # full-resolution rows
+    lower = (1 - SPLIT) * height * scale
+    new_lower = (lower + s * (h_goal / h_now - 1) * height * scale).clamp(min=1.0)
+    ratio = (lower / new_lower).view(-1, 1, 1)  # source rows per output row below the split
+    split = split.view(-1, 1, 1)
+    h, w = x.shape[-2:]
+    moved = (s != 0).view(-1, 1, 1, 1)
+
+    def band(r0: int, r1: int) -> torch.Tensor:
+        grid = identity_grid_rows(len(x), (h, w), r0, r1, x01).clone()
+        rows = (grid[..., 1] + 1) * h / 2 - 0.5  # the output rows in pixels
+        src = torch.where(rows > split, split + (rows - split) * ratio, rows)
+        grid[..., 1] = (2 * src + 1) / h - 1
+        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        keep = (rows <= split)[:, None] | ~moved
+        return torch.where(keep, x[:, :, r0:r1].float(), out).to(x.dtype)
+
+    return by_rows(band, h)
+
+
 @dataclass(frozen=True)
 class SilhouetteSteps:
     """Where a model's silhouette step reads and writes: the editable groups it reshapes
     (``js``, positions among the model's editable groups), their columns in the schema
     (``cols``), their values' offsets in the model's ``silhouettes`` buffer (``offsets``,
-    :func:`register_silhouettes`) and the anchor's column (-1: the catalog has no anchor group,
-    and one set of silhouettes serves every photo). The masked editor and Fader share it."""
+    :func:`register_silhouettes`), the anchor's column (-1: the catalog has no anchor group,
+    and one set of silhouettes serves every photo) and which groups move the hem by
+    :func:`hem_stretch` instead of painting (``stretch``). The masked editor and Fader share it."""
 
     js: tuple[int, ...]
     cols: tuple[int, ...]
@@ -152,11 +220,13 @@ class SilhouetteSteps:
     sizes: tuple[int, ...]
     anchor_col: int
     n_anchor: int
+    stretch: tuple[bool, ...] = ()
 
     @classmethod
     def build(cls, groups: Sequence[str], edit_names: Sequence[str], schema: Schema,
-              anchor: str) -> SilhouetteSteps | None:
-        """The ``groups`` that this model edits (None: none of them)."""
+              anchor: str, stretch: Sequence[str] = ()) -> SilhouetteSteps | None:
+        """The ``groups`` that this model edits (None: none of them); those also in ``stretch``
+        are length groups, edited by :func:`hem_stretch`."""
         js = [list(edit_names).index(g) for g in groups if g in edit_names]
         if not js:
             return None
@@ -164,7 +234,8 @@ class SilhouetteSteps:
         offsets = [sum(sizes[:i]) for i in range(len(js))]
         has_anchor = anchor in schema.names
         return cls(tuple(js), tuple(schema.names.index(edit_names[j]) for j in js), tuple(offsets), tuple(sizes),
-                   schema.names.index(anchor) if has_anchor else -1, len(schema.values(anchor)) if has_anchor else 1)
+                   schema.names.index(anchor) if has_anchor else -1, len(schema.values(anchor)) if has_anchor else 1,
+                   tuple(edit_names[j] in stretch for j in js))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -182,10 +253,12 @@ class SilhouetteSteps:
     def apply(self, module: torch.nn.Module, x: torch.Tensor, trg: torch.Tensor,
               strength: torch.Tensor | float = 1.0, source: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` with the outline of each row that names a shape group (``trg``: ``[B, E]``
-        target per editable group, -1: not named) moved by :func:`silhouette_shift`.
+        target per editable group, -1: not named) moved by :func:`silhouette_shift` (or its hem by
+        :func:`hem_stretch`).
         ``strength``: a float or ``[B]``; ``source`` (``[B, G]``): the photos' current labels,
         as known or read (None: read from the templates)."""
-        for j, col, off, n in zip(self.js, self.cols, self.offsets, self.sizes, strict=True):
+        stretch = self.stretch or (False,) * len(self.js)
+        for j, col, off, n, hem in zip(self.js, self.cols, self.offsets, self.sizes, stretch, strict=True):
             rows = torch.nonzero(trg[:, j].to(x.device) >= 0).flatten()
             if not len(rows):
                 continue
@@ -196,7 +269,8 @@ class SilhouetteSteps:
             else:
                 anchor = source[r, self.anchor_col] if source is not None else None
             current = source[r, col] if source is not None else None
-            y = silhouette_shift(x[rows], module.silhouettes[:, off:off + n], module.silhouette_counts[:, off:off + n],
-                                 trg[r, j], s, anchor, current)
+            step = hem_stretch if hem else silhouette_shift
+            y = step(x[rows], module.silhouettes[:, off:off + n], module.silhouette_counts[:, off:off + n],
+                     trg[r, j], s, anchor, current)
             x = x.index_copy(0, rows, y.to(x.dtype))
         return x

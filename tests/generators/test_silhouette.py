@@ -92,3 +92,23 @@ def test_a_current_value_without_a_silhouette_changes_nothing() -> None:
     x = to_pm1(garment(29))
     assert torch.equal(silhouette_shift(x, tpl, counts, torch.tensor([1]), anchor=torch.tensor([0]),
                                         current=torch.tensor([0])), x)
+
+
+def test_hem_stretch_moves_the_hem_part_of_the_way_with_the_garments_own_pixels() -> None:
+    from generators.models.silhouette import hem_stretch
+
+    tpl, counts = fitted()
+    x = to_pm1(garment(29))
+    x[..., 20:29, 20:44] = to_pm1(garment(29, colour=(0.1, 0.1, 0.8)))[..., 20:29, 20:44]  # a blue lower half
+
+    def hem(y: torch.Tensor) -> int:
+        return int(garment_masks((y + 1) / 2)[0].gt(0.5).any(1).nonzero().max()) + 1
+
+    heights = [hem(hem_stretch(x, tpl, counts, torch.tensor([1]), strength=s)) for s in (0.0, 0.5, 1.0)]
+    assert heights[0] == 29 and 38 <= heights[1] <= 46 and 52 <= heights[2] <= 58, heights
+    y = hem_stretch(x, tpl, counts, torch.tensor([1]))
+    assert torch.equal(y[..., :16, :], x[..., :16, :]), "above the waist the input, bit-exact"
+    assert (y[0, 2, 45, 22:42] > 0.5).all() and (y[0, 0, 45, 22:42] < -0.5).all(), "the stretched fabric is the blue hem's"
+    short = hem_stretch(to_pm1(garment(55)), tpl, counts, torch.tensor([0]))
+    assert 26 <= hem(short) <= 32 and (short[..., 40:52, 22:42] > 0.95).all(), "squeezed up, background below"
+    assert torch.equal(hem_stretch(x, tpl, counts, torch.tensor([-1])), x)

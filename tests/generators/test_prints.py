@@ -1,0 +1,63 @@
+"""The print step of pattern edits: a catalog exemplar's print replaces the photo's, scaled by the strength."""
+
+from __future__ import annotations
+
+import torch
+
+from generators.models.palette import texture_energy
+from generators.models.prints import TILE, filled_garment, fit_prints, print_shift
+
+S = 128
+
+
+def photo(kind: str, fabric: tuple[int, int, int] = (200, 40, 40)) -> torch.Tensor:
+    """``[1, 3, S, S]`` uint8: white background, a garment rectangle that is plain, striped or dotted."""
+    x = torch.full((1, 3, S, S), 255, dtype=torch.uint8)
+    x[0, :, 16:112, 24:104] = torch.tensor(fabric, dtype=torch.uint8).view(3, 1, 1)
+    if kind == "stripes":
+        for r in range(16, 112, 8):
+            x[0, :, r:r + 3, 24:104] = 20
+    if kind == "dots":
+        for r in range(20, 108, 10):
+            for c in range(28, 100, 10):
+                x[0, :, r:r + 3, c:c + 3] = 255  # white dots: background-like, yet the print
+    return x
+
+
+def pm1(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 127.5 - 1
+
+
+def fitted() -> tuple[torch.Tensor, torch.Tensor]:
+    """Values: 0 = plain, 1 = stripes, 2 = dots (no photo of value 2 has a garment window: none)."""
+    images = torch.cat([photo("plain"), photo("stripes", (40, 40, 200)), photo("stripes", (40, 160, 40))])
+    return fit_prints(images, torch.tensor([0, 1, 1]), n_values=3, plain=0)
+
+
+def test_a_tile_per_print_value_and_none_for_the_plain_one() -> None:
+    tiles, ok = fitted()
+    assert tiles.shape == (3, 3, TILE, TILE) and ok.tolist() == [2, 1, 0]
+    assert tiles[1, 0].std() > 5, "the stripes tile holds the stripes (lightness offsets)"
+    assert tiles[0].abs().max() == 0 and tiles[2].abs().max() == 0
+
+
+def test_the_print_rises_with_the_strength_and_the_background_stays() -> None:
+    tiles, ok = fitted()
+    x = pm1(photo("plain", (230, 200, 60)))
+    ys = [print_shift(x, tiles, ok, torch.tensor([1]), strength=s) for s in (0.0, 0.25, 0.5, 1.0)]
+    assert torch.equal(ys[0], x), "strength 0 is the input"
+    energy = [float(texture_energy((y + 1) / 2)) for y in ys]
+    assert energy == sorted(energy) and energy[-1] > 3 * energy[0] + 1, energy
+    for y in ys:
+        assert torch.equal(y[..., :12, :], x[..., :12, :]), "the background is bit-exact"
+    assert torch.equal(print_shift(x, tiles, ok, torch.tensor([2])), x), "a value without a tile changes nothing"
+    assert torch.equal(print_shift(x, tiles, ok, torch.tensor([-1])), x)
+
+
+def test_to_the_plain_value_paints_the_print_over_white_dots_included() -> None:
+    tiles, ok = fitted()
+    x = pm1(photo("dots"))
+    assert filled_garment((x + 1) / 2)[0, 0, 21, 29] == 1, "a white dot inside the garment is garment"
+    y = print_shift(x, tiles, ok, torch.tensor([0]))
+    assert float(texture_energy((y + 1) / 2)) < 0.3 * float(texture_energy((x + 1) / 2))
+    assert (y[0, :, 21, 29] - pm1(photo("plain"))[0, :, 21, 29]).abs().max() < 0.1, "the dot is fabric now"
