@@ -35,6 +35,7 @@ from generators.datasets import (
     TrainData,
     attribute_data,
     float_to_uint8,
+    load_image_uint8,
     paired_data,
     parse_domain,
     read_pairs,
@@ -263,6 +264,15 @@ def _train(
         images = (stream.all_images("image") if "image" in data.fields
                   else {name: stream.all_images(name) for name in data.fields})
         solver.prepare(images, data.labels, progress=progress)
+        hires = getattr(solver, "hires_size", 0)
+        if hires and "image" in data.fields:
+            # fixed steps that copy detail from the photos (print tiles) read them sharper than the
+            # networks' working size: a lace at 64 px is a grid of blocks
+            from tqdm import tqdm
+
+            paths = data.fields["image"]
+            solver.prepare_hires(torch.stack([load_image_uint8(p, hires) for p in tqdm(
+                paths, desc=f"photos at {hires} px", unit="photo", disable=not progress, leave=False)]), data.labels)
     if state is not None:
         solver.load_state_dict(state)
         stream.load_state_dict(state["data"])

@@ -62,6 +62,7 @@ from generators.models.features import (
     translate,
 )
 from generators.models.palette import fit_palette, palette_shift, palette_targets
+from generators.models.prints import SIZE as PRINT_SIZE
 from generators.models.prints import PrintStep, register_prints
 from generators.models.residual import apply_change, compose, downsample
 from generators.models.silhouette import SilhouetteSteps, register_silhouettes
@@ -283,6 +284,16 @@ class FaderSolver(Solver):
         if self.palette_j is not None:
             col = self.edit_cols[self.palette_j]
             self.G.palette.copy_(fit_palette(images, labels[:, col], self.edit_sizes[self.palette_j]))
+
+    @property
+    def hires_size(self) -> int:
+        """The size at which the trainer hands the photos to :meth:`prepare_hires` (0: not at all)."""
+        return PRINT_SIZE if self.prints is not None else 0
+
+    def prepare_hires(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Refit the print tiles from the training photos at :attr:`hires_size` (uint8): at the
+        working size of 64 px a lace is a grid of blocks (:meth:`prepare` fitted them there)."""
+        self.prints.fit(self.G, images, labels)
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         """``[A, V]`` per editable group: value V seen with anchor value A (a top is not given knee length)."""

@@ -34,6 +34,7 @@ from indexing.pooling import foreground_weights, rgb_to_lab
 SIZE = 128  # photos are read at this size to cut the tiles (64 px blurs dots and thin stripes away)
 TILE = 40  # the tile's side at SIZE: about a third of the garment's width
 ERODE = 7  # the tile must lie this far inside the garment's outline
+SEAM = 1.5  # a tile whose edges differ more than this (seam_cost) is mirrored, not repeated
 
 
 def register_prints(module: torch.nn.Module, n_values: int | None) -> None:
@@ -92,7 +93,11 @@ def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain:
                 continue
             pos = int(centre_dist.masked_fill(~ins, float("inf")).flatten().argmin())
             r, c = divmod(pos, n)
-            found.setdefault(val, []).append((float(en[r, c]), d[:, r:r + TILE, c:c + TILE].clone()))
+            tile = d[:, r:r + TILE, c:c + TILE]
+            # less its mean offset: half-and-half stripes would otherwise lighten or darken the whole
+            # garment. (Less the median instead, or the mean of the lightness only, rose on 72 % and
+            # 74 % of 100 pattern sliders, against 79 %.)
+            found.setdefault(val, []).append((float(en[r, c]), tile - tile.mean((1, 2), keepdim=True)))
     for val, cands in found.items():
         cands.sort(key=lambda t: t[0])
         tiles[val] = cands[len(cands) // 2][1]
@@ -100,16 +105,30 @@ def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain:
     return tiles, ok
 
 
-def texture_field(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[B, 3, h, w]``: each tile mirror-tiled over a photo of ``size`` at ``SIZE`` px scale (so
-    the print keeps its size relative to the photo), still at that scale; :func:`print_shift`
-    brings it to the photo's resolution a band of rows at a time."""
+def seam_cost(tiles: torch.Tensor) -> torch.Tensor:
+    """``[B]``: how much a tile's opposite edges differ, over how much neighbouring pixels do
+    inside it. Near 1 a tile repeats without a visible seam (its print's period fits it); far
+    above 1 it must be mirrored instead (which turns a diagonal stripe into a chevron)."""
+    wrap = ((tiles[..., :, 0] - tiles[..., :, -1]).abs().mean((1, 2))
+            + (tiles[..., 0, :] - tiles[..., -1, :]).abs().mean((1, 2))) / 2
+    inner = ((tiles[..., :, 1:] - tiles[..., :, :-1]).abs().mean((1, 2, 3))
+             + (tiles[..., 1:, :] - tiles[..., :-1, :]).abs().mean((1, 2, 3))) / 2
+    return wrap / inner.clamp(min=1e-6)
+
+
+def texture_field(tiles: torch.Tensor, size: tuple[int, int], mirror: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, 3, h, w]``: each tile repeated over a photo of ``size`` at ``SIZE`` px scale (so the
+    print keeps its size relative to the photo), still at that scale; :func:`print_shift` brings
+    it to the photo's resolution a band of rows at a time. Tiles with ``mirror`` (``[B]`` bool;
+    default all) alternate with their mirror images, which never shows a seam."""
     h = max(1, round(SIZE * size[0] / max(size)))
     w = max(1, round(SIZE * size[1] / max(size)))
-    mirrored = torch.cat([tiles, tiles.flip(-1)], dim=-1)
-    mirrored = torch.cat([mirrored, mirrored.flip(-2)], dim=-2)  # [B, 3, 2T, 2T]: seamless when repeated
-    reps = (-(-h // mirrored.shape[-2]), -(-w // mirrored.shape[-1]))
-    return mirrored.repeat(1, 1, *reps)[..., :h, :w]
+    flipped = torch.cat([tiles, tiles.flip(-1)], dim=-1)
+    flipped = torch.cat([flipped, flipped.flip(-2)], dim=-2)  # [B, 3, 2T, 2T]
+    plain = tiles.repeat(1, 1, 2, 2)
+    block = flipped if mirror is None else torch.where(mirror.view(-1, 1, 1, 1), flipped, plain)
+    reps = (-(-h // block.shape[-2]), -(-w // block.shape[-1]))
+    return block.repeat(1, 1, *reps)[..., :h, :w]
 
 
 def filled_garment(x01: torch.Tensor) -> torch.Tensor:
@@ -137,7 +156,8 @@ def print_shift(x: torch.Tensor, tiles: torch.Tensor, ok: torch.Tensor, target: 
         return x
     size = tuple(x.shape[-2:])
     add = (kind == 1).to(x)[:, None, None, None]
-    field = texture_field(tiles[t.clamp(min=0)].to(x), size)
+    chosen = tiles[t.clamp(min=0)].to(x)
+    field = texture_field(chosen, size, seam_cost(chosen) > SEAM)
     filled = filled_garment((x.detach().float() + 1) / 2)
     per_photo = (torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x)) * on).view(-1, 1, 1, 1)
 
