@@ -134,6 +134,13 @@ class MaskEditOptions:
     # shape edits of these groups first move the garment's outline to the target value's mean
     # silhouette (generators/models/silhouette.py); groups the catalog lacks are skipped, [] switches it off
     silhouette_groups: list[str] = field(default_factory=lambda: ["length", "sleeve_length", "fit"])
+    # of those, the groups whose edits stretch or squeeze the garment below its waist to move the hem
+    # (generators/models/silhouette.py hem_stretch) instead of painting the template difference
+    stretch_groups: list[str] = field(default_factory=lambda: ["length"])
+    # edits of this group get the target value's print from a catalog exemplar (and an edit to the plain
+    # value paints the print over), scaled by the strength (generators/models/prints.py); it replaces
+    # the plain_group step where both are on; "" switches it off
+    print_group: str = "pattern"
     # edits of this group first move the neckline opening to where the k training photos of the
     # target value with the nearest outlines have theirs (generators/models/neckline.py); "" switches it off
     neckline_group: str = "neckline"

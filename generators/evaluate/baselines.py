@@ -191,7 +191,7 @@ class SilhouetteShift:
 
     def edit(self, images: Sequence[Image.Image], changes: Mapping[str, str], source_labels=None,
              strength: float = 1.0) -> list[Image.Image]:
-        from generators.models.silhouette import silhouette_shift
+        from generators.models.silhouette import hem_stretch, silhouette_shift
 
         unknown = set(changes) - set(self.groups)
         if unknown:
@@ -200,12 +200,14 @@ class SilhouetteShift:
         for im in images:
             x = _to_tensor(im)
             for g, v in changes.items():
-                x = silhouette_shift(x, self.templates[g], self.counts[g], torch.tensor([self.groups[g].index(v)]), strength)
+                step = hem_stretch if g in STRETCH_GROUPS else silhouette_shift  # as the editors' step does
+                x = step(x, self.templates[g], self.counts[g], torch.tensor([self.groups[g].index(v)]), strength)
             out.append(_to_image(x))
         return out
 
 
 SHAPE_GROUPS = tuple(MaskEditOptions().silhouette_groups)  # the groups a silhouette says something about
+STRETCH_GROUPS = tuple(MaskEditOptions().stretch_groups)  # of those, the ones whose hem is stretched
 
 
 def non_learned_baselines(catalog: Catalog, items: Sequence[Any], edited: Sequence[str] | None = None,

@@ -80,6 +80,8 @@ from generators.models.palette import (
     plain_value,
     tune_palette,
 )
+from generators.models.prints import SIZE as PRINT_SIZE
+from generators.models.prints import PrintStep, register_prints
 from generators.models.residual import downsample
 from generators.models.silhouette import SilhouetteSteps, register_silhouettes
 from generators.options import Config
@@ -149,8 +151,12 @@ class MaskEditGenerator(nn.Module):
     def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
                  flow: bool = True, pred_size: int = 32, templates: bool = True, palette_values: int = 0,
                  silhouette_shape: tuple[int, int] | None = None, plain: bool = False,
-                 neckline_shape: tuple[int, int, int] | None = None) -> None:
+                 neckline_shape: tuple[int, int, int] | None = None, print_values: int | None = None) -> None:
         super().__init__()
+        # the print step's exemplar tiles per pattern value (generators/models/prints.py)
+        self.print_tiles: torch.Tensor | None
+        self.print_ok: torch.Tensor | None
+        register_prints(self, print_values)
         # the neckline step's exemplars per (anchor value, neckline value): outlines, openings in
         # the garment's box, how many, and the shade inside an opening (generators/models/neckline.py)
         self.neck_keys: torch.Tensor | None
@@ -395,22 +401,30 @@ def plain_index(cfg: Config, schema: Schema) -> int | None:
 def silhouette_steps(cfg: Config, schema: Schema) -> SilhouetteSteps | None:
     """The groups of ``maskedit.silhouette_groups`` that this catalog edits (None: none)."""
     return SilhouetteSteps.build(cfg.maskedit.silhouette_groups, editable_groups(cfg, schema), schema,
-                                 cfg.maskedit.anchor_group)
+                                 cfg.maskedit.anchor_group, cfg.maskedit.stretch_groups)
+
+
+def print_step(cfg: Config, schema: Schema) -> PrintStep | None:
+    """The ``maskedit.print_group`` step, if this catalog edits that group (None: no step)."""
+    return PrintStep.build(cfg.maskedit.print_group, editable_groups(cfg, schema), schema)
 
 
 def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
-                             silhouette: bool = True, plain: bool = True, neckline: bool = True) -> MaskEditGenerator:
+                             silhouette: bool = True, plain: bool = True, neckline: bool = True,
+                             prints: bool = True) -> MaskEditGenerator:
     o = cfg.maskedit
     names = editable_groups(cfg, schema)
     sizes = [len(schema.values(g)) for g in names]
     j = palette_index(cfg, schema) if palette else None
     steps = silhouette_steps(cfg, schema) if silhouette else None
     neck = neckline_step(cfg, schema) if neckline else None
+    tiles = print_step(cfg, schema) if prints else None
     return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
                              o.pred_size, o.templates, palette_values=sizes[j] if j is not None else 0,
                              silhouette_shape=steps.shape if steps else None,
                              plain=plain and plain_index(cfg, schema) is not None,
-                             neckline_shape=neck.shape if neck else None)
+                             neckline_shape=neck.shape if neck else None,
+                             print_values=tiles.n_values if tiles else None)
 
 
 def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
@@ -425,10 +439,12 @@ def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
 def fixed_edit(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, o: Any, palette_j: int | None,
                strength: torch.Tensor | float = 1.0, palette_target: torch.Tensor | None = None,
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
-               plain_j: int | None = None, neck: NecklineStep | None = None) -> torch.Tensor:
-    """The fixed steps of an edit, before the learned maps: the palette shift, print removal,
-    silhouette and neckline steps of the groups ``trg`` names (see :func:`edit_photo` for the
-    arguments). Rows no step changes are returned as they are."""
+               plain_j: int | None = None, neck: NecklineStep | None = None,
+               prints: PrintStep | None = None) -> torch.Tensor:
+    """The fixed steps of an edit, before the learned maps: the palette shift, print removal
+    (or the print step, which also draws a print), silhouette and neckline steps of the groups
+    ``trg`` names (see :func:`edit_photo` for the arguments). Rows no step changes are returned
+    as they are."""
     if palette_j is not None and G.palette is not None:
         target, on = palette_targets(G.palette, trg[:, palette_j])
         if palette_target is not None:
@@ -436,7 +452,9 @@ def fixed_edit(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, o: Any,
         rows, s = _rows(on, strength, x.device)
         if len(rows):
             x = x.index_copy(0, rows, palette_shift(x[rows], target[rows], None, s, o.palette_sigma).to(x.dtype))
-    if plain_j is not None and G.plain is not None and int(G.plain) >= 0:
+    if prints is not None and G.print_tiles is not None:
+        x = prints.apply(G, x, trg, strength)
+    elif plain_j is not None and G.plain is not None and int(G.plain) >= 0:
         rows, s = _rows(trg[:, plain_j].to(G.plain.device) == G.plain, strength, x.device)
         if len(rows):
             x = x.index_copy(0, rows, flatten_print(x[rows], None, s, o.palette_sigma).to(x.dtype))
@@ -469,7 +487,8 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
                palette_target: torch.Tensor | None = None, fixed_steps: bool = True,
                shape: SilhouetteSteps | None = None, source: torch.Tensor | None = None,
                flow_js: Sequence[int] | None = None, plain_j: int | None = None, learned: bool = True,
-               neck: NecklineStep | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               neck: NecklineStep | None = None, prints: PrintStep | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One edit, as training and inference both run it: the fixed palette, print-removal,
     silhouette and neckline steps, then the learned maps.
 
@@ -483,7 +502,7 @@ def edit_photo(G: MaskEditGenerator, x: torch.Tensor, trg: torch.Tensor, sizes: 
     stops after the fixed steps (the benchmark's ablation of the U-Net).
     """
     if fixed_steps:
-        x = fixed_edit(G, x, trg, o, palette_j, strength, palette_target, shape, source, plain_j, neck)
+        x = fixed_edit(G, x, trg, o, palette_j, strength, palette_target, shape, source, plain_j, neck, prints)
     if not learned:
         return x, torch.zeros_like(x[:, :1]), torch.zeros_like(x[:, :1])
     return learned_edit(G, x, trg, sizes, o, strength, flow_js)
@@ -516,6 +535,7 @@ class MaskEditSolver(Solver):
         self.flow_js = flow_indices(cfg, schema)
         self.plain_j = plain_index(cfg, schema)
         self.neck = neckline_step(cfg, schema)
+        self.prints = print_step(cfg, schema)
         self.G = self._place(build_maskedit_generator(cfg, schema))
         self.features = FrozenFeatures(cfg.train.image_size).to(self.device)
         if self.channels_last:
@@ -575,6 +595,8 @@ class MaskEditSolver(Solver):
             self.G.plain.fill_(plain_value(images, labels[:, col], self.edit_sizes[self.plain_j]))
         if self.shape is not None:
             self.shape.fit(self.G, images, labels)
+        if self.prints is not None:
+            self.prints.fit(self.G, images, labels)
         if self.neck is not None:
             nk = self.neck
             anchors = labels[:, nk.anchor_col] if nk.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)
@@ -583,6 +605,16 @@ class MaskEditSolver(Solver):
             for name, key in (("neck_keys", "keys"), ("neck_windows", "windows"), ("neck_counts", "counts"),
                               ("neck_shade", "shade")):
                 getattr(self.G, name).copy_(bank[key].reshape(getattr(self.G, name).shape))
+
+    @property
+    def hires_size(self) -> int:
+        """The size at which the trainer hands the photos to :meth:`prepare_hires` (0: not at all)."""
+        return PRINT_SIZE if self.prints is not None else 0
+
+    def prepare_hires(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Refit the print tiles from the training photos at :attr:`hires_size` (uint8; :meth:`prepare`
+        fitted them at the working size, where fine prints are blocks)."""
+        self.prints.fit(self.G, images, labels)
 
     def _tune_palette(self, palette: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, col: int,
                       pooled: torch.Tensor) -> torch.Tensor:
@@ -705,7 +737,7 @@ class MaskEditSolver(Solver):
         """The edit, its mask, the garment prior, and the photo after the fixed steps alone."""
         o = self.cfg.maskedit
         x0 = fixed_edit(self.G, x, trg, o, self.palette_j, 1.0, palette_target, self.shape, source,
-                        self.plain_j, self.neck) if fixed_steps else x
+                        self.plain_j, self.neck, self.prints) if fixed_steps else x
         return (*learned_edit(self.G, x0, trg, self.edit_sizes, o, flow_js=self.flow_js), x0)
 
     def _after(self, current: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
@@ -874,8 +906,10 @@ class MaskEditInference:
         self.plain_j = plain_index(cfg, schema) if has_plain else None
         has_neckline = "neck_keys" in ckpt["nets"]["G"]
         self.neck = neckline_step(cfg, schema) if has_neckline else None
+        has_prints = "print_tiles" in ckpt["nets"]["G"]
+        self.prints = print_step(cfg, schema) if has_prints else None
         self.G = build_maskedit_generator(cfg, schema, palette=has_palette, silhouette=has_silhouettes,
-                                          plain=has_plain, neckline=has_neckline)
+                                          plain=has_plain, neckline=has_neckline, prints=has_prints)
         self.flow_js = flow_indices(cfg, schema)
         self.G.load_state_dict(ckpt["nets"]["G"])
         self.G.to(device).eval().requires_grad_(False)
@@ -901,7 +935,7 @@ class MaskEditInference:
         source = self._read(x) if reshapes else None
         out, _, _ = edit_photo(self.G, x, trg, self.edit_sizes, self.cfg.maskedit, self.palette_j, float(strength),
                                shape=self.shape, source=source, flow_js=self.flow_js, plain_j=self.plain_j,
-                               learned=self.learned, neck=self.neck)
+                               learned=self.learned, neck=self.neck, prints=self.prints)
         return out
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:

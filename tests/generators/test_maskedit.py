@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from gan_helpers import make_tiny_catalog, write_tiny_config
@@ -294,3 +295,32 @@ def test_an_edit_to_the_plain_value_paints_the_print_over(trained: Path) -> None
     trg[0, j] = 0  # another pattern: no print removal
     same, _, _ = edit_photo(G, x, trg, inf.edit_sizes, inf.cfg.maskedit, None, plain_j=j)
     assert torch.equal(same, x)
+
+
+def test_a_pattern_edit_draws_the_target_print_and_old_checkpoints_load_without_it(trained: Path,
+                                                                                   tmp_path: Path) -> None:
+    from generators.checkpoint import load_checkpoint, save_checkpoint
+    from generators.models.palette import texture_energy
+
+    ckpt = load_checkpoint(trained / "checkpoints" / "last.pt")
+    g = ckpt["nets"]["G"]
+    assert g["print_ok"].tolist() == [2, 1], "unicolors is the plain value (found from the photos), stripes has a tile"
+    editor = load_editor(trained / "checkpoints" / "last.pt", device="cpu")
+    plain = Image.fromarray(make_plain_garment())
+    striped = editor.edit(plain, {"pattern": "stripes"})
+    def energy(im: Image.Image) -> float:
+        return float(texture_energy(torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255))
+
+    before, after = energy(plain), energy(striped)
+    assert after > before + 1, (before, after)
+    for key in ("print_tiles", "print_ok"):
+        del g[key]
+    old = load_editor(save_checkpoint(tmp_path / "before_prints.pt", ckpt), device="cpu")
+    assert old.impl.prints is None and old.impl.G.print_tiles is None and old.impl.plain_j is not None
+    assert energy(old.edit(plain, {"pattern": "stripes"})) < before + 0.3, "without the tiles no print is drawn"
+
+
+def make_plain_garment(size: int = 128):
+    from gan_helpers import garment
+
+    return garment("red", "unicolors", "long", size)
