@@ -7,11 +7,13 @@ generators_eval.md). The catalog holds photos of every print, so:
 
 1. per pattern value, an *exemplar tile* is cut from a typical training photo of that value
    (:func:`fit_prints`): a ``TILE`` px square inside the garment (at ``SIZE`` px), stored as each
-   pixel's LAB offset from the photo's dominant colour, i.e. the print without its fabric;
+   pixel's LAB offset from the photo's dominant colour less the tile's mean, i.e. the print
+   without its fabric;
 2. the edit first paints the photo's own print over in its dominant colour (as
-   :func:`generators.models.palette.flatten_print` does), then adds the target value's tile,
-   mirror-tiled over the photo and scaled to its size, on the garment pixels. An edit to the
-   plain value (found by :func:`generators.models.palette.plain_value`) only flattens.
+   :func:`generators.models.palette.flatten_print` does, on the garment with its holes filled),
+   then adds the target value's tile, repeated over the photo at its scale (mirrored where the
+   tile's edges would show a seam), on the garment pixels. An edit to the plain value (found
+   by :func:`generators.models.palette.plain_value`) only flattens.
 
 Both parts scale with the strength, so a slider adds the print gradually. Like the silhouette
 step (:mod:`generators.models.silhouette`) it is a fixed first step: a learned editor adds its
@@ -34,7 +36,7 @@ from indexing.pooling import foreground_weights, rgb_to_lab
 SIZE = 128  # photos are read at this size to cut the tiles (64 px blurs dots and thin stripes away)
 TILE = 40  # the tile's side at SIZE: about a third of the garment's width
 ERODE = 7  # the tile must lie this far inside the garment's outline
-SEAM = 1.5  # a tile whose edges differ more than this (seam_cost) is mirrored, not repeated
+SEAM = 1.5  # a tile whose edges differ more than this (seam_cost) is mirrored, not repeated (not tuned)
 
 
 def register_prints(module: torch.nn.Module, n_values: int | None) -> None:
