@@ -30,7 +30,12 @@ Lessons of the masked editor (:mod:`generators.models.maskedit`):
 - **the silhouette step for shape groups** (:mod:`generators.models.silhouette`): the decoder
   did not learn to move a hem on a CPU budget (it tinted the garment instead), so length,
   sleeve length and fit edits first move the outline by the catalog's mean silhouettes,
-  scaled by the strength, and the decoder's change is added to that.
+  scaled by the strength, and the decoder's change is added to that (a length edit stretches
+  the hem instead, :func:`generators.models.silhouette.hem_stretch`);
+- **the palette and print steps for colour and pattern** (:mod:`generators.models.palette`,
+  :mod:`generators.models.prints`): the decoder overshot colours on some sliders and drew no
+  print at all, so a colour edit first moves the dominant colour and a pattern edit first
+  draws the target's exemplar print, both scaled by the strength.
 
 Beyond the paper, it is trained as a slider: half the flipped decodings are taken at a random
 strength and judged against the mixed condition (:meth:`FaderSolver.sample_strengths`), and
