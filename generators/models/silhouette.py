@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from catalog import Schema
 from generators.models.bands import by_rows, identity_grid_rows
 from generators.models.palette import dominant_lab, lab_to_rgb
-from indexing.pooling import foreground_weights
+from indexing.pooling import background_colour, foreground_weights
 
 SIZE = 64  # templates are this size; the change is upsampled to the photo's
 MIN_PHOTOS = 3  # a (anchor, value) pair with fewer training photos has no template
@@ -143,9 +143,7 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     add = grow * (1 - full) * per_photo.view(-1, 1, 1, 1)
     remove = shrink * full * per_photo.view(-1, 1, 1, 1)
     fabric = lab_to_rgb(dominant_lab(stats)[..., None, None])  # [B, 3, 1, 1]
-    border = torch.cat([stats[..., 0, :], stats[..., -1, :], stats[..., :, 0], stats[..., :, -1]], dim=-1)
-    background = border.median(dim=-1).values[..., None, None]
-    out = x01 + add * (fabric - x01) + remove * (background - x01)
+    out = x01 + add * (fabric - x01) + remove * (background_colour(stats) - x01)
     changed = (add + remove) > 0
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
 
