@@ -137,6 +137,9 @@ class MaskEditOptions:
     # of those, the groups whose edits stretch or squeeze the garment below its waist to move the hem
     # (generators/models/silhouette.py hem_stretch) instead of painting the template difference
     stretch_groups: list[str] = field(default_factory=lambda: ["length"])
+    # garment masks kept per (anchor, value) of those groups: sleeves and widths grow in the shape of
+    # the nearest ones and cut parts go whole (generators/models/silhouette.py); 0: the mean templates alone
+    silhouette_exemplars: int = 24
     # edits of this group get the target value's print from a catalog exemplar (and an edit to the plain
     # value paints the print over), scaled by the strength (generators/models/prints.py); it replaces
     # the plain_group step where both are on; "" switches it off
@@ -287,6 +290,9 @@ class FaderOptions:
     # of those, the groups whose edits stretch or squeeze the garment below its waist to move the hem
     # (generators/models/silhouette.py hem_stretch) instead of painting the template difference
     stretch_groups: list[str] = field(default_factory=lambda: ["length"])
+    # garment masks kept per (anchor, value) of those groups: sleeves and widths grow in the shape of
+    # the nearest ones and cut parts go whole (generators/models/silhouette.py); 0: the mean templates alone
+    silhouette_exemplars: int = 24
     # edits of this group first get the target value's print from a catalog exemplar, scaled by the
     # strength (generators/models/prints.py); "" switches it off
     print_group: str = "pattern"

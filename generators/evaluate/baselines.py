@@ -148,7 +148,8 @@ class PaletteShift:
 
 class SilhouetteShift:
     """Reshape by moving the garment's outline to the target value's mean silhouette
-    (:mod:`generators.models.silhouette`), for every group given.
+    (:mod:`generators.models.silhouette`), for every group given: hems by stretching, sleeves
+    and widths from an exemplar bank, as the editors' step does.
 
     The non-learned first step of the masked editor's shape edits, run alone.
     """
@@ -156,17 +157,20 @@ class SilhouetteShift:
     name = "silhouette-shift"
 
     def __init__(self, anchors: Sequence[str], groups: Mapping[str, Sequence[str]],
-                 templates: Mapping[str, torch.Tensor], counts: Mapping[str, torch.Tensor]) -> None:
+                 templates: Mapping[str, torch.Tensor], counts: Mapping[str, torch.Tensor],
+                 banks: Mapping[str, torch.Tensor] | None = None) -> None:
         self.anchors = list(anchors)
         self.groups = {g: list(v) for g, v in groups.items()}
         self.templates = dict(templates)
         self.counts = dict(counts)
+        self.banks = dict(banks or {})
 
     @classmethod
     def fit(cls, catalog: Catalog, items: Sequence[Any] | None, groups: Sequence[str], anchor: str = "category",
-            size: int = 96) -> SilhouetteShift:
-        """Mean garment mask per (``anchor`` value, group value) over ``items`` (the training ones)."""
-        from generators.models.silhouette import fit_silhouettes
+            size: int = 96, exemplars: int = 24) -> SilhouetteShift:
+        """Mean garment mask per (``anchor`` value, group value) over ``items`` (the training ones),
+        and up to ``exemplars`` masks of each for the bank."""
+        from generators.models.silhouette import fit_exemplars, fit_silhouettes
 
         items = list(items if items is not None else catalog.items)
         anchors = sorted({it.labels.get(anchor) for it in items if it.labels.get(anchor)})
@@ -175,7 +179,7 @@ class SilhouetteShift:
         rows = [it.labels for it in items]
         x = torch.from_numpy(np.stack([_photo(catalog, it, size) for it in items])).permute(0, 3, 1, 2).contiguous()
         a = torch.tensor([anchors.index(r[anchor]) if r.get(anchor) in anchors else -1 for r in rows])
-        values, templates, counts = {}, {}, {}
+        values, templates, counts, banks = {}, {}, {}, {}
         for g in groups:
             names = sorted({r[g] for r in rows if r.get(g)})
             if not names:
@@ -183,7 +187,9 @@ class SilhouetteShift:
             v = torch.tensor([names.index(r[g]) if r.get(g) in names else -1 for r in rows])
             values[g] = names
             templates[g], counts[g] = fit_silhouettes(x, a, v, len(anchors), len(names))
-        return cls(anchors, values, templates, counts)
+            if exemplars and g not in STRETCH_GROUPS:
+                banks[g] = fit_exemplars(x, a, v, len(anchors), len(names), exemplars)
+        return cls(anchors, values, templates, counts, banks)
 
     def capabilities(self) -> dict[str, Any]:
         return {"model": self.name, "edit": {"groups": self.groups, "multi_group": True},
@@ -200,8 +206,11 @@ class SilhouetteShift:
         for im in images:
             x = _to_tensor(im)
             for g, v in changes.items():
-                step = hem_stretch if g in STRETCH_GROUPS else silhouette_shift  # as the editors' step does
-                x = step(x, self.templates[g], self.counts[g], torch.tensor([self.groups[g].index(v)]), strength)
+                t = torch.tensor([self.groups[g].index(v)])
+                if g in STRETCH_GROUPS:  # as the editors' step does
+                    x = hem_stretch(x, self.templates[g], self.counts[g], t, strength)
+                else:
+                    x = silhouette_shift(x, self.templates[g], self.counts[g], t, strength, bank=self.banks.get(g))
             out.append(_to_image(x))
         return out
 

@@ -107,7 +107,7 @@ class FaderDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, dim: int, max_dim: int, n_down: int, c_dim: int,
                  silhouette_shape: tuple[int, int] | None = None, print_values: int | None = None,
-                 palette_values: int | None = None) -> None:
+                 palette_values: int | None = None, silhouette_exemplars: int = 0) -> None:
         super().__init__()
         # the fixed steps' data, fitted on the training photos and saved with the weights: the
         # silhouette step's mean outlines (generators/models/silhouette.py), the print step's
@@ -115,7 +115,8 @@ class FaderDecoder(nn.Module):
         # (generators/models/palette.py)
         self.silhouettes: torch.Tensor | None
         self.silhouette_counts: torch.Tensor | None
-        register_silhouettes(self, silhouette_shape)
+        self.silhouette_bank: torch.Tensor | None
+        register_silhouettes(self, silhouette_shape, silhouette_exemplars)
         register_prints(self, print_values)
         self.palette: torch.Tensor | None
         if palette_values:
@@ -176,12 +177,13 @@ class FaderNets:
     """The encoder, decoder and the sizes of the condition, built from a config and schema."""
 
     def __init__(self, cfg: Config, schema: Schema, silhouette: bool = True, prints: bool = True,
-                 palette: bool = True) -> None:
+                 palette: bool = True, exemplars: bool = True) -> None:
         o = cfg.fader
         self.edit_names = editable_groups(cfg, schema)
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
-        self.shape = (SilhouetteSteps.build(o.silhouette_groups, self.edit_names, schema, ANCHOR, o.stretch_groups)
+        self.shape = (SilhouetteSteps.build(o.silhouette_groups, self.edit_names, schema, ANCHOR, o.stretch_groups,
+                                            o.silhouette_exemplars if exemplars else 0)
                       if silhouette else None)
         self.prints = PrintStep.build(o.print_group, self.edit_names, schema) if prints else None
         self.palette_j = (self.edit_names.index(o.palette_group)
@@ -190,7 +192,8 @@ class FaderNets:
         self.G = FaderDecoder(o.latent_dim, o.dim, o.max_dim, o.n_down, sum(self.edit_sizes),
                               self.shape.shape if self.shape else None,
                               self.prints.n_values if self.prints else None,
-                              self.edit_sizes[self.palette_j] if self.palette_j is not None else None)
+                              self.edit_sizes[self.palette_j] if self.palette_j is not None else None,
+                              self.shape.exemplars if self.shape else 0)
 
 
 def fixed_steps(G: FaderDecoder, x: torch.Tensor, named_trg: torch.Tensor, strength: float | torch.Tensor,
@@ -521,9 +524,11 @@ class FaderInference:
         self.cfg = cfg
         self.schema = schema
         self.device = device
-        # checkpoints from before the silhouette or print step carry none: they edit as they were trained
+        # checkpoints from before the silhouette or print step (or the exemplar bank) carry none: they
+        # edit as they were trained
         nets = FaderNets(cfg, schema, silhouette="silhouettes" in ckpt["nets"]["G"],
-                         prints="print_tiles" in ckpt["nets"]["G"], palette="palette" in ckpt["nets"]["G"])
+                         prints="print_tiles" in ckpt["nets"]["G"], palette="palette" in ckpt["nets"]["G"],
+                         exemplars="silhouette_bank" in ckpt["nets"]["G"])
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
         self.shape, self.prints, self.palette_j = nets.shape, nets.prints, nets.palette_j
         self.E, self.G = nets.E, nets.G

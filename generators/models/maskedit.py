@@ -151,7 +151,8 @@ class MaskEditGenerator(nn.Module):
     def __init__(self, c_dim: int, conv_dim: int = 32, max_dim: int = 192, levels: int = 3, res_blocks: int = 2,
                  flow: bool = True, pred_size: int = 32, templates: bool = True, palette_values: int = 0,
                  silhouette_shape: tuple[int, int] | None = None, plain: bool = False,
-                 neckline_shape: tuple[int, int, int] | None = None, print_values: int | None = None) -> None:
+                 neckline_shape: tuple[int, int, int] | None = None, print_values: int | None = None,
+                 silhouette_exemplars: int = 0) -> None:
         super().__init__()
         # the print step's exemplar tiles per pattern value (generators/models/prints.py)
         self.print_tiles: torch.Tensor | None
@@ -184,7 +185,8 @@ class MaskEditGenerator(nn.Module):
         # the silhouette step's mean outlines (generators/models/silhouette.py), saved with the weights
         self.silhouettes: torch.Tensor | None
         self.silhouette_counts: torch.Tensor | None
-        register_silhouettes(self, silhouette_shape)
+        self.silhouette_bank: torch.Tensor | None
+        register_silhouettes(self, silhouette_shape, silhouette_exemplars)
         dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
         self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
         self.downs = nn.ModuleList([nn.Sequential(_conv(dims[i], dims[i + 1], 2), _conv(dims[i + 1], dims[i + 1]))
@@ -398,10 +400,12 @@ def plain_index(cfg: Config, schema: Schema) -> int | None:
     return names.index(g) if g and g in names else None
 
 
-def silhouette_steps(cfg: Config, schema: Schema) -> SilhouetteSteps | None:
-    """The groups of ``maskedit.silhouette_groups`` that this catalog edits (None: none)."""
+def silhouette_steps(cfg: Config, schema: Schema, exemplars: bool = True) -> SilhouetteSteps | None:
+    """The groups of ``maskedit.silhouette_groups`` that this catalog edits (None: none), with an
+    exemplar bank of ``maskedit.silhouette_exemplars`` masks unless ``exemplars`` is off."""
     return SilhouetteSteps.build(cfg.maskedit.silhouette_groups, editable_groups(cfg, schema), schema,
-                                 cfg.maskedit.anchor_group, cfg.maskedit.stretch_groups)
+                                 cfg.maskedit.anchor_group, cfg.maskedit.stretch_groups,
+                                 cfg.maskedit.silhouette_exemplars if exemplars else 0)
 
 
 def print_step(cfg: Config, schema: Schema) -> PrintStep | None:
@@ -411,12 +415,12 @@ def print_step(cfg: Config, schema: Schema) -> PrintStep | None:
 
 def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
                              silhouette: bool = True, plain: bool = True, neckline: bool = True,
-                             prints: bool = True) -> MaskEditGenerator:
+                             prints: bool = True, exemplars: bool = True) -> MaskEditGenerator:
     o = cfg.maskedit
     names = editable_groups(cfg, schema)
     sizes = [len(schema.values(g)) for g in names]
     j = palette_index(cfg, schema) if palette else None
-    steps = silhouette_steps(cfg, schema) if silhouette else None
+    steps = silhouette_steps(cfg, schema, exemplars) if silhouette else None
     neck = neckline_step(cfg, schema) if neckline else None
     tiles = print_step(cfg, schema) if prints else None
     return MaskEditGenerator(condition_dim(sizes), o.conv_dim, o.max_dim, o.levels, o.res_blocks, o.flow,
@@ -424,7 +428,8 @@ def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
                              silhouette_shape=steps.shape if steps else None,
                              plain=plain and plain_index(cfg, schema) is not None,
                              neckline_shape=neck.shape if neck else None,
-                             print_values=tiles.n_values if tiles else None)
+                             print_values=tiles.n_values if tiles else None,
+                             silhouette_exemplars=steps.exemplars if steps else 0)
 
 
 def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
@@ -901,7 +906,8 @@ class MaskEditInference:
         has_palette = "palette" in ckpt["nets"]["G"]
         self.palette_j = palette_index(cfg, schema) if has_palette else None
         has_silhouettes = "silhouettes" in ckpt["nets"]["G"]
-        self.shape = silhouette_steps(cfg, schema) if has_silhouettes else None
+        has_bank = "silhouette_bank" in ckpt["nets"]["G"]
+        self.shape = silhouette_steps(cfg, schema, has_bank) if has_silhouettes else None
         has_plain = "plain" in ckpt["nets"]["G"]
         self.plain_j = plain_index(cfg, schema) if has_plain else None
         has_neckline = "neck_keys" in ckpt["nets"]["G"]
@@ -909,7 +915,8 @@ class MaskEditInference:
         has_prints = "print_tiles" in ckpt["nets"]["G"]
         self.prints = print_step(cfg, schema) if has_prints else None
         self.G = build_maskedit_generator(cfg, schema, palette=has_palette, silhouette=has_silhouettes,
-                                          plain=has_plain, neckline=has_neckline, prints=has_prints)
+                                          plain=has_plain, neckline=has_neckline, prints=has_prints,
+                                          exemplars=has_bank)
         self.flow_js = flow_indices(cfg, schema)
         self.G.load_state_dict(ckpt["nets"]["G"])
         self.G.to(device).eval().requires_grad_(False)

@@ -14,6 +14,22 @@ the catalog itself says where a value's fabric is:
    mask: where it rises, the garment's dominant colour is painted; where it falls, the
    background colour is. Everything else is the input, bit-exact.
 
+Mean templates are blurred: arms held at different angles average to a faint wide blob, so a
+sleeve painted from the mean floated beside the arm, and a sleeve removed by it kept its cuff
+and outline (the slider benchmark read 65-80 % of sleeve sliders as monotone). Models trained
+with an *exemplar bank* (``exemplars`` > 0, :func:`fit_exemplars`: up to that many garment
+masks per (anchor, value), bit-packed) edit crisply instead:
+
+- **growth** takes the shape of the ``NEAREST`` exemplars of (anchor, target) whose masks are
+  nearest the photo's (a majority vote), where the templates say the target has more fabric,
+  connected to the garment: a real sleeve, attached where garments framed like this one
+  have it;
+- **removal** takes every garment pixel, outline and cuff included, connected to a firm
+  template decrease through pixels where the target template rarely has fabric: the whole
+  forearm goes, not a faded patch in its middle.
+
+Checkpoints without a bank edit as they were trained, from the templates alone.
+
 Like the palette step (:mod:`generators.models.palette`) it is a fixed first step; the
 masked editor learns its own change on top, and the benchmark runs it alone as a
 non-learned baseline.
@@ -36,18 +52,27 @@ SIZE = 64  # templates are this size; the change is upsampled to the photo's
 MIN_PHOTOS = 3  # a (anchor, value) pair with fewer training photos has no template
 LOW, HIGH = 0.25, 0.6  # a template difference below LOW changes nothing, above HIGH it is a full change
 SPLIT = 0.4  # a length edit stretches the garment below this share of its height (the waist, the crotch)
+NEAREST = 3  # exemplars voting on a grown outline (a majority of them draws it)
+FIRM = 0.45  # a template decrease above this seeds a removal (smaller ones are framing, not the group)
+GROWS = 0.1  # a grown pixel needs the target template this much above the current one
+PACKED = SIZE * SIZE // 8  # bytes per bit-packed exemplar mask
 
 
-def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None) -> None:
+def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None, exemplars: int = 0) -> None:
     """Give ``module`` the buffers ``silhouettes`` (``[*shape, SIZE, SIZE]``: mean garment mask
-    per (anchor value, value of each shape group, concatenated)) and ``silhouette_counts``
-    (the photos behind each), fitted before training and saved with the module's weights;
-    both None without a shape."""
+    per (anchor value, value of each shape group, concatenated)), ``silhouette_counts``
+    (the photos behind each) and, with ``exemplars``, ``silhouette_bank`` (``[A, V * exemplars,
+    PACKED]`` uint8: bit-packed garment masks; 3-d so that a channels-last model keeps it),
+    fitted before training and saved with the module's weights; all None without a shape."""
     if shape:
         module.register_buffer("silhouettes", torch.zeros(*shape, SIZE, SIZE))
         module.register_buffer("silhouette_counts", torch.zeros(*shape))
     else:
         module.silhouettes = module.silhouette_counts = None
+    if shape and exemplars:
+        module.register_buffer("silhouette_bank", torch.zeros(shape[0], shape[1] * exemplars, PACKED, dtype=torch.uint8))
+    else:
+        module.silhouette_bank = None
 
 
 def garment_masks(x01: torch.Tensor, size: int = SIZE) -> torch.Tensor:
@@ -75,6 +100,58 @@ def fit_silhouettes(images: torch.Tensor, anchors: torch.Tensor, values: torch.T
         sums.view(-1, SIZE, SIZE).index_add_(0, flat, m)
         counts.view(-1).index_add_(0, flat, torch.ones(len(flat)))
     return sums / counts.clamp(min=1)[..., None, None], counts
+
+
+def pack_masks(masks: torch.Tensor) -> torch.Tensor:
+    """``[..., PACKED]`` uint8 of 0/1 masks ``[..., SIZE, SIZE]``, eight pixels a byte."""
+    bits = masks.reshape(*masks.shape[:-2], PACKED, 8).to(torch.uint8)
+    return (bits << torch.arange(8, dtype=torch.uint8, device=masks.device)).sum(-1, dtype=torch.uint8)
+
+
+def unpack_masks(packed: torch.Tensor) -> torch.Tensor:
+    """``[..., SIZE, SIZE]`` float 0/1 masks of :func:`pack_masks`' bytes."""
+    bits = (packed[..., None] >> torch.arange(8, dtype=torch.uint8, device=packed.device)) & 1
+    return bits.reshape(*packed.shape[:-1], SIZE, SIZE).float()
+
+
+def fit_exemplars(images: torch.Tensor, anchors: torch.Tensor, values: torch.Tensor, n_anchors: int,
+                  n_values: int, exemplars: int, batch_size: int = 64) -> torch.Tensor:
+    """``[A, V * exemplars, PACKED]``: the garment masks (above 0.5) of the first ``exemplars``
+    training photos of each (anchor, value), bit-packed; a pair with fewer photos leaves empty
+    slots, which the edit never picks (``counts`` of :func:`fit_silhouettes` say how many)."""
+    bank = torch.zeros(n_anchors, n_values, exemplars, PACKED, dtype=torch.uint8)
+    filled = torch.zeros(n_anchors, n_values, dtype=torch.long)
+    for i in range(0, len(images), batch_size):
+        a, v = anchors[i:i + batch_size], values[i:i + batch_size]
+        keep = torch.nonzero((a >= 0) & (v >= 0)).flatten()
+        if not len(keep):
+            continue
+        packed = pack_masks(garment_masks(images[i:i + batch_size][keep].float() / 255.0) > 0.5)
+        for row, ai, vi in zip(packed, a[keep].tolist(), v[keep].tolist(), strict=True):
+            if filled[ai, vi] < exemplars:
+                bank[ai, vi, filled[ai, vi]] = row
+                filled[ai, vi] += 1
+    return bank.reshape(n_anchors, n_values * exemplars, PACKED)
+
+
+def nearest_shape(garment: torch.Tensor, bank: torch.Tensor, counts: torch.Tensor, anchor: torch.Tensor,
+                  target: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, SIZE, SIZE]`` 0/1: where most of the ``NEAREST`` exemplars of (anchor, target)
+    whose masks are nearest (L1) each photo's ``garment`` (0/1 ``[B, 1, SIZE, SIZE]``) have
+    fabric. ``bank``: ``[A, V * M, PACKED]``; ``counts``: ``[A, V]`` photos per pair."""
+    a_n, v_n = counts.shape
+    m = bank.shape[1] // v_n
+    rows = bank.reshape(a_n, v_n, m, PACKED)[anchor, target]  # [B, M, PACKED]
+    masks = unpack_masks(rows.to(garment.device))  # [B, M, SIZE, SIZE]
+    dist = (masks - garment).abs().mean((2, 3))
+    have = counts.to(garment.device)[anchor, target].clamp(max=m)  # filled slots per photo
+    dist = dist.masked_fill(torch.arange(m, device=garment.device)[None] >= have[:, None], float("inf"))
+    k = min(NEAREST, m)
+    near = dist.topk(k, dim=1, largest=False).indices
+    picked = torch.gather(masks, 1, near[:, :, None, None].expand(-1, -1, SIZE, SIZE))
+    usable = torch.gather(dist, 1, near).isfinite().float()  # fewer than k photos: vote among those
+    votes = (picked * usable[:, :, None, None]).sum(1, keepdim=True)
+    return (votes * 2 > usable.sum(1).view(-1, 1, 1, 1)).float()
 
 
 def read_silhouette(masks: torch.Tensor, templates: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,13 +193,14 @@ def _reading(stats: torch.Tensor, templates: torch.Tensor, counts: torch.Tensor,
 
 def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Tensor, target: torch.Tensor,
                      strength: torch.Tensor | float = 1.0, anchor: torch.Tensor | None = None,
-                     current: torch.Tensor | None = None) -> torch.Tensor:
+                     current: torch.Tensor | None = None, bank: torch.Tensor | None = None) -> torch.Tensor:
     """``x`` (``[-1, 1]``) with its outline moved to the target values' (``[B]``, -1: no change).
 
     ``anchor`` and ``current`` (``[B]`` indices) are the photo's anchor and current value, as a
     label or a classifier reads them; without them, or where they are -1, the nearest
     template's are used. A target never seen with the photo's anchor (sleeves on a skirt)
-    changes nothing.
+    changes nothing. ``bank`` (:func:`fit_exemplars`): grow and remove crisp parts (module
+    docstring); None: paint the template difference.
     """
     x01 = (x.float() + 1) / 2
     b = x.size(0)
@@ -131,19 +209,38 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     if not bool(ok.any()):
         return x
     tpl = templates.to(x01)
-    diff = (tpl[anchor, t.clamp(min=0)] - tpl[anchor, current])[:, None]  # [B, 1, SIZE, SIZE]
-    # fabric only grows out of the garment: a template difference that does not touch it (the
-    # template of a misread anchor) paints nothing
-    diff = torch.where(diff > 0, diff * reachable(diff > LOW, small[:, None] > 0.5), diff)
-    diff = F.interpolate(diff, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    goal = tpl[anchor, t.clamp(min=0)][:, None]  # [B, 1, SIZE, SIZE]
+    diff = goal - tpl[anchor, current][:, None]
+    garment = (small[:, None] > 0.5).float()
+    if bank is None:
+        # fabric only grows out of the garment: a template difference that does not touch it (the
+        # template of a misread anchor) paints nothing
+        diff = torch.where(diff > 0, diff * reachable(diff > LOW, garment), diff)
+        grow = ((diff - LOW) / (HIGH - LOW)).clamp(0, 1)
+        shrink = ((-diff - LOW) / (HIGH - LOW)).clamp(0, 1)
+    else:
+        region = nearest_shape(garment, bank, counts, anchor, t.clamp(min=0)) * (1 - garment) * (diff > GROWS)
+        grown = reachable(region, F.max_pool2d(garment, 3, 1, 1))  # touching the garment, diagonals too
+        # softened at its outer edge only, so that the upsampled edge is not a staircase
+        grow = F.avg_pool2d(torch.maximum(grown, garment), 3, 1, 1) * grown
+        rare = garment * (goal < LOW)
+        cut = reachable(rare, rare * (-diff > FIRM))
+        shrink = F.max_pool2d(cut, 3, 1, 1) * (goal < LOW)  # and the outline around it
+    size = x.shape[-2:]
+    grow = F.interpolate(grow, size=size, mode="bilinear", align_corners=False)
+    shrink = F.interpolate(shrink, size=size, mode="bilinear", align_corners=False)
+    if bank is not None:
+        grow = ((grow - 0.3) / 0.4).clamp(0, 1)
+        shrink = (shrink > 0.25).to(shrink)  # crisp: every pixel of the part, its anti-aliased edge too
     per_photo = torch.as_tensor(strength, dtype=x01.dtype, device=x.device).expand(b) * ok.to(x01)
-    grow = ((diff - LOW) / (HIGH - LOW)).clamp(0, 1)
-    shrink = ((-diff - LOW) / (HIGH - LOW)).clamp(0, 1)
     full = foreground_weights(stats, floor=0.0)
-    add = grow * (1 - full) * per_photo.view(-1, 1, 1, 1)
-    remove = shrink * full * per_photo.view(-1, 1, 1, 1)
+    # a bank's parts are drawn whole: a grown sleeve covers the seam pixels too (the garment's soft
+    # edge left a white line between it and the body), a cut one takes its outline
+    add = grow * ((1 - full) if bank is None else 1) * per_photo.view(-1, 1, 1, 1)
+    remove = shrink * (full if bank is None else 1) * per_photo.view(-1, 1, 1, 1)
     fabric = lab_to_rgb(dominant_lab(stats)[..., None, None])  # [B, 3, 1, 1]
-    out = x01 + add * (fabric - x01) + remove * (background_colour(stats) - x01)
+    out = x01 + add * (fabric - x01)
+    out = out + remove * (background_colour(stats) - out)
     changed = (add + remove) > 0
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
 
@@ -210,7 +307,9 @@ class SilhouetteSteps:
     (``cols``), their values' offsets in the model's ``silhouettes`` buffer (``offsets``,
     :func:`register_silhouettes`), the anchor's column (-1: the catalog has no anchor group,
     and one set of silhouettes serves every photo) and which groups move the hem by
-    :func:`hem_stretch` instead of painting (``stretch``). The masked editor and Fader share it."""
+    :func:`hem_stretch` instead of painting (``stretch``), and how many exemplar masks per
+    (anchor, value) its bank keeps (``exemplars``, 0: none, the templates alone). The masked
+    editor and Fader share it."""
 
     js: tuple[int, ...]
     cols: tuple[int, ...]
@@ -219,10 +318,11 @@ class SilhouetteSteps:
     anchor_col: int
     n_anchor: int
     stretch: tuple[bool, ...] = ()
+    exemplars: int = 0
 
     @classmethod
     def build(cls, groups: Sequence[str], edit_names: Sequence[str], schema: Schema,
-              anchor: str, stretch: Sequence[str] = ()) -> SilhouetteSteps | None:
+              anchor: str, stretch: Sequence[str] = (), exemplars: int = 0) -> SilhouetteSteps | None:
         """The ``groups`` that this model edits (None: none of them); those also in ``stretch``
         are length groups, edited by :func:`hem_stretch`."""
         js = [list(edit_names).index(g) for g in groups if g in edit_names]
@@ -233,7 +333,7 @@ class SilhouetteSteps:
         has_anchor = anchor in schema.names
         return cls(tuple(js), tuple(schema.names.index(edit_names[j]) for j in js), tuple(offsets), tuple(sizes),
                    schema.names.index(anchor) if has_anchor else -1, len(schema.values(anchor)) if has_anchor else 1,
-                   tuple(edit_names[j] in stretch for j in js))
+                   tuple(edit_names[j] in stretch for j in js), exemplars)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -247,6 +347,10 @@ class SilhouetteSteps:
             tpl, counts = fit_silhouettes(images, anchors, labels[:, col], self.n_anchor, n)
             module.silhouettes[:, off:off + n] = tpl.to(module.silhouettes)
             module.silhouette_counts[:, off:off + n] = counts.to(module.silhouette_counts)
+            if module.silhouette_bank is not None:
+                m = module.silhouette_bank.shape[1] // sum(self.sizes)
+                bank = fit_exemplars(images, anchors, labels[:, col], self.n_anchor, n, m)
+                module.silhouette_bank[:, off * m:(off + n) * m] = bank.to(module.silhouette_bank)
 
     def apply(self, module: torch.nn.Module, x: torch.Tensor, trg: torch.Tensor,
               strength: torch.Tensor | float = 1.0, source: torch.Tensor | None = None) -> torch.Tensor:
@@ -267,8 +371,14 @@ class SilhouetteSteps:
             else:
                 anchor = source[r, self.anchor_col] if source is not None else None
             current = source[r, col] if source is not None else None
-            step = hem_stretch if hem else silhouette_shift
-            y = step(x[rows], module.silhouettes[:, off:off + n], module.silhouette_counts[:, off:off + n],
-                     trg[r, j], s, anchor, current)
+            tpl, counts = module.silhouettes[:, off:off + n], module.silhouette_counts[:, off:off + n]
+            if hem:
+                y = hem_stretch(x[rows], tpl, counts, trg[r, j], s, anchor, current)
+            else:
+                bank = module.silhouette_bank
+                if bank is not None:
+                    m = bank.shape[1] // sum(self.sizes)
+                    bank = bank[:, off * m:(off + n) * m]
+                y = silhouette_shift(x[rows], tpl, counts, trg[r, j], s, anchor, current, bank)
             x = x.index_copy(0, rows, y.to(x.dtype))
         return x

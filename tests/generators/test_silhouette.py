@@ -112,3 +112,68 @@ def test_hem_stretch_moves_the_hem_part_of_the_way_with_the_garments_own_pixels(
     short = hem_stretch(to_pm1(garment(55)), tpl, counts, torch.tensor([0]))
     assert 26 <= hem(short) <= 32 and (short[..., 40:52, 22:42] > 0.95).all(), "squeezed up, background below"
     assert torch.equal(hem_stretch(x, tpl, counts, torch.tensor([-1])), x)
+
+
+def shirt(sleeve_end: int, arm: int = 6, outline: bool = True, colour: tuple[float, float, float] = RED) -> torch.Tensor:
+    """``[1, 3, 64, 64]`` uint8: a torso (rows 10-50, columns 24-40) with arms ``arm`` px wide
+    beside it down to row ``sleeve_end``, in ``colour`` with a dark one-pixel outline."""
+    mask = torch.zeros(64, 64, dtype=torch.bool)
+    mask[10:50, 24:40] = True
+    mask[10:sleeve_end, 24 - arm:24] = True
+    mask[10:sleeve_end, 40:40 + arm] = True
+    x = torch.full((1, 3, 64, 64), 255, dtype=torch.uint8)
+    x[0, :, mask] = (torch.tensor(colour) * 255).round().to(torch.uint8)[:, None]
+    if outline:
+        grown = torch.nn.functional.max_pool2d(mask[None, None].float(), 3, 1, 1)[0, 0] > 0
+        x[0, :, grown & ~mask] = 40
+    return x
+
+
+def shirts() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Six training shirts of anchor 0: value 0 short sleeves (ending at row 18-20), value 1
+    long ones (ending at row 44-46), arms 5-7 px wide."""
+    photos = [shirt(e, a) for e, a in ((18, 5), (19, 6), (20, 7), (44, 5), (45, 6), (46, 7))]
+    return torch.cat(photos), torch.zeros(6, dtype=torch.long), torch.tensor([0, 0, 0, 1, 1, 1])
+
+
+def test_masks_pack_eight_pixels_a_byte_and_unpack_exactly() -> None:
+    from generators.models.silhouette import PACKED, pack_masks, unpack_masks
+
+    masks = torch.rand(3, 2, 64, 64) > 0.5
+    packed = pack_masks(masks)
+    assert packed.shape == (3, 2, PACKED) and packed.dtype == torch.uint8
+    assert torch.equal(unpack_masks(packed), masks.float())
+
+
+def test_the_bank_grows_a_whole_attached_sleeve_where_the_mean_paints_a_faint_one() -> None:
+    from generators.models.silhouette import fit_exemplars
+
+    images, anchors, values = shirts()
+    tpl, counts = fit_silhouettes(images, anchors, values, n_anchors=1, n_values=2)
+    bank = fit_exemplars(images, anchors, values, 1, 2, exemplars=4)
+    assert bank.shape == (1, 8, 512), "four slots per value, three of them filled"
+    x, truth = to_pm1(shirt(19, 6)), to_pm1(shirt(45, 6))
+    crisp = silhouette_shift(x, tpl, counts, torch.tensor([1]), bank=bank)
+    blurred = silhouette_shift(x, tpl, counts, torch.tensor([1]))
+    assert (crisp - truth).abs().mean() < 0.5 * (x - truth).abs().mean(), "the long sleeve is drawn"
+    forearm = (slice(None), slice(None), slice(26, 42), slice(18, 23))  # left arm below the old sleeve
+    assert (crisp[forearm] - truth[forearm]).abs().max() < 0.05, "in full fabric colour, to the cuff"
+    assert (crisp - truth).abs().mean() <= (blurred - truth).abs().mean()
+    assert torch.equal(crisp[..., 10:50, 24:40], x[..., 10:50, 24:40]), "the torso is the input's, bit-exact"
+    half = silhouette_shift(x, tpl, counts, torch.tensor([1]), strength=0.5, bank=bank)
+    assert (x - half).abs().mean() < (x - crisp).abs().mean(), "a partial strength changes less"
+
+
+def test_the_bank_cuts_a_whole_sleeve_with_its_outline() -> None:
+    from generators.models.silhouette import fit_exemplars
+
+    images, anchors, values = shirts()
+    tpl, counts = fit_silhouettes(images, anchors, values, n_anchors=1, n_values=2)
+    bank = fit_exemplars(images, anchors, values, 1, 2, exemplars=4)
+    x = to_pm1(shirt(45, 9))  # wider arms than any training shirt's: the mean misses their outer edge
+    y = silhouette_shift(x, tpl, counts, torch.tensor([0]), bank=bank)
+    below = (slice(None), slice(None), slice(24, 47), slice(12, 23))  # the left forearm, its outline and cuff
+    assert (y[below] > 0.9).all(), "nothing of the forearm is left, outline included"
+    assert (silhouette_shift(x, tpl, counts, torch.tensor([0]))[below] < 0).any(), \
+        "(the mean templates alone leave its outer edge)"
+    assert torch.equal(y[..., 10:50, 24:40], x[..., 10:50, 24:40]), "the torso is the input's, bit-exact"
