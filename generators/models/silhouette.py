@@ -220,6 +220,9 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
         shrink = ((-diff - LOW) / (HIGH - LOW)).clamp(0, 1)
     else:
         region = nearest_shape(garment, bank, counts, anchor, t.clamp(min=0)) * (1 - garment) * (diff > GROWS)
+        # opened: slivers thinner than 3 px along the photo's own edge (an exemplar's arm a little
+        # wider than the photo's) are framing, not a sleeve
+        region = F.max_pool2d(-F.max_pool2d(-region, 3, 1, 1), 3, 1, 1)
         grown = reachable(region, F.max_pool2d(garment, 3, 1, 1))  # touching the garment, diagonals too
         # softened at its outer edge only, so that the upsampled edge is not a staircase
         grow = F.avg_pool2d(torch.maximum(grown, garment), 3, 1, 1) * grown
