@@ -137,9 +137,12 @@ class MaskEditOptions:
     # of those, the groups whose edits stretch or squeeze the garment below its waist to move the hem
     # (generators/models/silhouette.py hem_stretch) instead of painting the template difference
     stretch_groups: list[str] = field(default_factory=lambda: ["length"])
-    # garment masks kept per (anchor, value) of those groups: sleeves and widths grow in the shape of
-    # the nearest ones and cut parts go whole (generators/models/silhouette.py); 0: the mean templates alone
+    # garment masks kept per (anchor, value) of those groups: a sleeve grows in the shape of the nearest
+    # ones and a cut one goes whole (generators/models/silhouette.py); 0: the mean templates alone
     silhouette_exemplars: int = 24
+    # the groups edited with those exemplars (fit is not: its exemplars drew detached wings and
+    # jagged cuts); the others paint the template difference
+    silhouette_exemplar_groups: list[str] = field(default_factory=lambda: ["sleeve_length"])
     # edits of this group get the target value's print from a catalog exemplar (and an edit to the plain
     # value paints the print over), scaled by the strength (generators/models/prints.py); it replaces
     # the plain_group step where both are on; "" switches it off
@@ -290,12 +293,18 @@ class FaderOptions:
     # of those, the groups whose edits stretch or squeeze the garment below its waist to move the hem
     # (generators/models/silhouette.py hem_stretch) instead of painting the template difference
     stretch_groups: list[str] = field(default_factory=lambda: ["length"])
-    # garment masks kept per (anchor, value) of those groups: sleeves and widths grow in the shape of
-    # the nearest ones and cut parts go whole (generators/models/silhouette.py); 0: the mean templates alone
+    # garment masks kept per (anchor, value) of those groups: a sleeve grows in the shape of the nearest
+    # ones and a cut one goes whole (generators/models/silhouette.py); 0: the mean templates alone
     silhouette_exemplars: int = 24
+    # the groups edited with those exemplars (fit is not: its exemplars drew detached wings and
+    # jagged cuts); the others paint the template difference
+    silhouette_exemplar_groups: list[str] = field(default_factory=lambda: ["sleeve_length"])
     # edits of this group first get the target value's print from a catalog exemplar, scaled by the
     # strength (generators/models/prints.py); "" switches it off
     print_group: str = "pattern"
+    # each value's exemplar print is the one of this many candidates (nearest the median print
+    # energy) that the frozen heads read as that value most (prints.tune_prints); 1: the median one
+    print_tune: int = 8
     # edits of this group first move the garment's dominant colour to the value's (the median of its
     # training photos'), scaled by the strength (generators/models/palette.py); "" switches it off
     palette_group: str = "color"

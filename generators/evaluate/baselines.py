@@ -149,7 +149,7 @@ class PaletteShift:
 class SilhouetteShift:
     """Reshape by moving the garment's outline to the target value's mean silhouette
     (:mod:`generators.models.silhouette`), for every group given: hems by stretching, sleeves
-    and widths from an exemplar bank, as the editors' step does.
+    from an exemplar bank, widths by the mean templates, as the editors' step does.
 
     The non-learned first step of the masked editor's shape edits, run alone.
     """
@@ -187,7 +187,7 @@ class SilhouetteShift:
             v = torch.tensor([names.index(r[g]) if r.get(g) in names else -1 for r in rows])
             values[g] = names
             templates[g], counts[g] = fit_silhouettes(x, a, v, len(anchors), len(names))
-            if exemplars and g not in STRETCH_GROUPS:
+            if exemplars and g in EXEMPLAR_GROUPS:
                 banks[g] = fit_exemplars(x, a, v, len(anchors), len(names), exemplars)
         return cls(anchors, values, templates, counts, banks)
 
@@ -217,6 +217,7 @@ class SilhouetteShift:
 
 SHAPE_GROUPS = tuple(MaskEditOptions().silhouette_groups)  # the groups a silhouette says something about
 STRETCH_GROUPS = tuple(MaskEditOptions().stretch_groups)  # of those, the ones whose hem is stretched
+EXEMPLAR_GROUPS = tuple(MaskEditOptions().silhouette_exemplar_groups)  # and those grown from an exemplar bank
 
 
 def non_learned_baselines(catalog: Catalog, items: Sequence[Any], edited: Sequence[str] | None = None,

@@ -107,7 +107,7 @@ class FaderDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, dim: int, max_dim: int, n_down: int, c_dim: int,
                  silhouette_shape: tuple[int, int] | None = None, print_values: int | None = None,
-                 palette_values: int | None = None, silhouette_exemplars: int = 0) -> None:
+                 palette_values: int | None = None, silhouette_bank: tuple[int, int] | None = None) -> None:
         super().__init__()
         # the fixed steps' data, fitted on the training photos and saved with the weights: the
         # silhouette step's mean outlines (generators/models/silhouette.py), the print step's
@@ -116,7 +116,7 @@ class FaderDecoder(nn.Module):
         self.silhouettes: torch.Tensor | None
         self.silhouette_counts: torch.Tensor | None
         self.silhouette_bank: torch.Tensor | None
-        register_silhouettes(self, silhouette_shape, silhouette_exemplars)
+        register_silhouettes(self, silhouette_shape, silhouette_bank)
         register_prints(self, print_values)
         self.palette: torch.Tensor | None
         if palette_values:
@@ -183,7 +183,7 @@ class FaderNets:
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
         self.edit_sizes = [len(schema.values(g)) for g in self.edit_names]
         self.shape = (SilhouetteSteps.build(o.silhouette_groups, self.edit_names, schema, ANCHOR, o.stretch_groups,
-                                            o.silhouette_exemplars if exemplars else 0)
+                                            o.silhouette_exemplars if exemplars else 0, o.silhouette_exemplar_groups)
                       if silhouette else None)
         self.prints = PrintStep.build(o.print_group, self.edit_names, schema) if prints else None
         self.palette_j = (self.edit_names.index(o.palette_group)
@@ -193,7 +193,7 @@ class FaderNets:
                               self.shape.shape if self.shape else None,
                               self.prints.n_values if self.prints else None,
                               self.edit_sizes[self.palette_j] if self.palette_j is not None else None,
-                              self.shape.exemplars if self.shape else 0)
+                              self.shape.bank_shape if self.shape else None)
 
 
 def fixed_steps(G: FaderDecoder, x: torch.Tensor, named_trg: torch.Tensor, strength: float | torch.Tensor,
@@ -300,8 +300,26 @@ class FaderSolver(Solver):
 
     def prepare_hires(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Refit the print tiles from the training photos at :attr:`hires_size` (uint8): at the
-        working size of 64 px a lace is a grid of blocks (:meth:`prepare` fitted them there)."""
-        self.prints.fit(self.G, images, labels)
+        working size of 64 px a lace is a grid of blocks (:meth:`prepare` fitted them there).
+        Each value's tile is chosen among ``fader.print_tune`` candidates by the frozen heads
+        (:func:`generators.models.prints.tune_prints`)."""
+        scores = self.prints.fit(self.G, images, labels, judge=self._pattern_judge, candidates=self.cfg.fader.print_tune)
+        if scores:
+            values = self.schema.values(self.schema.names[self.prints.col])
+            self.judge_report["print_tune"] = {values[v]: p for v, p in scores.items()}
+
+    @torch.no_grad()
+    def _pattern_judge(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, V]``: the frozen heads' probabilities of the pattern group's values for photos
+        ``x`` in ``[-1, 1]`` (any size; read at the working size, as in training)."""
+        size = self.cfg.train.image_size
+        out = []
+        for i in range(0, len(x), 32):
+            xb = x[i:i + 32].to(self.device)
+            if xb.shape[-1] != size:
+                xb = F.interpolate(xb, size=(size, size), mode="area")
+            out.append(self.C(self.features(xb, maps=False)[1])[self.prints.col].float().softmax(1).cpu())
+        return torch.cat(out)
 
     def _value_table(self, labels: torch.Tensor) -> list[torch.Tensor]:
         """``[A, V]`` per editable group: value V seen with anchor value A (a top is not given knee length)."""

@@ -152,7 +152,7 @@ class MaskEditGenerator(nn.Module):
                  flow: bool = True, pred_size: int = 32, templates: bool = True, palette_values: int = 0,
                  silhouette_shape: tuple[int, int] | None = None, plain: bool = False,
                  neckline_shape: tuple[int, int, int] | None = None, print_values: int | None = None,
-                 silhouette_exemplars: int = 0) -> None:
+                 silhouette_bank: tuple[int, int] | None = None) -> None:
         super().__init__()
         # the print step's exemplar tiles per pattern value (generators/models/prints.py)
         self.print_tiles: torch.Tensor | None
@@ -186,7 +186,7 @@ class MaskEditGenerator(nn.Module):
         self.silhouettes: torch.Tensor | None
         self.silhouette_counts: torch.Tensor | None
         self.silhouette_bank: torch.Tensor | None
-        register_silhouettes(self, silhouette_shape, silhouette_exemplars)
+        register_silhouettes(self, silhouette_shape, silhouette_bank)
         dims = [min(conv_dim * 2**i, max_dim) for i in range(levels + 1)]
         self.inp = nn.Sequential(_conv(3, dims[0]), _conv(dims[0], dims[0]))
         self.downs = nn.ModuleList([nn.Sequential(_conv(dims[i], dims[i + 1], 2), _conv(dims[i + 1], dims[i + 1]))
@@ -405,7 +405,8 @@ def silhouette_steps(cfg: Config, schema: Schema, exemplars: bool = True) -> Sil
     exemplar bank of ``maskedit.silhouette_exemplars`` masks unless ``exemplars`` is off."""
     return SilhouetteSteps.build(cfg.maskedit.silhouette_groups, editable_groups(cfg, schema), schema,
                                  cfg.maskedit.anchor_group, cfg.maskedit.stretch_groups,
-                                 cfg.maskedit.silhouette_exemplars if exemplars else 0)
+                                 cfg.maskedit.silhouette_exemplars if exemplars else 0,
+                                 cfg.maskedit.silhouette_exemplar_groups)
 
 
 def print_step(cfg: Config, schema: Schema) -> PrintStep | None:
@@ -429,7 +430,7 @@ def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
                              plain=plain and plain_index(cfg, schema) is not None,
                              neckline_shape=neck.shape if neck else None,
                              print_values=tiles.n_values if tiles else None,
-                             silhouette_exemplars=steps.exemplars if steps else 0)
+                             silhouette_bank=steps.bank_shape if steps else None)
 
 
 def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device

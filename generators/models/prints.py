@@ -22,6 +22,7 @@ own change on top, and everything outside the garment is the input, bit-exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,19 +64,11 @@ def _windows(x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return detail, inside, energy
 
 
-def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain: int,
-               batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(tiles [V, 3, TILE, TILE], ok [V])`` from uint8 ``[N, 3, S, S]`` photos and their values.
-
-    A value's tile is the garment window (beside the photo's centre line) of the photo whose
-    window's print energy is the median among that value's photos: a typical print, not the
-    loudest. The ``plain`` value gets no tile (``ok`` 2: the edit only flattens); a value
-    without a photo whose garment holds a window gets none either (``ok`` 0: no edit).
-    """
-    tiles = torch.zeros(n_values, 3, TILE, TILE)
-    ok = torch.zeros(n_values)
-    if 0 <= plain < n_values:
-        ok[plain] = 2
+def print_candidates(images: torch.Tensor, values: torch.Tensor, n_values: int, plain: int,
+                     batch_size: int = 32) -> dict[int, list[torch.Tensor]]:
+    """Per value (the ``plain`` one and values without a usable photo left out), the candidate
+    tiles of its photos, ordered by their print energy: each photo's garment window beside its
+    centre line, less the window's mean, from uint8 ``[N, 3, S, S]`` photos and their values."""
     found: dict[int, list[tuple[float, torch.Tensor]]] = {}
     n = SIZE - TILE + 1
     grid = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")).float()
@@ -85,7 +78,7 @@ def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain:
     centre_dist = (grid - aim).pow(2).sum(0)
     for i in range(0, len(images), batch_size):
         v = values[i:i + batch_size]
-        keep = (v >= 0) & (v != plain)
+        keep = (v >= 0) & (v != plain) & (v < n_values)
         if not bool(keep.any()):
             continue
         with torch.no_grad():
@@ -100,11 +93,73 @@ def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain:
             # garment. (Less the median instead, or the mean of the lightness only, rose on 72 % and
             # 74 % of 100 pattern sliders, against 79 %.)
             found.setdefault(val, []).append((float(en[r, c]), tile - tile.mean((1, 2), keepdim=True)))
-    for val, cands in found.items():
-        cands.sort(key=lambda t: t[0])
-        tiles[val] = cands[len(cands) // 2][1]
+    return {val: [t for _, t in sorted(cands, key=lambda e: e[0])] for val, cands in found.items()}
+
+
+def around_median(cands: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+    """The ``k`` candidates nearest the median in print energy, the median first."""
+    mid = len(cands) // 2
+    order = sorted(range(len(cands)), key=lambda i: (abs(i - mid), i))
+    return [cands[i] for i in order[:k]]
+
+
+def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain: int,
+               batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tiles [V, 3, TILE, TILE], ok [V])`` from uint8 ``[N, 3, S, S]`` photos and their values.
+
+    A value's tile is the garment window (beside the photo's centre line) of the photo whose
+    window's print energy is the median among that value's photos: a typical print, not the
+    loudest. The ``plain`` value gets no tile (``ok`` 2: the edit only flattens); a value
+    without a photo whose garment holds a window gets none either (``ok`` 0: no edit).
+    """
+    return median_tiles(print_candidates(images, values, n_values, plain, batch_size), n_values, plain)
+
+
+def median_tiles(candidates: dict[int, list[torch.Tensor]], n_values: int, plain: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tiles, ok)`` of :func:`fit_prints` from :func:`print_candidates`' tiles."""
+    tiles = torch.zeros(n_values, 3, TILE, TILE)
+    ok = torch.zeros(n_values)
+    if 0 <= plain < n_values:
+        ok[plain] = 2
+    for val, cands in candidates.items():
+        tiles[val] = around_median(cands, 1)[0]
         ok[val] = 1
     return tiles, ok
+
+
+def tune_prints(tiles: torch.Tensor, ok: torch.Tensor, candidates: dict[int, list[torch.Tensor]],
+                images: torch.Tensor, values: torch.Tensor, judge: Callable[[torch.Tensor], torch.Tensor],
+                k: int = 8, photos: int = 24) -> tuple[torch.Tensor, dict[int, list[float]]]:
+    """``(tiles, scores)``: each value's tile chosen among its ``k`` candidates nearest the median
+    energy by the model's own judges: the one whose print, drawn at full strength on ``photos``
+    training photos of other values (uint8, the first ones), the judges read as that value
+    most (``judge``: ``[B, 3, S, S]`` in ``[-1, 1]`` -> ``[B, V]`` probabilities).
+
+    Why: the median-energy tile of a value is not always one that reads as it. A full-contrast
+    lace read as polka dots and strong stripes as a print, so the slider's target probability
+    peaked at half strength and fell by strength 1 (docs/generators.md). ``scores``: the mean
+    probability of each candidate, for the training report.
+    """
+    tiles = tiles.clone()
+    scores: dict[int, list[float]] = {}
+    for val, cands in candidates.items():
+        if len(cands) < 2 or ok[val] != 1:
+            continue
+        others = torch.nonzero((values != val) & (values >= 0)).flatten()[:photos]
+        if not len(others):
+            continue
+        x = images[others].float() / 127.5 - 1
+        target = torch.full((len(x),), val, dtype=torch.long)
+        picks = around_median(cands, k)
+        mean_p = []
+        for tile in picks:
+            trial = tiles.clone()
+            trial[val] = tile
+            mean_p.append(float(judge(print_shift(x, trial, ok, target, 1.0))[:, val].mean()))
+        tiles[val] = picks[max(range(len(picks)), key=mean_p.__getitem__)]
+        scores[val] = [round(p, 4) for p in mean_p]
+    return tiles, scores
 
 
 def seam_cost(tiles: torch.Tensor) -> torch.Tensor:
@@ -193,13 +248,23 @@ class PrintStep:
         return cls(edit_names.index(group), schema.names.index(group), len(schema.values(group)))
 
     @torch.no_grad()
-    def fit(self, module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
-        """Fill ``module``'s buffers from the training photos (uint8) and their labels (``[N, G]``)."""
+    def fit(self, module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+            judge: Callable[[torch.Tensor], torch.Tensor] | None = None, candidates: int = 8
+            ) -> dict[int, list[float]]:
+        """Fill ``module``'s buffers from the training photos (uint8) and their labels (``[N, G]``).
+        With a ``judge`` (the model's own frozen heads on the pattern group, :func:`tune_prints`),
+        each value's tile is the one of its ``candidates`` that reads most as it; the judges'
+        scores are returned (empty without one)."""
         values = labels[:, self.col]
         plain = plain_value(images, values, self.n_values)
-        tiles, ok = fit_prints(images, values, self.n_values, plain)
+        found = print_candidates(images, values, self.n_values, plain)
+        tiles, ok = median_tiles(found, self.n_values, plain)
+        scores: dict[int, list[float]] = {}
+        if judge is not None and candidates > 1:
+            tiles, scores = tune_prints(tiles, ok, found, images, values, judge, candidates)
         module.print_tiles.copy_(tiles.to(module.print_tiles))
         module.print_ok.copy_(ok.to(module.print_ok))
+        return scores
 
     def apply(self, module: torch.nn.Module, x: torch.Tensor, trg: torch.Tensor,
               strength: torch.Tensor | float = 1.0) -> torch.Tensor:

@@ -18,7 +18,7 @@ Mean templates are blurred: arms held at different angles average to a faint wid
 sleeve painted from the mean floated beside the arm, and a sleeve removed by it kept its cuff
 and outline (the slider benchmark read 65-80 % of sleeve sliders as monotone). Models trained
 with an *exemplar bank* (``exemplars`` > 0, :func:`fit_exemplars`: up to that many garment
-masks per (anchor, value), bit-packed) edit crisply instead:
+masks per (anchor, value), bit-packed) edit the groups named for it (sleeves) crisply instead:
 
 - **growth** takes the shape of the ``NEAREST`` exemplars of (anchor, target) whose masks are
   nearest the photo's (a majority vote), where the templates say the target has more fabric,
@@ -58,19 +58,21 @@ GROWS = 0.1  # a grown pixel needs the target template this much above the curre
 PACKED = SIZE * SIZE // 8  # bytes per bit-packed exemplar mask
 
 
-def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None, exemplars: int = 0) -> None:
+def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None,
+                         bank: tuple[int, int] | None = None) -> None:
     """Give ``module`` the buffers ``silhouettes`` (``[*shape, SIZE, SIZE]``: mean garment mask
     per (anchor value, value of each shape group, concatenated)), ``silhouette_counts``
-    (the photos behind each) and, with ``exemplars``, ``silhouette_bank`` (``[A, V * exemplars,
-    PACKED]`` uint8: bit-packed garment masks; 3-d so that a channels-last model keeps it),
-    fitted before training and saved with the module's weights; all None without a shape."""
+    (the photos behind each) and, with ``bank`` (values of the banked groups, exemplars per
+    value), ``silhouette_bank`` (``[A, values * exemplars, PACKED]`` uint8: bit-packed garment
+    masks; 3-d so that a channels-last model keeps it), fitted before training and saved with
+    the module's weights; all None without a shape."""
     if shape:
         module.register_buffer("silhouettes", torch.zeros(*shape, SIZE, SIZE))
         module.register_buffer("silhouette_counts", torch.zeros(*shape))
     else:
         module.silhouettes = module.silhouette_counts = None
-    if shape and exemplars:
-        module.register_buffer("silhouette_bank", torch.zeros(shape[0], shape[1] * exemplars, PACKED, dtype=torch.uint8))
+    if shape and bank:
+        module.register_buffer("silhouette_bank", torch.zeros(shape[0], bank[0] * bank[1], PACKED, dtype=torch.uint8))
     else:
         module.silhouette_bank = None
 
@@ -228,13 +230,16 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
         grow = F.avg_pool2d(torch.maximum(grown, garment), 3, 1, 1) * grown
         rare = garment * (goal < LOW)
         cut = reachable(rare, rare * (-diff > FIRM))
-        shrink = F.max_pool2d(cut, 3, 1, 1) * (goal < LOW)  # and the outline around it
+        cut = F.max_pool2d(cut, 3, 1, 1) * (goal < LOW)  # and the outline around it
+        shrink = F.avg_pool2d(cut, 3, 1, 1)  # softened, so that the cut line is no staircase
     size = x.shape[-2:]
     grow = F.interpolate(grow, size=size, mode="bilinear", align_corners=False)
     shrink = F.interpolate(shrink, size=size, mode="bilinear", align_corners=False)
     if bank is not None:
+        # steep ramps: the part's core goes whole (its outline and anti-aliased edge too), its
+        # edge over a few pixels of the photo
         grow = ((grow - 0.3) / 0.4).clamp(0, 1)
-        shrink = (shrink > 0.25).to(shrink)  # crisp: every pixel of the part, its anti-aliased edge too
+        shrink = ((shrink - 0.2) / 0.4).clamp(0, 1)
     per_photo = torch.as_tensor(strength, dtype=x01.dtype, device=x.device).expand(b) * ok.to(x01)
     full = foreground_weights(stats, floor=0.0)
     # a bank's parts are drawn whole: a grown sleeve covers the seam pixels too (the garment's soft
@@ -311,8 +316,9 @@ class SilhouetteSteps:
     :func:`register_silhouettes`), the anchor's column (-1: the catalog has no anchor group,
     and one set of silhouettes serves every photo) and which groups move the hem by
     :func:`hem_stretch` instead of painting (``stretch``), and how many exemplar masks per
-    (anchor, value) its bank keeps (``exemplars``, 0: none, the templates alone). The masked
-    editor and Fader share it."""
+    (anchor, value) its bank keeps (``exemplars``, 0: none, the templates alone) for the groups
+    marked ``banked`` (the bank holds their values only, in the same order). The masked editor
+    and Fader share it."""
 
     js: tuple[int, ...]
     cols: tuple[int, ...]
@@ -322,10 +328,12 @@ class SilhouetteSteps:
     n_anchor: int
     stretch: tuple[bool, ...] = ()
     exemplars: int = 0
+    banked: tuple[bool, ...] = ()
 
     @classmethod
     def build(cls, groups: Sequence[str], edit_names: Sequence[str], schema: Schema,
-              anchor: str, stretch: Sequence[str] = (), exemplars: int = 0) -> SilhouetteSteps | None:
+              anchor: str, stretch: Sequence[str] = (), exemplars: int = 0,
+              banked: Sequence[str] = ()) -> SilhouetteSteps | None:
         """The ``groups`` that this model edits (None: none of them); those also in ``stretch``
         are length groups, edited by :func:`hem_stretch`."""
         js = [list(edit_names).index(g) for g in groups if g in edit_names]
@@ -336,24 +344,38 @@ class SilhouetteSteps:
         has_anchor = anchor in schema.names
         return cls(tuple(js), tuple(schema.names.index(edit_names[j]) for j in js), tuple(offsets), tuple(sizes),
                    schema.names.index(anchor) if has_anchor else -1, len(schema.values(anchor)) if has_anchor else 1,
-                   tuple(edit_names[j] in stretch for j in js), exemplars)
+                   tuple(edit_names[j] in stretch for j in js), exemplars,
+                   tuple(edit_names[j] in banked for j in js))
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.n_anchor, sum(self.sizes)
 
+    @property
+    def bank_offsets(self) -> tuple[int | None, ...]:
+        """Each group's first value in the bank (None: not banked)."""
+        banked = self.banked or (False,) * len(self.js)
+        starts = [sum(n for n, b in zip(self.sizes[:i], banked[:i], strict=True) if b) for i in range(len(self.js))]
+        return tuple(st if b else None for st, b in zip(starts, banked, strict=True))
+
+    @property
+    def bank_shape(self) -> tuple[int, int] | None:
+        """``(values, exemplars)`` of the bank (None: no bank)."""
+        values = sum(n for n, b in zip(self.sizes, self.banked or (), strict=False) if b)
+        return (values, self.exemplars) if self.exemplars and values else None
+
     @torch.no_grad()
     def fit(self, module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Fill ``module``'s buffers from the training photos (uint8) and their labels (``[N, G]``)."""
         anchors = labels[:, self.anchor_col] if self.anchor_col >= 0 else torch.zeros(len(labels), dtype=torch.long)
-        for col, off, n in zip(self.cols, self.offsets, self.sizes, strict=True):
+        for col, off, n, b_off in zip(self.cols, self.offsets, self.sizes, self.bank_offsets, strict=True):
             tpl, counts = fit_silhouettes(images, anchors, labels[:, col], self.n_anchor, n)
             module.silhouettes[:, off:off + n] = tpl.to(module.silhouettes)
             module.silhouette_counts[:, off:off + n] = counts.to(module.silhouette_counts)
-            if module.silhouette_bank is not None:
-                m = module.silhouette_bank.shape[1] // sum(self.sizes)
+            if module.silhouette_bank is not None and b_off is not None:
+                m = self.exemplars
                 bank = fit_exemplars(images, anchors, labels[:, col], self.n_anchor, n, m)
-                module.silhouette_bank[:, off * m:(off + n) * m] = bank.to(module.silhouette_bank)
+                module.silhouette_bank[:, b_off * m:(b_off + n) * m] = bank.to(module.silhouette_bank)
 
     def apply(self, module: torch.nn.Module, x: torch.Tensor, trg: torch.Tensor,
               strength: torch.Tensor | float = 1.0, source: torch.Tensor | None = None) -> torch.Tensor:
@@ -363,7 +385,8 @@ class SilhouetteSteps:
         ``strength``: a float or ``[B]``; ``source`` (``[B, G]``): the photos' current labels,
         as known or read (None: read from the templates)."""
         stretch = self.stretch or (False,) * len(self.js)
-        for j, col, off, n, hem in zip(self.js, self.cols, self.offsets, self.sizes, stretch, strict=True):
+        for j, col, off, n, hem, b_off in zip(self.js, self.cols, self.offsets, self.sizes, stretch,
+                                              self.bank_offsets, strict=True):
             rows = torch.nonzero(trg[:, j].to(x.device) >= 0).flatten()
             if not len(rows):
                 continue
@@ -378,10 +401,10 @@ class SilhouetteSteps:
             if hem:
                 y = hem_stretch(x[rows], tpl, counts, trg[r, j], s, anchor, current)
             else:
-                bank = module.silhouette_bank
-                if bank is not None:
-                    m = bank.shape[1] // sum(self.sizes)
-                    bank = bank[:, off * m:(off + n) * m]
+                bank = None
+                if module.silhouette_bank is not None and b_off is not None:
+                    m = self.exemplars
+                    bank = module.silhouette_bank[:, b_off * m:(b_off + n) * m]
                 y = silhouette_shift(x[rows], tpl, counts, trg[r, j], s, anchor, current, bank)
             x = x.index_copy(0, rows, y.to(x.dtype))
         return x

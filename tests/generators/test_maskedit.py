@@ -242,7 +242,8 @@ def test_a_shape_edit_starts_with_the_silhouette_step_and_old_checkpoints_load_w
     same, _, _ = edit_photo(G, x, trg, inf.edit_sizes, inf.cfg.maskedit, None, shape=None)
     assert torch.equal(same, x), "without the step an untrained G changes nothing"
 
-    for key in ("silhouettes", "silhouette_counts", "silhouette_bank"):
+    assert "silhouette_bank" not in ckpt["nets"]["G"], "a length-only model keeps no exemplar bank"
+    for key in ("silhouettes", "silhouette_counts"):
         del ckpt["nets"]["G"][key]
     editor = load_editor(save_checkpoint(tmp_path / "before_silhouettes.pt", ckpt), device="cpu")
     assert editor.impl.shape is None and editor.impl.G.silhouettes is None

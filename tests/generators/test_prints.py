@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from generators.models.palette import texture_energy
 from generators.models.prints import TILE, filled_garment, fit_prints, print_shift
@@ -61,3 +62,30 @@ def test_to_the_plain_value_paints_the_print_over_white_dots_included() -> None:
     y = print_shift(x, tiles, ok, torch.tensor([0]))
     assert float(texture_energy((y + 1) / 2)) < 0.3 * float(texture_energy((x + 1) / 2))
     assert (y[0, :, 21, 29] - pm1(photo("plain"))[0, :, 21, 29]).abs().max() < 0.1, "the dot is fabric now"
+
+
+def test_the_judges_choose_among_candidate_tiles_the_one_that_reads_as_the_value() -> None:
+    from generators.models.prints import around_median, median_tiles, print_candidates, tune_prints
+
+    # value 1 has five photos: thin stripes (3 of them, the median) and thick ones (2)
+    images = torch.cat([photo("plain"), *(photo("stripes", (40, 40, 200)) for _ in range(3)),
+                        *(photo("plain", (40, 40, 200)) for _ in range(2))])
+    for i in (4, 5):  # thick dark stripes: more print energy than the thin ones
+        for r in range(16, 112, 16):
+            images[i, :, r:r + 8, 24:104] = 20
+    values = torch.tensor([0, 1, 1, 1, 1, 1])
+    found = print_candidates(images, values, n_values=2, plain=0)
+    assert len(found[1]) == 5 and set(found) == {1}, "the plain value has no candidates"
+    assert len(around_median(found[1], 3)) == 3 and around_median(found[1], 1)[0] is found[1][2]
+    tiles, ok = median_tiles(found, 2, 0)
+
+    def thick(x: torch.Tensor) -> torch.Tensor:
+        """A judge that reads value 1 where six or more garment rows in a row are darker than most."""
+        lum = x.mean(1)[:, 16:112, 30:100].mean(-1)  # [B, rows]
+        dark = (lum < lum.mean(1, keepdim=True) - 0.05).float()
+        p1 = (-F.max_pool1d(-dark[:, None], 6, 1)[:, 0]).amax(1)  # 1 where a run of 6 dark rows exists
+        return torch.stack([1 - p1, p1], dim=1)
+
+    tuned, scores = tune_prints(tiles, ok, found, images, values, thick, k=5)
+    assert len(scores[1]) == 5 and max(scores[1]) > scores[1][0], "the median tile is not the one the judge reads"
+    assert not torch.equal(tuned[1], tiles[1]) and torch.equal(tuned[0], tiles[0])
