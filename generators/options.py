@@ -147,6 +147,9 @@ class MaskEditOptions:
     # value paints the print over), scaled by the strength (generators/models/prints.py); it replaces
     # the plain_group step where both are on; "" switches it off
     print_group: str = "pattern"
+    # draw the exemplar print in its own colours over the fabric (False: the older offsets added to
+    # every garment pixel, with which the committed maskedit demo was trained)
+    print_paint: bool = False
     # edits of this group first move the neckline opening to where the k training photos of the
     # target value with the nearest outlines have theirs (generators/models/neckline.py); "" switches it off
     neckline_group: str = "neckline"
@@ -305,6 +308,9 @@ class FaderOptions:
     # each value's exemplar print is the one of this many candidates (nearest the median print
     # energy) that the frozen heads read as that value most (prints.tune_prints); 1: the median one
     print_tune: int = 8
+    # draw the exemplar print in its own colours over the fabric (prints.py; False: the older offsets
+    # added to every garment pixel)
+    print_paint: bool = True
     # edits of this group first move the garment's dominant colour to the value's (the median of its
     # training photos'), scaled by the strength (generators/models/palette.py); "" switches it off
     palette_group: str = "color"

@@ -107,7 +107,8 @@ class FaderDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, dim: int, max_dim: int, n_down: int, c_dim: int,
                  silhouette_shape: tuple[int, int] | None = None, print_values: int | None = None,
-                 palette_values: int | None = None, silhouette_bank: tuple[int, int] | None = None) -> None:
+                 palette_values: int | None = None, silhouette_bank: tuple[int, int] | None = None,
+                 print_painted: bool = True) -> None:
         super().__init__()
         # the fixed steps' data, fitted on the training photos and saved with the weights: the
         # silhouette step's mean outlines (generators/models/silhouette.py), the print step's
@@ -117,7 +118,8 @@ class FaderDecoder(nn.Module):
         self.silhouette_counts: torch.Tensor | None
         self.silhouette_bank: torch.Tensor | None
         register_silhouettes(self, silhouette_shape, silhouette_bank)
-        register_prints(self, print_values)
+        self.print_fabric: torch.Tensor | None
+        register_prints(self, print_values, print_painted)
         self.palette: torch.Tensor | None
         if palette_values:
             self.register_buffer("palette", torch.zeros(palette_values, 3))
@@ -177,7 +179,7 @@ class FaderNets:
     """The encoder, decoder and the sizes of the condition, built from a config and schema."""
 
     def __init__(self, cfg: Config, schema: Schema, silhouette: bool = True, prints: bool = True,
-                 palette: bool = True, exemplars: bool = True) -> None:
+                 palette: bool = True, exemplars: bool = True, painted: bool = True) -> None:
         o = cfg.fader
         self.edit_names = editable_groups(cfg, schema)
         self.edit_cols = [schema.names.index(g) for g in self.edit_names]
@@ -193,7 +195,7 @@ class FaderNets:
                               self.shape.shape if self.shape else None,
                               self.prints.n_values if self.prints else None,
                               self.edit_sizes[self.palette_j] if self.palette_j is not None else None,
-                              self.shape.bank_shape if self.shape else None)
+                              self.shape.bank_shape if self.shape else None, painted and o.print_paint)
 
 
 def fixed_steps(G: FaderDecoder, x: torch.Tensor, named_trg: torch.Tensor, strength: float | torch.Tensor,
@@ -542,11 +544,12 @@ class FaderInference:
         self.cfg = cfg
         self.schema = schema
         self.device = device
-        # checkpoints from before the silhouette or print step (or the exemplar bank) carry none: they
-        # edit as they were trained
+        # checkpoints from before the silhouette or print step (or the exemplar bank, or painted print
+        # tiles) carry none: they edit as they were trained
         nets = FaderNets(cfg, schema, silhouette="silhouettes" in ckpt["nets"]["G"],
                          prints="print_tiles" in ckpt["nets"]["G"], palette="palette" in ckpt["nets"]["G"],
-                         exemplars="silhouette_bank" in ckpt["nets"]["G"])
+                         exemplars="silhouette_bank" in ckpt["nets"]["G"],
+                         painted="print_fabric" in ckpt["nets"]["G"])
         self.edit_names, self.edit_cols, self.edit_sizes = nets.edit_names, nets.edit_cols, nets.edit_sizes
         self.shape, self.prints, self.palette_j = nets.shape, nets.prints, nets.palette_j
         self.E, self.G = nets.E, nets.G

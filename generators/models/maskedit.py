@@ -152,12 +152,13 @@ class MaskEditGenerator(nn.Module):
                  flow: bool = True, pred_size: int = 32, templates: bool = True, palette_values: int = 0,
                  silhouette_shape: tuple[int, int] | None = None, plain: bool = False,
                  neckline_shape: tuple[int, int, int] | None = None, print_values: int | None = None,
-                 silhouette_bank: tuple[int, int] | None = None) -> None:
+                 silhouette_bank: tuple[int, int] | None = None, print_painted: bool = True) -> None:
         super().__init__()
         # the print step's exemplar tiles per pattern value (generators/models/prints.py)
         self.print_tiles: torch.Tensor | None
         self.print_ok: torch.Tensor | None
-        register_prints(self, print_values)
+        self.print_fabric: torch.Tensor | None
+        register_prints(self, print_values, print_painted)
         # the neckline step's exemplars per (anchor value, neckline value): outlines, openings in
         # the garment's box, how many, and the shade inside an opening (generators/models/neckline.py)
         self.neck_keys: torch.Tensor | None
@@ -416,7 +417,7 @@ def print_step(cfg: Config, schema: Schema) -> PrintStep | None:
 
 def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
                              silhouette: bool = True, plain: bool = True, neckline: bool = True,
-                             prints: bool = True, exemplars: bool = True) -> MaskEditGenerator:
+                             prints: bool = True, exemplars: bool = True, painted: bool = True) -> MaskEditGenerator:
     o = cfg.maskedit
     names = editable_groups(cfg, schema)
     sizes = [len(schema.values(g)) for g in names]
@@ -430,7 +431,8 @@ def build_maskedit_generator(cfg: Config, schema: Schema, palette: bool = True,
                              plain=plain and plain_index(cfg, schema) is not None,
                              neckline_shape=neck.shape if neck else None,
                              print_values=tiles.n_values if tiles else None,
-                             silhouette_bank=steps.bank_shape if steps else None)
+                             silhouette_bank=steps.bank_shape if steps else None,
+                             print_painted=painted and o.print_paint)
 
 
 def _rows(on: torch.Tensor, strength: torch.Tensor | float, device: torch.device
@@ -917,7 +919,7 @@ class MaskEditInference:
         self.prints = print_step(cfg, schema) if has_prints else None
         self.G = build_maskedit_generator(cfg, schema, palette=has_palette, silhouette=has_silhouettes,
                                           plain=has_plain, neckline=has_neckline, prints=has_prints,
-                                          exemplars=has_bank)
+                                          exemplars=has_bank, painted="print_fabric" in ckpt["nets"]["G"])
         self.flow_js = flow_indices(cfg, schema)
         self.G.load_state_dict(ckpt["nets"]["G"])
         self.G.to(device).eval().requires_grad_(False)

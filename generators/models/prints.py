@@ -7,13 +7,23 @@ generators_eval.md). The catalog holds photos of every print, so:
 
 1. per pattern value, an *exemplar tile* is cut from a typical training photo of that value
    (:func:`fit_prints`): a ``TILE`` px square inside the garment (at ``SIZE`` px), stored as each
-   pixel's LAB offset from the photo's dominant colour less the tile's mean, i.e. the print
-   without its fabric;
+   pixel's LAB offset from the square's dominant colour (its fabric);
 2. the edit first paints the photo's own print over in its dominant colour (as
    :func:`generators.models.palette.flatten_print` does, on the garment with its holes filled),
-   then adds the target value's tile, repeated over the photo at its scale (mirrored where the
+   then draws the target value's tile, repeated over the photo at its scale (mirrored where the
    tile's edges would show a seam), on the garment pixels. An edit to the plain value (found
    by :func:`generators.models.palette.plain_value`) only flattens.
+
+How the tile is drawn (``painted`` tiles, the default of new checkpoints): each tile pixel has an
+opacity, 0 on the exemplar's fabric and 1 on its print (``ALPHA``, LAB distance to the fabric), and
+the print is painted *in its own colours* (the exemplar's fabric plus the offset): yellow stripes
+stay yellow on a blue top, as the catalog's striped photos are two colours. A tone-on-tone print
+(lace: its elements lie within ``TONE`` of their fabric), or one whose colours are within ``NEAR``
+of the photo's fabric (white dots on a white dress), is drawn as offsets on the photo's own fabric
+instead. Older checkpoints hold tiles of offsets less their mean (no opacity, no fabric), added to
+every garment pixel: those edit as they were trained. Measured (docs/generators.md): the offsets
+turned a navy top's fabric lavender under white stripes and flipped out-of-range lightness pixel by
+pixel into speckles, and the classifier's reading of the target print often peaked at half strength.
 
 Both parts scale with the strength, so a slider adds the print gradually. Like the silhouette
 step (:mod:`generators.models.silhouette`) it is a fixed first step: a learned editor adds its
@@ -37,39 +47,60 @@ from indexing.pooling import foreground_weights, rgb_to_lab
 SIZE = 128  # photos are read at this size to cut the tiles (64 px blurs dots and thin stripes away)
 TILE = 40  # the tile's side at SIZE: about a third of the garment's width
 ERODE = 7  # the tile must lie this far inside the garment's outline
+STRENGTHS = (0.5, 0.75, 1.0)  # where tune_prints reads a candidate's slider
 SEAM = 1.5  # a tile whose edges differ more than this (seam_cost) is mirrored, not repeated (not tuned)
+ALPHA = (6.0, 18.0)  # LAB distance to the exemplar's fabric where a painted tile's opacity rises from 0 to 1
+TONE = 20.0  # painted tiles whose print lies on average closer than this to its fabric are tone offsets (lace)
+NEAR = 20.0  # print colours this close to the photo's own fabric would vanish: drawn as tone offsets
 
 
-def register_prints(module: torch.nn.Module, n_values: int | None) -> None:
-    """Give ``module`` the buffers ``print_tiles`` (``[V, 3, TILE, TILE]`` LAB offsets per
-    pattern value) and ``print_ok`` (``[V]``: 1 where a value has a tile, 2 for the plain value),
-    fitted before training and saved with the weights; both None without a print step."""
+def register_prints(module: torch.nn.Module, n_values: int | None, painted: bool = True) -> None:
+    """Give ``module`` the buffers ``print_tiles`` (``[V, 4, TILE, TILE]``: LAB offsets from the
+    exemplar's fabric and the opacity, per pattern value; ``[V, 3, TILE, TILE]`` offsets less their
+    mean without ``painted``), ``print_fabric`` (``[V, 3]``: each exemplar's fabric, LAB; None
+    without ``painted``) and ``print_ok`` (``[V]``: 1 where a value has a tile, 2 for the plain
+    value), fitted before training and saved with the weights; all None without a print step."""
     if n_values:
-        module.register_buffer("print_tiles", torch.zeros(n_values, 3, TILE, TILE))
+        module.register_buffer("print_tiles", torch.zeros(n_values, 4 if painted else 3, TILE, TILE))
         module.register_buffer("print_ok", torch.zeros(n_values))
+        if painted:
+            module.register_buffer("print_fabric", torch.zeros(n_values, 3))
+        else:
+            module.print_fabric = None
     else:
-        module.print_tiles = module.print_ok = None
+        module.print_tiles = module.print_ok = module.print_fabric = None
 
 
-def _windows(x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(detail [B, 3, SIZE, SIZE], inside [B, SIZE', SIZE'], energy [B, SIZE', SIZE'])`` of
-    images in ``[0, 1]``: each pixel's LAB offset from the dominant colour, and per ``TILE``
-    window whether it lies inside the eroded garment and how much print it holds."""
+Candidate = tuple[torch.Tensor, torch.Tensor]  # (tile [C, TILE, TILE], the exemplar's fabric [3], LAB)
+
+
+def _windows(x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x [B, 3, SIZE, SIZE], detail [B, 3, SIZE, SIZE], inside [B, SIZE', SIZE'], energy
+    [B, SIZE', SIZE'])`` of images in ``[0, 1]``: the images at ``SIZE``, each pixel's LAB offset
+    from the dominant colour, and per ``TILE`` window whether it lies inside the eroded garment
+    and how much print it holds."""
     x = F.interpolate(x01.float(), size=(SIZE, SIZE), mode="area") if x01.shape[-1] != SIZE \
         else x01.float()
     detail = rgb_to_lab(x) - dominant_lab(x)[..., None, None]
     inner = -F.max_pool2d(-foreground_weights(x, floor=0.0), 2 * ERODE + 1, 1, ERODE)
     inside = F.avg_pool2d(inner, TILE, 1)[:, 0] > 0.98
     energy = F.avg_pool2d(detail.abs().sum(1, keepdim=True), TILE, 1)[:, 0]
-    return detail, inside, energy
+    return x, detail, inside, energy
+
+
+def opacity(offsets: torch.Tensor) -> torch.Tensor:
+    """``[..., 1, h, w]``: a painted tile's opacity from its LAB offsets ``[..., 3, h, w]``."""
+    lo, hi = ALPHA
+    return ((offsets.norm(dim=-3, keepdim=True) - lo) / (hi - lo)).clamp(0, 1)
 
 
 def print_candidates(images: torch.Tensor, values: torch.Tensor, n_values: int, plain: int,
-                     batch_size: int = 32) -> dict[int, list[torch.Tensor]]:
+                     batch_size: int = 32, painted: bool = True) -> dict[int, list[Candidate]]:
     """Per value (the ``plain`` one and values without a usable photo left out), the candidate
-    tiles of its photos, ordered by their print energy: each photo's garment window beside its
-    centre line, less the window's mean, from uint8 ``[N, 3, S, S]`` photos and their values."""
-    found: dict[int, list[tuple[float, torch.Tensor]]] = {}
+    tiles of its photos with their fabrics, ordered by their print energy: each photo's garment
+    window beside its centre line, from uint8 ``[N, 3, S, S]`` photos and their values. Painted
+    tiles carry their opacity as a fourth channel; the others are less the window's mean."""
+    found: dict[int, list[tuple[float, Candidate]]] = {}
     n = SIZE - TILE + 1
     grid = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")).float()
     # the window's top-left corner nearest the one that ends just left of the centre line: plackets,
@@ -82,21 +113,32 @@ def print_candidates(images: torch.Tensor, values: torch.Tensor, n_values: int, 
         if not bool(keep.any()):
             continue
         with torch.no_grad():
-            detail, inside, energy = _windows(images[i:i + batch_size][keep].float() / 255.0)
-        for d, ins, en, val in zip(detail, inside, energy, v[keep].tolist(), strict=True):
+            xs, detail, inside, energy = _windows(images[i:i + batch_size][keep].float() / 255.0)
+        for x, d, ins, en, val in zip(xs, detail, inside, energy, v[keep].tolist(), strict=True):
             if not bool(ins.any()):
                 continue
             pos = int(centre_dist.masked_fill(~ins, float("inf")).flatten().argmin())
             r, c = divmod(pos, n)
             tile = d[:, r:r + TILE, c:c + TILE]
-            # less its mean offset: half-and-half stripes would otherwise lighten or darken the whole
-            # garment. (Less the median instead, or the mean of the lightness only, rose on 72 % and
-            # 74 % of 100 pattern sliders, against 79 %.)
-            found.setdefault(val, []).append((float(en[r, c]), tile - tile.mean((1, 2), keepdim=True)))
+            # a painted tile's fabric is the window's own dominant colour, so that at least its commonest
+            # colour is the photo's fabric when drawn (the photo's dominant colour can be neither of a
+            # striped window's two). Unpainted tiles are added to every garment pixel, so less their mean
+            # offset: half-and-half stripes would otherwise lighten or darken the whole garment. (Less the
+            # median instead, or the mean of the lightness only, rose on 72 % and 74 % of 100 pattern
+            # sliders, against 79 %.)
+            window = x[None, :, r:r + TILE, c:c + TILE]
+            # framed in white, which dominant_lab reads as the background: every window pixel counts
+            fab = dominant_lab(F.pad(window, (4, 4, 4, 4), value=1.0), size=TILE + 8)[0]
+            if painted:
+                tile = rgb_to_lab(window)[0] - fab[:, None, None]
+                tile = torch.cat([tile, opacity(tile)])
+            else:
+                tile = tile - tile.mean((1, 2), keepdim=True)
+            found.setdefault(val, []).append((float(en[r, c]), (tile, fab)))
     return {val: [t for _, t in sorted(cands, key=lambda e: e[0])] for val, cands in found.items()}
 
 
-def around_median(cands: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+def around_median(cands: list[Candidate], k: int) -> list[Candidate]:
     """The ``k`` candidates nearest the median in print energy, the median first."""
     mid = len(cands) // 2
     order = sorted(range(len(cands)), key=lambda i: (abs(i - mid), i))
@@ -104,44 +146,50 @@ def around_median(cands: list[torch.Tensor], k: int) -> list[torch.Tensor]:
 
 
 def fit_prints(images: torch.Tensor, values: torch.Tensor, n_values: int, plain: int,
-               batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(tiles [V, 3, TILE, TILE], ok [V])`` from uint8 ``[N, 3, S, S]`` photos and their values.
+               batch_size: int = 32, painted: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(tiles [V, C, TILE, TILE], ok [V], fabric [V, 3])`` from uint8 ``[N, 3, S, S]`` photos and
+    their values (``C`` 4 for ``painted`` tiles, else 3).
 
     A value's tile is the garment window (beside the photo's centre line) of the photo whose
     window's print energy is the median among that value's photos: a typical print, not the
     loudest. The ``plain`` value gets no tile (``ok`` 2: the edit only flattens); a value
     without a photo whose garment holds a window gets none either (``ok`` 0: no edit).
     """
-    return median_tiles(print_candidates(images, values, n_values, plain, batch_size), n_values, plain)
+    return median_tiles(print_candidates(images, values, n_values, plain, batch_size, painted), n_values, plain,
+                        painted)
 
 
-def median_tiles(candidates: dict[int, list[torch.Tensor]], n_values: int, plain: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(tiles, ok)`` of :func:`fit_prints` from :func:`print_candidates`' tiles."""
-    tiles = torch.zeros(n_values, 3, TILE, TILE)
+def median_tiles(candidates: dict[int, list[Candidate]], n_values: int, plain: int, painted: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(tiles, ok, fabric)`` of :func:`fit_prints` from :func:`print_candidates`' tiles."""
+    tiles = torch.zeros(n_values, 4 if painted else 3, TILE, TILE)
+    fabric = torch.zeros(n_values, 3)
     ok = torch.zeros(n_values)
     if 0 <= plain < n_values:
         ok[plain] = 2
     for val, cands in candidates.items():
-        tiles[val] = around_median(cands, 1)[0]
+        tiles[val], fabric[val] = around_median(cands, 1)[0]
         ok[val] = 1
-    return tiles, ok
+    return tiles, ok, fabric
 
 
-def tune_prints(tiles: torch.Tensor, ok: torch.Tensor, candidates: dict[int, list[torch.Tensor]],
-                images: torch.Tensor, values: torch.Tensor, judge: Callable[[torch.Tensor], torch.Tensor],
-                k: int = 8, photos: int = 24) -> tuple[torch.Tensor, dict[int, list[float]]]:
-    """``(tiles, scores)``: each value's tile chosen among its ``k`` candidates nearest the median
-    energy by the model's own judges: the one whose print, drawn at full strength on ``photos``
-    training photos of other values (uint8, the first ones), the judges read as that value
-    most (``judge``: ``[B, 3, S, S]`` in ``[-1, 1]`` -> ``[B, V]`` probabilities).
+def tune_prints(tiles: torch.Tensor, ok: torch.Tensor, fabric: torch.Tensor,
+                candidates: dict[int, list[Candidate]], images: torch.Tensor, values: torch.Tensor,
+                judge: Callable[[torch.Tensor], torch.Tensor], k: int = 8, photos: int = 24
+                ) -> tuple[torch.Tensor, torch.Tensor, dict[int, list[float]]]:
+    """``(tiles, fabric, scores)``: each value's tile chosen among its ``k`` candidates nearest the
+    median energy by the model's own judges (``judge``: ``[B, 3, S, S]`` in ``[-1, 1]`` -> ``[B, V]``
+    probabilities), drawn on ``photos`` training photos of other values (uint8, the first ones).
+
+    A candidate scores the judges' mean probability of its value at strength 1, less twice the
+    mean amount by which that probability falls from strength 0.5 or 0.75 to 1 (``STRENGTHS``).
 
     Why: the median-energy tile of a value is not always one that reads as it. A full-contrast
     lace read as polka dots and strong stripes as a print, so the slider's target probability
-    peaked at half strength and fell by strength 1 (docs/generators.md). ``scores``: the mean
-    probability of each candidate, for the training report.
+    peaked at half strength and fell by strength 1 (docs/generators.md): a slider's reading must
+    rise to its end. ``scores``: each candidate's score, for the training report.
     """
-    tiles = tiles.clone()
+    tiles, fabric = tiles.clone(), fabric.clone()
     scores: dict[int, list[float]] = {}
     for val, cands in candidates.items():
         if len(cands) < 2 or ok[val] != 1:
@@ -152,14 +200,16 @@ def tune_prints(tiles: torch.Tensor, ok: torch.Tensor, candidates: dict[int, lis
         x = images[others].float() / 127.5 - 1
         target = torch.full((len(x),), val, dtype=torch.long)
         picks = around_median(cands, k)
-        mean_p = []
-        for tile in picks:
-            trial = tiles.clone()
-            trial[val] = tile
-            mean_p.append(float(judge(print_shift(x, trial, ok, target, 1.0))[:, val].mean()))
-        tiles[val] = picks[max(range(len(picks)), key=mean_p.__getitem__)]
-        scores[val] = [round(p, 4) for p in mean_p]
-    return tiles, scores
+        score = []
+        for tile, fab in picks:
+            tiles[val], fabric[val] = tile, fab
+            p = [judge(print_shift(x, tiles, ok, target, s, fabric=fabric if tiles.shape[1] == 4 else None))[:, val]
+                 for s in STRENGTHS]
+            fall = (torch.maximum(p[0], p[1]) - p[2]).clamp(min=0)
+            score.append(float((p[2] - 2 * fall).mean()))
+        tiles[val], fabric[val] = picks[max(range(len(picks)), key=score.__getitem__)]
+        scores[val] = [round(x, 4) for x in score]
+    return tiles, fabric, scores
 
 
 def seam_cost(tiles: torch.Tensor) -> torch.Tensor:
@@ -199,12 +249,14 @@ def filled_garment(x01: torch.Tensor) -> torch.Tensor:
 
 
 def print_shift(x: torch.Tensor, tiles: torch.Tensor, ok: torch.Tensor, target: torch.Tensor,
-                strength: torch.Tensor | float = 1.0, sigma: float = SIGMA) -> torch.Tensor:
+                strength: torch.Tensor | float = 1.0, sigma: float = SIGMA,
+                fabric: torch.Tensor | None = None) -> torch.Tensor:
     """``x`` (``[-1, 1]``) with its print replaced by the target values' (``[B]``, -1: no change).
 
-    ``tiles``/``ok``: the fitted buffers (:func:`register_prints`). A target without a tile (and
-    not the plain value) changes nothing. Where the tile's lightness offset would leave the
-    LAB range (a dark print on a black dress), it is mirrored, so the print stays visible.
+    ``tiles``/``ok``/``fabric``: the fitted buffers (:func:`register_prints`); without ``fabric``
+    the tiles are the older offsets, added to every garment pixel. A target without a tile (and
+    not the plain value) changes nothing. Where a tone offset's lightness would leave the LAB range
+    (a dark lace on a black dress), it is mirrored, so the print stays visible.
     """
     t = target.to(ok.device)
     kind = torch.where(t >= 0, ok[t.clamp(min=0)], torch.zeros_like(ok[:1]).expand(len(t)))
@@ -214,19 +266,33 @@ def print_shift(x: torch.Tensor, tiles: torch.Tensor, ok: torch.Tensor, target: 
     size = tuple(x.shape[-2:])
     add = (kind == 1).to(x)[:, None, None, None]
     chosen = tiles[t.clamp(min=0)].to(x)
-    field = texture_field(chosen, size, seam_cost(chosen) > SEAM)
+    field = texture_field(chosen, size, seam_cost(chosen[:, :3]) > SEAM)
     filled = filled_garment((x.detach().float() + 1) / 2)
     per_photo = (torch.as_tensor(strength, dtype=torch.float32, device=x.device).expand(len(x)) * on).view(-1, 1, 1, 1)
+    if fabric is not None:
+        fab = fabric[t.clamp(min=0)].to(x).view(-1, 3, 1, 1)
+        alpha = chosen[:, 3:].clamp(min=1e-6)
+        mean_offset = (chosen[:, :3] * alpha).sum((2, 3), keepdim=True) / alpha.sum((2, 3), keepdim=True)
+        spread = (chosen[:, :3].norm(dim=1, keepdim=True) * alpha).sum((2, 3), keepdim=True) / alpha.sum((2, 3), keepdim=True)
+
+    def tone(flat: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        lum = flat[:, :1] + offset[:, :1]
+        lum = torch.where((lum < 0) | (lum > 100), flat[:, :1] - offset[:, :1], lum)
+        return torch.cat([lum, flat[:, 1:] + offset[:, 1:]], 1)
 
     def move(lab: torch.Tensor, dom: torch.Tensor, close: torch.Tensor, weight: torch.Tensor, rows: tuple[int, int]):
         weight = torch.maximum(weight, upsample_rows(filled.to(lab), size, *rows) * per_photo)
         # the photo's own print painted over; closeness at half the palette's sigma, so a print near
         # the fabric's colour goes too, and only the fabric's shading stays
         flat = lab + (1 - close.pow(4)) * (dom - lab)
-        texture = upsample_rows(field, size, *rows) * add
-        lum = flat[:, :1] + texture[:, :1]
-        lum = torch.where((lum < 0) | (lum > 100), flat[:, :1] - texture[:, :1], lum)
-        return lab + weight * (torch.cat([lum, flat[:, 1:] + texture[:, 1:]], 1) - lab), weight
+        texture = upsample_rows(field, size, *rows)
+        if fabric is None:
+            new = tone(flat, texture * add)
+        else:
+            as_tone = (spread < TONE) | ((fab + mean_offset - dom).norm(dim=1, keepdim=True) < NEAR)
+            ink = torch.where(as_tone, tone(flat, texture[:, :3]), fab + texture[:, :3])
+            new = flat + texture[:, 3:] * add * (ink - flat)
+        return lab + weight * (new - lab), weight
 
     return per_pixel_move(x, on, strength, sigma, move)
 
@@ -256,14 +322,17 @@ class PrintStep:
         each value's tile is the one of its ``candidates`` that reads most as it; the judges'
         scores are returned (empty without one)."""
         values = labels[:, self.col]
+        painted = module.print_fabric is not None
         plain = plain_value(images, values, self.n_values)
-        found = print_candidates(images, values, self.n_values, plain)
-        tiles, ok = median_tiles(found, self.n_values, plain)
+        found = print_candidates(images, values, self.n_values, plain, painted=painted)
+        tiles, ok, fabric = median_tiles(found, self.n_values, plain, painted)
         scores: dict[int, list[float]] = {}
         if judge is not None and candidates > 1:
-            tiles, scores = tune_prints(tiles, ok, found, images, values, judge, candidates)
+            tiles, fabric, scores = tune_prints(tiles, ok, fabric, found, images, values, judge, candidates)
         module.print_tiles.copy_(tiles.to(module.print_tiles))
         module.print_ok.copy_(ok.to(module.print_ok))
+        if painted:
+            module.print_fabric.copy_(fabric.to(module.print_fabric))
         return scores
 
     def apply(self, module: torch.nn.Module, x: torch.Tensor, trg: torch.Tensor,
@@ -272,4 +341,5 @@ class PrintStep:
         ``[B, E]`` target per editable group, -1: not named); ``strength``: a float or ``[B]``."""
         if module.print_tiles is None:
             return x
-        return print_shift(x, module.print_tiles, module.print_ok, trg[:, self.j], strength)
+        return print_shift(x, module.print_tiles, module.print_ok, trg[:, self.j], strength,
+                           fabric=module.print_fabric)
