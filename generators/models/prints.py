@@ -126,13 +126,14 @@ def print_candidates(images: torch.Tensor, values: torch.Tensor, n_values: int, 
             # offset: half-and-half stripes would otherwise lighten or darken the whole garment. (Less the
             # median instead, or the mean of the lightness only, rose on 72 % and 74 % of 100 pattern
             # sliders, against 79 %.)
-            window = x[None, :, r:r + TILE, c:c + TILE]
-            # framed in white, which dominant_lab reads as the background: every window pixel counts
-            fab = dominant_lab(F.pad(window, (4, 4, 4, 4), value=1.0), size=TILE + 8)[0]
             if painted:
+                window = x[None, :, r:r + TILE, c:c + TILE]
+                # framed in white, which dominant_lab reads as the background: every window pixel but white ones counts
+                fab = dominant_lab(F.pad(window, (4, 4, 4, 4), value=1.0), size=TILE + 8)[0]
                 tile = rgb_to_lab(window)[0] - fab[:, None, None]
                 tile = torch.cat([tile, opacity(tile)])
             else:
+                fab = torch.zeros(3)  # not used: the offsets are drawn on the photo's own fabric
                 tile = tile - tile.mean((1, 2), keepdim=True)
             found.setdefault(val, []).append((float(en[r, c]), (tile, fab)))
     return {val: [t for _, t in sorted(cands, key=lambda e: e[0])] for val, cands in found.items()}
