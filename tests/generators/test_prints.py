@@ -126,3 +126,19 @@ def test_the_judges_choose_among_candidate_tiles_the_one_that_reads_as_the_value
     assert not torch.equal(tuned[1], tiles[1]) and torch.equal(tuned[0], tiles[0])
     chosen = next(c for c in found[1] if torch.equal(c[0], tuned[1]))
     assert torch.equal(tuned_fabric[1], chosen[1]), "the chosen tile comes with its own fabric"
+
+
+def test_a_tone_on_tone_print_is_drawn_on_the_photos_own_fabric() -> None:
+    """Lace-like rosettes a shade darker than their red fabric, drawn on a blue garment: offsets on
+    the blue (it stays blue, with darker blue motifs), not the exemplar's red painted over it."""
+    images = torch.cat([photo("plain"), photo("plain", (200, 40, 40))])
+    for r in range(20, 108, 10):
+        for c in range(28, 100, 10):
+            images[1, :, r:r + 4, c:c + 4] = torch.tensor([150, 28, 28], dtype=torch.uint8).view(3, 1, 1)
+    tiles, ok, fabric = fit_prints(images, torch.tensor([0, 1]), n_values=2, plain=0)
+    x = pm1(photo("plain", (40, 40, 200)))
+    y = print_shift(x, tiles, ok, torch.tensor([1]), fabric=fabric)
+    lab, lab_x = rgb_to_lab((y + 1) / 2)[0, :, 24:104, 40:88], rgb_to_lab((x + 1) / 2)[0, :, 24:104, 40:88]
+    assert float(texture_energy((y + 1) / 2)) > float(texture_energy((x + 1) / 2)) + 0.5, "the motifs are drawn"
+    assert float(lab[2].max()) < -30, "still blue everywhere (a red motif would have b > 0)"
+    assert float((lab[0] - lab_x[0]).min()) < -3, "motifs a shade darker than the fabric"
