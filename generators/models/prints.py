@@ -22,7 +22,7 @@ stay yellow on a blue top, as the catalog's striped photos are two colours. A to
 of the photo's fabric (white dots on a white dress), is drawn as offsets on the photo's own fabric
 instead. Older checkpoints hold tiles of offsets less their mean (no opacity, no fabric), added to
 every garment pixel: those edit as they were trained. Measured (docs/generators.md): the offsets
-turned a navy top's fabric lavender under white stripes and flipped out-of-range lightness pixel by
+turned a navy top's fabric lavender under light stripes and flipped out-of-range lightness pixel by
 pixel into speckles, and the classifier's reading of the target print often peaked at half strength.
 
 Both parts scale with the strength, so a slider adds the print gradually. Like the silhouette
@@ -273,8 +273,9 @@ def print_shift(x: torch.Tensor, tiles: torch.Tensor, ok: torch.Tensor, target: 
     if fabric is not None:
         fab = fabric[t.clamp(min=0)].to(x).view(-1, 3, 1, 1)
         alpha = chosen[:, 3:].clamp(min=1e-6)
-        mean_offset = (chosen[:, :3] * alpha).sum((2, 3), keepdim=True) / alpha.sum((2, 3), keepdim=True)
-        spread = (chosen[:, :3].norm(dim=1, keepdim=True) * alpha).sum((2, 3), keepdim=True) / alpha.sum((2, 3), keepdim=True)
+        alpha = alpha / alpha.sum((2, 3), keepdim=True)  # the print's pixels, as weights
+        mean_offset = (chosen[:, :3] * alpha).sum((2, 3), keepdim=True)
+        spread = (chosen[:, :3].norm(dim=1, keepdim=True) * alpha).sum((2, 3), keepdim=True)
 
     def tone(flat: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         lum = flat[:, :1] + offset[:, :1]

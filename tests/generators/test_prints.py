@@ -102,9 +102,9 @@ def test_to_the_plain_value_paints_the_print_over_white_dots_included() -> None:
 def test_the_judges_choose_among_candidate_tiles_the_one_that_reads_as_the_value() -> None:
     from generators.models.prints import around_median, median_tiles, print_candidates, tune_prints
 
-    # value 1 has five photos: thin stripes (3 of them) and thick ones (2)
+    # value 1 has five photos: thin stripes on blue (3 of them) and thick ones on green (2)
     images = torch.cat([photo("plain"), *(photo("stripes", (40, 40, 200)) for _ in range(3)),
-                        *(photo("plain", (40, 40, 200)) for _ in range(2))])
+                        *(photo("plain", (40, 160, 40)) for _ in range(2))])
     for i in (4, 5):  # thick dark stripes (the fabric still dominant): more print energy than the thin ones
         for r in range(16, 112, 16):
             images[i, :, r:r + 6, 24:104] = 20
@@ -125,6 +125,7 @@ def test_the_judges_choose_among_candidate_tiles_the_one_that_reads_as_the_value
     assert len(scores[1]) == 5 and max(scores[1]) > scores[1][0], "the median tile is not the one the judge reads"
     assert not torch.equal(tuned[1], tiles[1]) and torch.equal(tuned[0], tiles[0])
     chosen = next(c for c in found[1] if torch.equal(c[0], tuned[1]))
+    assert not torch.equal(chosen[1], fabric[1]), "the two kinds of candidate have different fabrics"
     assert torch.equal(tuned_fabric[1], chosen[1]), "the chosen tile comes with its own fabric"
 
 
