@@ -114,6 +114,19 @@ def test_hem_stretch_moves_the_hem_part_of_the_way_with_the_garments_own_pixels(
     assert torch.equal(hem_stretch(x, tpl, counts, torch.tensor([-1])), x)
 
 
+def test_a_squeezed_garment_that_reached_the_photos_edge_leaves_background_under_its_hem() -> None:
+    """A long dress framed to the bottom edge: squeezed to a short one, the rows under its new
+    hem are read from below the photo, which is background, not its last row repeated."""
+    from generators.models.silhouette import hem_stretch
+
+    tpl, counts = fitted()
+    x = garment(64, top=10)  # down to the last row
+    x[0, :, 63, 20:44] = torch.tensor([20, 20, 20], dtype=torch.uint8)[:, None]  # a dark hem line
+    y = hem_stretch(to_pm1(x), tpl, counts, torch.tensor([0]))
+    below = y[..., 48:, 20:44]
+    assert (below > 0.95).all(), f"white under the new hem; darkest {float(below.min()):.2f}"
+
+
 def shirt(sleeve_end: int, arm: int = 6, outline: bool = True, colour: tuple[float, float, float] = RED) -> torch.Tensor:
     """``[1, 3, 64, 64]`` uint8: a torso (rows 10-50, columns 24-40) with arms ``arm`` px wide
     beside it down to row ``sleeve_end``, in ``colour`` with a dark one-pixel outline."""
@@ -177,3 +190,27 @@ def test_the_bank_cuts_a_whole_sleeve_with_its_outline() -> None:
     assert (silhouette_shift(x, tpl, counts, torch.tensor([0]))[below] < 0).any(), \
         "(the mean templates alone leave its outer edge)"
     assert torch.equal(y[..., 10:50, 24:40], x[..., 10:50, 24:40]), "the torso is the input's, bit-exact"
+
+
+def test_a_partial_strength_grows_a_sleeve_from_the_shoulder_in_full_colour() -> None:
+    """"A bit longer" is a longer sleeve, not a faint full one: at strength 0.5 the bank draws
+    the upper part of the grown sleeve in full colour and none of its lower part."""
+    from generators.models.silhouette import fit_exemplars
+
+    images, anchors, values = shirts()
+    tpl, counts = fit_silhouettes(images, anchors, values, n_anchors=1, n_values=2)
+    bank = fit_exemplars(images, anchors, values, 1, 2, exemplars=4)
+    arm = (slice(None), slice(None), slice(None), slice(18, 23))  # the left arm's columns
+
+    def painted_rows(y: torch.Tensor) -> torch.Tensor:
+        return ((y[arm] - 1).abs().amax(1) > 0.5).any(-1)[0]  # [64] rows where the arm has fabric
+
+    short = to_pm1(shirt(19, 6))
+    rows = [painted_rows(silhouette_shift(short, tpl, counts, torch.tensor([1]), strength=s, bank=bank))
+            for s in (0.0, 0.5, 1.0)]
+    assert torch.equal(rows[0], painted_rows(short)), "strength 0 grows nothing"
+    end = [int(r.nonzero().max()) for r in rows]
+    assert end[0] < end[1] < end[2], f"the sleeve ends lower as the strength rises: {end}"
+    half = silhouette_shift(short, tpl, counts, torch.tensor([1]), strength=0.5, bank=bank)
+    grown = (slice(None), slice(None), slice(22, end[1] - 1), slice(19, 22))
+    assert (half[grown] - to_pm1(shirt(45, 6))[grown]).abs().max() < 0.05, "what is drawn is full fabric"
