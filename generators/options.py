@@ -306,7 +306,8 @@ class FaderOptions:
     # strength (generators/models/prints.py); "" switches it off
     print_group: str = "pattern"
     # each value's exemplar print is the one of this many candidates (nearest the median print
-    # energy) that the frozen heads read as that value most (prints.tune_prints); 1: the median one
+    # energy) that the frozen heads read as that value most at strength 1, less what that reading
+    # falls by from strength 0.5 or 0.75 (prints.tune_prints); 1: the median one
     print_tune: int = 8
     # draw the exemplar print in its own colours over the fabric (prints.py; False: the older offsets
     # added to every garment pixel)

@@ -249,6 +249,7 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     goal = tpl[anchor, t.clamp(min=0)][:, None]  # [B, 1, SIZE, SIZE]
     diff = goal - tpl[anchor, current][:, None]
     garment = (small[:, None] > 0.5).float()
+    per_strength = torch.as_tensor(strength, dtype=x01.dtype, device=x.device).expand(b)
     if bank is None:
         # fabric only grows out of the garment: a template difference that does not touch it (the
         # template of a misread anchor) paints nothing
@@ -256,14 +257,13 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
         grow = ((diff - LOW) / (HIGH - LOW)).clamp(0, 1)
         shrink = ((-diff - LOW) / (HIGH - LOW)).clamp(0, 1)
     else:
-        # a partial strength grows part of the part, whole (module docstring: partial_part)
-        part_strength = torch.as_tensor(strength, dtype=x01.dtype, device=x.device).expand(b)
         region = nearest_shape(garment, bank, counts, anchor, t.clamp(min=0)) * (1 - garment) * (diff > GROWS)
         # opened: slivers thinner than 3 px along the photo's own edge (an exemplar's arm a little
         # wider than the photo's) are framing, not a sleeve
         region = F.max_pool2d(-F.max_pool2d(-region, 3, 1, 1), 3, 1, 1)
         grown = reachable(region, F.max_pool2d(garment, 3, 1, 1))  # touching the garment, diagonals too
-        grown = partial_part(grown, part_depth(grown, garment), part_strength)
+        # a partial strength grows part of the part, whole (module docstring: partial_part)
+        grown = partial_part(grown, part_depth(grown, garment), per_strength)
         # softened at its outer edge only, so that the upsampled edge is not a staircase
         grow = F.avg_pool2d(torch.maximum(grown, garment), 3, 1, 1) * grown
         rare = garment * (goal < LOW)
@@ -278,7 +278,7 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
         # edge over a few pixels of the photo
         grow = ((grow - 0.3) / 0.4).clamp(0, 1)
         shrink = ((shrink - 0.2) / 0.4).clamp(0, 1)
-    per_photo = torch.as_tensor(strength, dtype=x01.dtype, device=x.device).expand(b) * ok.to(x01)
+    per_photo = per_strength * ok.to(x01)
     full = foreground_weights(stats, floor=0.0)
     # a bank's parts are drawn whole: a grown sleeve covers the seam pixels too (the garment's soft
     # edge left a white line between it and the body), a cut one takes its outline
