@@ -50,14 +50,19 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return torch.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin.clamp(min=1e-12) ** (1 / 2.4) - 0.055).clamp(0, 1)
 
 
-def dominant_lab(x01: torch.Tensor, size: int = STAT_SIZE) -> torch.Tensor:
+def dominant_lab(x01: torch.Tensor, size: int = STAT_SIZE, garment: torch.Tensor | None = None) -> torch.Tensor:
     """``[B, 3]`` dominant garment colour (LAB) of images in ``[0, 1]``: the heaviest k-means cluster.
 
     Deterministic: the centres start at the garment's mean moved by -1, 0, +1 standard
-    deviations of lightness, so the same photo always gives the same colour.
+    deviations of lightness, so the same photo always gives the same colour. ``garment``
+    (``[B, h, w]`` weights, resized to ``size``): where the garment is, if known better than
+    by its difference to the background (a white shirt on white); default: that difference.
     """
     x = F.interpolate(x01.float(), size=(size, size), mode="area") if x01.shape[-1] != size else x01.float()
-    w = foreground_weights(x, floor=0.0).flatten(1)  # [B, P]
+    if garment is None:
+        w = foreground_weights(x, floor=0.0).flatten(1)  # [B, P]
+    else:
+        w = F.interpolate(garment[:, None].float(), size=(size, size), mode="area").flatten(1)
     w = torch.where(w.sum(1, keepdim=True) > 1.0, w, torch.ones_like(w))  # no garment found: the whole photo
     lab = rgb_to_lab(x).flatten(2).transpose(1, 2)  # [B, P, 3]
     tot = w.sum(1, keepdim=True)

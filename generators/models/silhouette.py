@@ -83,9 +83,24 @@ def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None,
 
 
 def garment_masks(x01: torch.Tensor, size: int = SIZE) -> torch.Tensor:
-    """``[B, size, size]`` soft garment masks of images in ``[0, 1]``."""
+    """``[B, size, size]`` soft garment masks of images in ``[0, 1]``, holes filled.
+
+    Why filled: a white garment on a white background differs from it only at its outline, so
+    its mask was a ring; background that its outline encloses (not reachable from the
+    photo's border) is garment.
+    """
     x = F.interpolate(x01.float(), size=(size, size), mode="area") if x01.shape[-1] != size else x01.float()
-    return foreground_weights(x, floor=0.0)[:, 0]
+    m = foreground_weights(x, floor=0.0)[:, 0]
+    return torch.where(outside(m[:, None] > 0.5)[:, 0], m, torch.ones_like(m))
+
+
+def outside(garment: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, h, w]`` bool: the background reachable from the photo's border without crossing
+    ``garment`` (bool, same shape); what it leaves is the garment with its holes filled."""
+    open_ = ~garment
+    border = torch.zeros_like(open_)
+    border[..., 0, :] = border[..., -1, :] = border[..., :, 0] = border[..., :, -1] = True
+    return reachable(open_, open_ & border) > 0
 
 
 def fit_silhouettes(images: torch.Tensor, anchors: torch.Tensor, values: torch.Tensor, n_anchors: int,
@@ -181,6 +196,27 @@ def reachable(region: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
     return cur * region
 
 
+def neck_band(garment: torch.Tensor, share: float = 0.3) -> torch.Tensor:
+    """``[B, 1, h, w]`` bool: the columns within ``share`` of its shoulders' half-width of each
+    garment's centre (``garment``: 0/1), above its middle row.
+
+    Why: a banked part (a sleeve) grows at the garment's sides. Where an exemplar's neckline is
+    higher than the photo's, the vote also drew a collar-shaped patch above the neckline.
+    """
+    h, w = garment.shape[-2:]
+    rows = torch.arange(h, device=garment.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=garment.device, dtype=garment.dtype).view(1, 1, 1, w)
+    on_row = garment.amax(-1, keepdim=True) > 0  # [B, 1, h, 1]
+    top = torch.where(on_row, rows, h).amin(-2, keepdim=True)
+    bottom = torch.where(on_row, rows, -1).amax(-2, keepdim=True)
+    shoulders = garment * ((rows >= top) & (rows <= top + (bottom - top) // 4))
+    on_col = shoulders.amax(-2, keepdim=True) > 0  # [B, 1, 1, w]
+    left = torch.where(on_col, cols, float(w)).amin(-1, keepdim=True)
+    right = torch.where(on_col, cols, -1.0).amax(-1, keepdim=True)
+    centre, half = (left + right) / 2, (right - left).clamp(min=0) / 2
+    return ((cols - centre).abs() < share * half) & (rows < (top + bottom) // 2)
+
+
 def part_depth(part: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
     """``[B, 1, h, w]``: how far each pixel of ``part`` lies from the garment's shoulders, as
     1 + its distance from the top centre of ``garment`` (0/1, the photo's own fabric) less the
@@ -258,6 +294,7 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
         shrink = ((-diff - LOW) / (HIGH - LOW)).clamp(0, 1)
     else:
         region = nearest_shape(garment, bank, counts, anchor, t.clamp(min=0)) * (1 - garment) * (diff > GROWS)
+        region = region * ~neck_band(garment)
         # opened: slivers thinner than 3 px along the photo's own edge (an exemplar's arm a little
         # wider than the photo's) are framing, not a sleeve
         region = F.max_pool2d(-F.max_pool2d(-region, 3, 1, 1), 3, 1, 1)
@@ -285,11 +322,52 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     # a bank's grown part is already cut to the strength, whole; everything else fades with it
     add = grow * ((1 - full) * per_photo.view(-1, 1, 1, 1) if bank is None else ok.to(x01).view(-1, 1, 1, 1))
     remove = shrink * (full if bank is None else 1) * per_photo.view(-1, 1, 1, 1)
-    fabric = lab_to_rgb(dominant_lab(stats)[..., None, None])  # [B, 3, 1, 1]
+    fabric = lab_to_rgb(dominant_lab(stats, garment=small)[..., None, None])  # [B, 3, 1, 1]; holes filled
     out = x01 + add * (fabric - x01)
     out = out + remove * (background_colour(stats) - out)
     changed = (add + remove) > 0
+    if bank is not None:
+        out = outline_parts(out, stats, full > 0.5, add > 0.5, (shrink > 0.5) & changed, per_photo)
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
+
+
+def _erode(m: torch.Tensor, width: int) -> torch.Tensor:
+    return -F.max_pool2d(-m.float(), 2 * width + 1, 1, width) > 0.5
+
+
+def edge_colour(x01: torch.Tensor, garment: torch.Tensor, out: torch.Tensor, width: int) -> torch.Tensor:
+    """``[B, 3, 1, 1]``: the median colour of each garment's outermost ``width`` pixels
+    (``garment``: ``[B, 1, H, W]`` bool), those next to the background ``out`` (bool, the
+    background outside it, not a white shirt's white inside): a drawn outline, or the shading
+    at a photo's edge."""
+    ring = garment & (F.max_pool2d(out.float(), 2 * width + 1, 1, width) > 0.5)
+    cols = []
+    for img, r in zip(x01.float(), ring[:, 0], strict=True):
+        px = img[:, r]
+        cols.append(px.median(dim=1).values if px.shape[1] >= 8 else img.new_full((3,), 0.5))
+    return torch.stack(cols)[..., None, None]
+
+
+def outline_parts(out: torch.Tensor, x01: torch.Tensor, garment: torch.Tensor, grown: torch.Tensor,
+                  cut: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """``out`` (``[0, 1]``) with the new edges of a bank edit drawn in the garment's own edge
+    colour (:func:`edge_colour`): the outer edge of a grown part, and a cut's line.
+
+    Why: a grown sleeve painted in flat fabric colour had no edge, so a white sleeve on a white
+    background did not show at all and a grey one read as a blob; a cut sleeve left a raw edge.
+    Shop photos and the demo's drawings both outline a garment. The line is about one pixel
+    in 128 wide. A grown edge is drawn whole (the part is cut to the strength already); a cut's
+    line, like the cut, fades with the strength.
+    """
+    width = max(1, round(out.shape[-1] / 128))
+    background = outside(garment)
+    colour = edge_colour(x01, garment, background, width).to(out)
+    grown_edge = grown & ~_erode(grown | ~background, width)
+    kept = ~background & ~cut
+    cut_edge = cut & (F.max_pool2d(kept.float(), 2 * width + 1, 1, width) > 0.5)
+    out = torch.where(grown_edge, colour, out)
+    s = strength.view(-1, 1, 1, 1).to(out)
+    return torch.where(cut_edge, out + s * (colour - out), out)
 
 
 def _extent(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -185,8 +185,10 @@ def test_the_bank_cuts_a_whole_sleeve_with_its_outline() -> None:
     bank = fit_exemplars(images, anchors, values, 1, 2, exemplars=4)
     x = to_pm1(shirt(45, 9))  # wider arms than any training shirt's: the mean misses their outer edge
     y = silhouette_shift(x, tpl, counts, torch.tensor([0]), bank=bank)
-    below = (slice(None), slice(None), slice(24, 47), slice(12, 23))  # the left forearm, its outline and cuff
+    below = (slice(None), slice(None), slice(24, 47), slice(12, 22))  # the left forearm, its outline and cuff
     assert (y[below] > 0.9).all(), "nothing of the forearm is left, outline included"
+    line = y[..., 24:47, 22]  # beside what is kept (the torso's edge): the cut's new outline
+    assert (line - to_pm1(torch.full((1, 3, 1, 1), 40))).abs().max() < 0.05, "the cut line is drawn as an outline"
     assert (silhouette_shift(x, tpl, counts, torch.tensor([0]))[below] < 0).any(), \
         "(the mean templates alone leave its outer edge)"
     assert torch.equal(y[..., 10:50, 24:40], x[..., 10:50, 24:40]), "the torso is the input's, bit-exact"
@@ -212,5 +214,37 @@ def test_a_partial_strength_grows_a_sleeve_from_the_shoulder_in_full_colour() ->
     end = [int(r.nonzero().max()) for r in rows]
     assert end[0] < end[1] < end[2], f"the sleeve ends lower as the strength rises: {end}"
     half = silhouette_shift(short, tpl, counts, torch.tensor([1]), strength=0.5, bank=bank)
-    grown = (slice(None), slice(None), slice(22, end[1] - 1), slice(19, 22))
+    grown = (slice(None), slice(None), slice(22, end[1] - 3), slice(19, 22))  # above its new cuff line
     assert (half[grown] - to_pm1(shirt(45, 6))[grown]).abs().max() < 0.05, "what is drawn is full fabric"
+
+
+def test_a_grown_sleeve_is_outlined_so_a_white_one_shows_on_white() -> None:
+    """A white shirt on a white background: a sleeve painted in flat fabric colour would not
+    show at all. The grown part's outer edge takes the garment's own edge colour."""
+    from generators.models.silhouette import fit_exemplars
+
+    white = (1.0, 1.0, 1.0)
+    images, anchors, values = shirts()
+    images = torch.cat([shirt(e, a, colour=white) for e, a in ((18, 5), (19, 6), (20, 7), (44, 5), (45, 6), (46, 7))])
+    tpl, counts = fit_silhouettes(images, anchors, values, n_anchors=1, n_values=2)
+    bank = fit_exemplars(images, anchors, values, 1, 2, exemplars=4)
+    x, truth = to_pm1(shirt(19, 6, colour=white)), to_pm1(shirt(45, 6, colour=white))
+    y = silhouette_shift(x, tpl, counts, torch.tensor([1]), anchor=torch.tensor([0]), current=torch.tensor([0]),
+                         bank=bank)
+    forearm = (slice(None), slice(None), slice(26, 42), slice(14, 28))  # the left arm below the old sleeve
+    dark = (y[forearm] < 0).all(1)
+    assert dark[0, :, :6].any(1).all(), "every row of the grown forearm has its outer edge drawn"
+    inside = (slice(None), slice(None), slice(26, 42), slice(18, 23))
+    assert (y[inside] - truth[inside]).abs().max() < 0.05, "inside its outline the sleeve is the shirt's white"
+
+
+def test_the_neck_band_covers_the_top_centre_and_leaves_the_sleeves() -> None:
+    """A banked part grows at the sides: the band where it may not grow (a collar-shaped
+    patch from an exemplar's higher neckline) is the top centre, never an arm."""
+    from generators.models.silhouette import neck_band
+
+    mask = (to_pm1(shirt(45, 6))[:, :1] < 0.9).float()  # fabric and outline
+    band = neck_band(mask)[0, 0]
+    assert band[12, 31] and band[12, 33], "the top centre"
+    assert not band[:, 9:25].any() and not band[:, 40:].any(), "never an arm's columns"
+    assert not band[32:].any(), "never below the garment's middle"
