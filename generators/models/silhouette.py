@@ -45,8 +45,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from catalog import Schema
 from generators.models.bands import by_rows, identity_grid_rows
@@ -97,10 +99,12 @@ def garment_masks(x01: torch.Tensor, size: int = SIZE) -> torch.Tensor:
 def outside(garment: torch.Tensor) -> torch.Tensor:
     """``[B, 1, h, w]`` bool: the background reachable from the photo's border without crossing
     ``garment`` (bool, same shape); what it leaves is the garment with its holes filled."""
-    open_ = ~garment
-    border = torch.zeros_like(open_)
-    border[..., 0, :] = border[..., -1, :] = border[..., :, 0] = border[..., :, -1] = True
-    return reachable(open_, open_ & border) > 0
+    g = garment.detach().cpu().numpy()
+    # scipy's fill (C, milliseconds at 1024 px) where a flood by repeated max-pooling took seconds
+    # the background flood is 8-connected: a 1 px outline with only diagonal gaps still leaks
+    eight = np.ones((3, 3), dtype=bool)
+    filled = np.stack([ndimage.binary_fill_holes(m, eight) for m in g.reshape(-1, *g.shape[-2:])]).reshape(g.shape)
+    return torch.from_numpy(~filled).to(garment.device)
 
 
 def fit_silhouettes(images: torch.Tensor, anchors: torch.Tensor, values: torch.Tensor, n_anchors: int,
