@@ -31,7 +31,10 @@ masks per (anchor, value), bit-packed) edit the groups named for it (sleeves) cr
   sleeve grows from the shoulder (:func:`partial_part`), so "a bit longer" is a longer
   sleeve, not a faint full-length one. A cut part still fades out with the strength: cut back
   from the cuff, a sleeve passed through the other lengths and the slider benchmark read 12 of
-  99 cuts as not monotone, against 1 of 99 faded (docs/generators.md).
+  99 cuts as not monotone, against 1 of 99 faded (docs/generators.md);
+- **the new edges are outlined** (:func:`outline_parts`) in the garment's own edge colour, so a
+  white sleeve grown on a white shirt shows; garment masks fill their holes, so a white
+  garment's mask is not just its outline.
 
 Checkpoints without a bank edit as they were trained, from the templates alone.
 
