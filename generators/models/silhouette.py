@@ -338,16 +338,22 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
 
 
+def _dilate(m: torch.Tensor, width: int) -> torch.Tensor:
+    """Bool ``m`` grown by ``width`` pixels (8-neighbourhood)."""
+    return F.max_pool2d(m.float(), 2 * width + 1, 1, width) > 0.5
+
+
 def _erode(m: torch.Tensor, width: int) -> torch.Tensor:
-    return -F.max_pool2d(-m.float(), 2 * width + 1, 1, width) > 0.5
+    """Bool ``m`` shrunk by ``width`` pixels (8-neighbourhood)."""
+    return ~_dilate(~m, width)
 
 
-def edge_colour(x01: torch.Tensor, garment: torch.Tensor, out: torch.Tensor, width: int) -> torch.Tensor:
+def edge_colour(x01: torch.Tensor, garment: torch.Tensor, background: torch.Tensor, width: int) -> torch.Tensor:
     """``[B, 3, 1, 1]``: the median colour of each garment's outermost ``width`` pixels
-    (``garment``: ``[B, 1, H, W]`` bool), those next to the background ``out`` (bool, the
-    background outside it, not a white shirt's white inside): a drawn outline, or the shading
-    at a photo's edge."""
-    ring = garment & (F.max_pool2d(out.float(), 2 * width + 1, 1, width) > 0.5)
+    (``garment``: ``[B, 1, H, W]`` bool), those next to ``background`` (bool, the background
+    outside it, not a white shirt's white inside): a drawn outline, or the shading at a
+    photo's edge."""
+    ring = garment & _dilate(background, width)
     cols = []
     for img, r in zip(x01.float(), ring[:, 0], strict=True):
         px = img[:, r]
@@ -371,7 +377,7 @@ def outline_parts(out: torch.Tensor, x01: torch.Tensor, garment: torch.Tensor, g
     colour = edge_colour(x01, garment, background, width).to(out)
     grown_edge = grown & ~_erode(grown | ~background, width)
     kept = ~background & ~cut
-    cut_edge = cut & (F.max_pool2d(kept.float(), 2 * width + 1, 1, width) > 0.5)
+    cut_edge = cut & _dilate(kept, width)
     out = torch.where(grown_edge, colour, out)
     s = strength.view(-1, 1, 1, 1).to(out)
     return torch.where(cut_edge, out + s * (colour - out), out)
