@@ -20,7 +20,8 @@ One trunk pass per image at 224 px gives the built-in encoder's vector and every
 variant's input (``benchmarks.quality_features``, resumable shards in ``--work``); the shortcut
 is checked against end-to-end ``Encoder.embed_images`` on a few photos for the built-in and the
 default encoders. Training seconds of the head recipe = its head training + the trunk pass over
-the training items (measured here as part of the shared pass, per image).
+the training items (measured here as part of the shared pass, per image) + with flips
+(``head_flip``), the trunk pass over the training items' mirror images (a second resumable pass).
 
 myntra-a has no schema.json: the schema is inferred (``catalog.infer_schema``, values seen at
 least ``--min-count`` times); rows with rarer values are skipped (counted).
@@ -204,10 +205,27 @@ def main() -> None:
     record("builtin_224", feats["gem17"], train_s=0.0,
            images_per_s=result["trunk_pass"]["images_per_s"], note="ImageNet EfficientNet-Lite0, GeM, 224 px")
 
+    mirror: dict = {}
+
+    def mirrored_features() -> tuple[dict[str, np.ndarray], float]:
+        """The training items' mirror images (``--flip``), one more resumable pass, on first use."""
+        if not mirror:
+            got, secs = extract([ids[i] for i in train_idx], [paths[i] for i in train_idx],
+                                args.work / "features_mirrored", workers=args.workers, mirror=True)
+            mirror.update(features=got, seconds=secs)
+            result["trunk_pass_mirrored"] = {"seconds": round(secs, 1), "images_per_s": round(len(train_idx) / secs, 1),
+                                             "note": "the training items' mirror images (--flip)"}
+        return mirror["features"], mirror["seconds"]
+
     def head_run(name: str, cfg: HeadTrainConfig, note: str) -> Encoder:
         x = head_input(feats, cfg)
-        enc, report = train_head_encoder(catalog, args.work / "encoders" / name, cfg, features=x)
-        cache_s = round(per_image * len(train_idx), 1)
+        xm, mirror_s = None, 0.0
+        if cfg.flip_augment:
+            got, mirror_s = mirrored_features()
+            xm = np.zeros_like(x)
+            xm[train_idx] = head_input(got, cfg)
+        enc, report = train_head_encoder(catalog, args.work / "encoders" / name, cfg, features=x, mirrored=xm)
+        cache_s = round(per_image * len(train_idx) + mirror_s, 1)
         with torch.inference_mode():
             v = np.concatenate([enc.proj(torch.from_numpy(x[a : a + 256])).numpy() for a in range(0, len(x), 256)])
         record(name, v, train_s=round(report["train_s"] + cache_s, 1), head_train_s=report["train_s"],
@@ -244,6 +262,7 @@ def main() -> None:
     record("raw_multistage_rgbhist", head_input(feats, glob), train_s=0.0,
            note="the default head's input itself (fg-GeM stages 5,11,16,17 + RGB hist), no learning")
     variants = {
+        "head_flip": (replace(base, flip_augment=True), "--flip: + the training photos' mirror images in the final fit"),
         "head_no_attention": (glob, "the previous defaults: the same head on globally pooled features only"),
         "head_attention4": (replace(base, attention=4), "4 attention maps per block instead of 2"),
         "head_joint": (replace(glob, joint=True), "+ the joint category*colour block (outer product)"),

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from catalog import atomic_path
 from indexing.attention import MAP_STAGES, flatten_maps
-from indexing.data import ImageListDataset, make_loader
+from indexing.data import ImageListDataset, Mirrored, make_loader
 from indexing.encoder import Encoder, EncoderConfig
 from indexing.pooling import colour_histogram, colour_stats, foreground_weights, weighted_gem
 
@@ -55,12 +55,12 @@ def features_batch(encoder: Encoder, x: torch.Tensor) -> dict[str, np.ndarray]:
     return out
 
 
-def _load(path: Path, ids: list[str]) -> dict[str, np.ndarray] | None:
+def _load(path: Path, ids: list[str], key: str) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != KEY or list(z["ids"]) != ids:
+            if str(z["key"]) != key or list(z["ids"]) != ids:
                 return None
             return {k: z[k] for k in z.files if k not in ("key", "ids")}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
@@ -68,26 +68,29 @@ def _load(path: Path, ids: list[str]) -> dict[str, np.ndarray] | None:
 
 
 def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32,
-            workers: int = 1, reverse: bool = False) -> tuple[dict[str, np.ndarray], float]:
+            workers: int = 1, reverse: bool = False, mirror: bool = False) -> tuple[dict[str, np.ndarray], float]:
     """``({feature name: (N, d) float32}, seconds)`` for the images, resuming from the shards in ``work``.
 
     ``seconds`` is the time the trunk pass took over all shards, including those computed by an
     earlier (killed) run: each shard stores its own. ``reverse`` walks the shards from the end,
-    so a second process can share the work on an otherwise busy machine.
+    so a second process can share the work on an otherwise busy machine. ``mirror``: of the
+    photos' mirror images (the head recipe's flip augmentation), in shards keyed apart.
     """
     work.mkdir(parents=True, exist_ok=True)
     encoder = Encoder.builtin(EncoderConfig(image_size=224), device="cpu")
+    key = KEY + (":mirror" if mirror else "")
+    preprocess = Mirrored(encoder.preprocessor()) if mirror else encoder.preprocessor()
     parts: dict[int, dict[str, np.ndarray]] = {}
     bar = tqdm(total=len(ids), desc="trunk features (224 px)", unit="img", dynamic_ncols=True)
     starts = list(enumerate(range(0, len(ids), SHARD)))
     for k, a in reversed(starts) if reverse else starts:
         sid, spath = ids[a : a + SHARD], paths[a : a + SHARD]
         path = work / f"features-{k:05d}.npz"
-        got = _load(path, sid)
+        got = _load(path, sid, key)
         if got is None:
             t = time.perf_counter()
             chunks: list[dict[str, np.ndarray]] = []
-            loader = make_loader(ImageListDataset(sid, spath, encoder.preprocessor()), batch_size, workers)
+            loader = make_loader(ImageListDataset(sid, spath, preprocess), batch_size, workers)
             with torch.inference_mode():
                 for _, x in loader:
                     chunks.append(features_batch(encoder, x))
@@ -95,7 +98,7 @@ def extract(ids: list[str], paths: list[str], work: Path, batch_size: int = 32,
             got = {n: np.concatenate([c[n] for c in chunks]) for n in chunks[0]}
             got["seconds"] = np.array([time.perf_counter() - t])
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, key=KEY, ids=np.asarray(sid, dtype=str), **got)
+                np.savez(fh, key=key, ids=np.asarray(sid, dtype=str), **got)
         else:
             bar.update(len(sid))
         parts[k] = got

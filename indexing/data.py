@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from indexing.encoder import Preprocess
@@ -21,10 +21,25 @@ class ImageLoadError(RuntimeError):
     """An image that cannot be decoded; names the item id and path."""
 
 
+class Mirrored:
+    """A preprocess of the photo's mirror image (left and right swapped). Picklable, like the one it wraps.
+
+    Why: a training augmentation that changes no colour. The head recipe caches the trunk's
+    features of each training photo and of its mirror image, so the head learns that a sleeve
+    on the left is the same as one on the right, and nothing about colour.
+    """
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        self.preprocess = preprocess
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.preprocess(ImageOps.mirror(img))
+
+
 class ImageListDataset(Dataset):
     """``(position, tensor)`` for each image path; the position lets callers re-align results."""
 
-    def __init__(self, ids: Sequence[str], paths: Sequence[str | Path], preprocess: Preprocess) -> None:
+    def __init__(self, ids: Sequence[str], paths: Sequence[str | Path], preprocess: Preprocess | Mirrored) -> None:
         if len(ids) != len(paths):
             raise ValueError(f"{len(ids)} ids but {len(paths)} paths")
         self.ids = list(ids)

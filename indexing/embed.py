@@ -72,9 +72,11 @@ def embed_paths(
     """Vectors ``(len(ids), encoder.dim)`` for the images, reusing finished shards in ``shard_dir``.
 
     Every image file is hashed first (reading the files is cheap next to embedding them), so
-    a shard is reused only for the very bytes it was computed from.
+    a shard is reused only for the very bytes it was computed from, by the same encoder, of the
+    photo or of its mirror image as ``engine_cfg.mirror`` asks.
     """
     engine_cfg = engine_cfg or EngineConfig()
+    key = encoder.checksum + (":mirror" if engine_cfg.mirror else "")
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     n = len(ids)
@@ -84,7 +86,7 @@ def embed_paths(
     bounds = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
     todo: list[int] = []
     for k, (a, b) in enumerate(bounds):
-        vec = _load_shard(shard_path(shard_dir, k), ids[a:b], digests[a:b], encoder.checksum)
+        vec = _load_shard(shard_path(shard_dir, k), ids[a:b], digests[a:b], key)
         if vec is None:
             todo.append(k)
         else:
@@ -111,7 +113,7 @@ def embed_paths(
                 remaining[int(k)] -= int(cnt)
                 if remaining[int(k)] == 0:
                     a, b = bounds[int(k)]
-                    _write_shard(shard_path(shard_dir, int(k)), ids[a:b], digests[a:b], out[a:b], encoder.checksum)
+                    _write_shard(shard_path(shard_dir, int(k)), ids[a:b], digests[a:b], out[a:b], key)
     finally:
         bar.close()
     unfinished = [k for k, r in remaining.items() if r]

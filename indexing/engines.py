@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from indexing.data import ImageListDataset, default_workers, make_loader
+from indexing.data import ImageListDataset, Mirrored, default_workers, make_loader
 from indexing.encoder import Encoder, EncoderConfig, Preprocess
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,19 @@ class EngineConfig:
     num_workers: int = field(default_factory=default_workers)  # DataLoader decode processes (local engine)
     ray_address: str | None = None  # None: connect to a running session or start a local cluster
     ray_actors: int | None = None  # encoder actors; default: one per GPU, else max(1, CPUs // 2)
+    mirror: bool = False  # embed each photo's mirror image (a training augmentation, indexing.data.Mirrored)
+
+
+def preprocessor(encoder: Encoder, cfg: EngineConfig) -> Preprocess | Mirrored:
+    """The encoder's preprocessing, of the mirror image where ``cfg.mirror`` asks for it."""
+    pre = encoder.preprocessor()
+    return Mirrored(pre) if cfg.mirror else pre
 
 
 def local_engine(
     encoder: Encoder, ids: Sequence[str], paths: Sequence[str], cfg: EngineConfig
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    ds = ImageListDataset(ids, paths, encoder.preprocessor())
+    ds = ImageListDataset(ids, paths, preprocessor(encoder, cfg))
     loader = make_loader(ds, cfg.batch_size, cfg.num_workers, pin_memory=encoder.device.type == "cuda")
     for pos, batch in loader:
         yield pos.numpy(), encoder.embed_tensor(batch).numpy()
@@ -62,7 +69,7 @@ def encoder_from_blob(blob: bytes, device: str) -> Encoder:
     return enc.to_device(device)
 
 
-def _decode(batch: dict[str, np.ndarray], preprocess: Preprocess) -> dict[str, np.ndarray]:
+def _decode(batch: dict[str, np.ndarray], preprocess: Preprocess | Mirrored) -> dict[str, np.ndarray]:
     """Ray Data stage: read and preprocess images (stateless CPU tasks)."""
     from PIL import Image
 
@@ -107,7 +114,7 @@ def ray_engine(
         blob_ref = ray.put(encoder_blob(encoder))
         items = [{"pos": i, "path": str(p)} for i, p in enumerate(paths)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // cfg.batch_size, 200)) or 1)
-        ds = ds.map_batches(_decode, fn_kwargs={"preprocess": encoder.preprocessor()},
+        ds = ds.map_batches(_decode, fn_kwargs={"preprocess": preprocessor(encoder, cfg)},
                             batch_size=cfg.batch_size, batch_format="numpy")
         ds = ds.map_batches(_EncoderActor, fn_constructor_kwargs={"blob_ref": [blob_ref]},
                             batch_size=cfg.batch_size, batch_format="numpy", concurrency=actors,

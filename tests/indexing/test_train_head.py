@@ -45,6 +45,45 @@ def test_one_epoch_writes_an_encoder_that_loads_with_its_checksum(head_encoder_d
     assert not work_dir(head_encoder_dir).exists()  # the feature cache is removed after success
     report = json.loads((head_encoder_dir / "train_report.json").read_text())
     assert report["recipe"] == "head" and len(report["history"]) == 1
+    assert not report["config"]["flip_augment"] and report["head_rows"] == report["train_items"] == 36
+
+
+def test_mirror_images_are_embedded_in_their_own_shards(small_catalog, small_encoder, tmp_path):
+    """The engine's mirror embeds the photo flipped left-right (as a flipped copy on disk would),
+    and a shard of mirror images is never reused for the photos themselves, nor the reverse."""
+    from indexing.embed import embed_paths
+    from indexing.engines import EngineConfig
+
+    paths = sorted((small_catalog / "images").glob("*.jpg"))[:4]
+    flipped = []
+    for p in paths:
+        q = tmp_path / f"{p.stem}.png"  # lossless: the very pixels of the decoded photo, mirrored
+        Image.open(p).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(q)
+        flipped.append(str(q))
+    ids = [p.stem for p in paths]
+    cfg = {"batch_size": 2, "num_workers": 0}
+    shards = tmp_path / "shards"
+    mirror = embed_paths(small_encoder, ids, [str(p) for p in paths], shards, engine_cfg=EngineConfig(**cfg, mirror=True),
+                         progress=False)
+    on_disk = embed_paths(small_encoder, ids, flipped, tmp_path / "disk", engine_cfg=EngineConfig(**cfg), progress=False)
+    np.testing.assert_allclose(mirror, on_disk, atol=1e-5)
+    plain = embed_paths(small_encoder, ids, [str(p) for p in paths], shards, engine_cfg=EngineConfig(**cfg),
+                        progress=False)  # the same shard folder: the mirror shards must not be taken
+    assert np.abs(plain - mirror).max() > 1e-3  # the catalog's garments are not symmetric
+    again = embed_paths(small_encoder, ids, [str(p) for p in paths], shards, engine_cfg=EngineConfig(**cfg, mirror=True),
+                        progress=False)
+    np.testing.assert_allclose(again, mirror, atol=1e-6)
+
+
+def test_flip_fits_the_photos_and_their_mirror_images(small_catalog, tmp_path):
+    out = tmp_path / "flip"
+    assert main(["train-encoder", "--catalog", str(small_catalog), "--out", str(out), "--epochs", "1",
+                 "--flip", *FAST]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["config"]["flip_augment"] and report["head_rows"] == 2 * report["train_items"] == 2 * 36
+    with pytest.raises(SystemExit, match="--flip"):
+        main(["train-encoder", "--catalog", str(small_catalog), "--out", str(tmp_path / "ft"), "--recipe", "finetune",
+              "--flip", *FAST])
 
 
 def test_an_edited_weight_is_refused(head_encoder_dir, tmp_path):
@@ -81,10 +120,10 @@ def test_an_index_built_with_it_refuses_a_different_encoder(head_encoder_dir, sm
 def test_a_rerun_resumes_from_the_cached_features(small_catalog, tmp_path, monkeypatch):
     """Features cached by a run that died after caching are reused, and the result is identical."""
     cat = load_catalog(small_catalog)
-    cfg = HeadTrainConfig(image_size=64, epochs=3, num_workers=0, keep_cache=True)
+    cfg = HeadTrainConfig(image_size=64, epochs=3, num_workers=0, keep_cache=True, flip_augment=True)
     first, _ = train_head_encoder(cat, tmp_path / "a", cfg)
     shards = sorted((work_dir(tmp_path / "a") / "features").glob("shard-*.npz"))
-    assert shards
+    assert shards and sorted((work_dir(tmp_path / "a") / "features_mirrored").glob("shard-*.npz"))
     # the run "dies" here: the encoder folder is gone, the cache stays; the rerun must not embed again
     import shutil
 
@@ -95,7 +134,8 @@ def test_a_rerun_resumes_from_the_cached_features(small_catalog, tmp_path, monke
         raise AssertionError("the rerun embedded images again instead of using the cached features")
 
     monkeypatch.setattr(indexing.embed, "get_engine", no_engine)
-    again, _ = train_head_encoder(cat, tmp_path / "a", HeadTrainConfig(image_size=64, epochs=3, num_workers=0))
+    again, _ = train_head_encoder(cat, tmp_path / "a", HeadTrainConfig(image_size=64, epochs=3, num_workers=0,
+                                                                        flip_augment=True))
     assert again.checksum == first.checksum
     assert not work_dir(tmp_path / "a").exists()
 
