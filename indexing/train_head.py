@@ -246,8 +246,8 @@ def train_head_encoder(catalog: Catalog, out: str | Path, cfg: HeadTrainConfig |
     ``features``: the head's input for *all* catalog items, precomputed with
     :func:`feature_config` (e.g. shared with a benchmark); otherwise the training items'
     features are computed and cached here. ``mirrored``: the same for the items' mirror
-    images (only the training items' rows are read), used with ``cfg.flip_augment``; when
-    ``features`` is given and this is not, they are computed and cached here.
+    images (only the training items' rows are read), used with ``cfg.flip_augment``;
+    without it they are computed and cached here.
     """
     cfg = cfg or HeadTrainConfig()
     out = Path(out)
@@ -279,7 +279,6 @@ def train_head_encoder(catalog: Catalog, out: str | Path, cfg: HeadTrainConfig |
     x = torch.from_numpy(np.ascontiguousarray(x_np, dtype=np.float32))
     y = torch.from_numpy(labels[train_idx])
     xm = None if xm_np is None else torch.from_numpy(np.ascontiguousarray(xm_np, dtype=np.float32))
-
 
     t1 = time.time()
     attention = attention_spec(cfg)
