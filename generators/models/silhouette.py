@@ -27,6 +27,10 @@ masks per (anchor, value), bit-packed) edit the groups named for it (sleeves) cr
 - **removal** takes every garment pixel, outline and cuff included, connected to a firm
   template decrease through pixels where the target template rarely has fabric: the whole
   forearm goes, not a faded patch in its middle;
+- **a longer sleeve continues the photo's own** (:func:`extend_parts`): where the grown part
+  is attached to the end of one of the photo's own elongated parts (a half sleeve made long),
+  that part's cuff is swept on along its own axis, as far from the neck as the exemplars' part
+  reaches, instead of drawing the exemplars' forearm, held at their angle, as a blob at the cuff;
 - **a partial strength** grows part of the new part, whole, rather than all of it faded: a
   sleeve grows from the shoulder (:func:`partial_part`), so "a bit longer" is a longer
   sleeve, not a faint full-length one. A cut part still fades out with the strength: cut back
@@ -66,6 +70,11 @@ NEAREST = 3  # exemplars voting on a grown outline (a majority of them draws it)
 FIRM = 0.45  # a template decrease above this seeds a removal (smaller ones are framing, not the group)
 GROWS = 0.1  # a grown pixel needs the target template this much above the current one
 PACKED = SIZE * SIZE // 8  # bytes per bit-packed exemplar mask
+EXTEND_RADIUS = 12  # steps (at SIZE) through the garment from a grown part's contact: the own part read there
+ELONGATION = 2.0  # that own part is extended where it is this much longer than wide (principal variances)
+MIDLINE = 9  # steps in from the contact whose centres give a part's direction
+TAPER = 0.8  # an extended part narrows to this share of its cuff's width (a sleeve towards the wrist)
+CUFF = 2.5  # pixels of the photo's own cuff (its trim) painted over where a part is extended
 
 
 def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None,
@@ -224,6 +233,99 @@ def neck_band(garment: torch.Tensor, share: float = 0.3) -> torch.Tensor:
     return ((cols - centre).abs() < share * half) & (rows < (top + bottom) // 2)
 
 
+def extend_parts(grown: torch.Tensor, garment: torch.Tensor, radius: int = EXTEND_RADIUS,
+                 elongation: float = ELONGATION) -> torch.Tensor:
+    """``grown`` (``[B, 1, h, w]`` 0/1, the parts an exemplar adds to ``garment``) with each part
+    that continues one of the photo's own parts redrawn as that part, extended.
+
+    Why: "half sleeves -> long" grew only the part of the exemplars' long sleeve that lies beyond
+    the photo's own half sleeve. Held at another angle, that is a blob at the cuff (a "mitten").
+    A part continues the photo's own part where the garment it touches, read ``radius`` steps
+    into the garment from the contact, is elongated (principal variances at least
+    ``elongation`` apart) along its midline, and the contact lies across that part's end, not
+    along its side (a new sleeve on a torso). Then the part's end (the cuff) is swept on along
+    the midline, as far from the neck as the exemplars' part reaches, narrowing to ``TAPER``:
+    the sleeve gets longer in its own direction and at its own width. Other parts are kept.
+    """
+    g_np = garment[:, 0].detach().cpu().numpy() > 0.5
+    out = grown.detach().cpu().numpy().copy()
+    h, w = g_np.shape[-2:]
+    yy, xx = np.mgrid[0:h, 0:w]
+    for b in range(len(out)):
+        labels, n = ndimage.label(out[b, 0] > 0.5, structure=np.ones((3, 3), dtype=bool))
+        for k in range(1, n + 1):
+            part = labels == k
+            swept = _sweep(part, g_np[b], yy, xx, radius, elongation)
+            if swept is not None:
+                out[b, 0][part] = 0.0
+                out[b, 0][swept] = 1.0
+    return torch.from_numpy(out).to(grown)
+
+
+def _sweep(part: np.ndarray, garment: np.ndarray, yy: np.ndarray, xx: np.ndarray, radius: int,
+           elongation: float) -> np.ndarray | None:
+    """The cuff of the photo's own part that ``part`` (bool ``[h, w]``) continues, swept along that
+    part's axis as far as ``part`` reaches (:func:`extend_parts`); None where it continues none."""
+    eight = np.ones((3, 3), dtype=bool)
+    contact = garment & ndimage.binary_dilation(part, eight)
+    if contact.sum() < 2:
+        return None
+    # the photo's own fabric up to ``radius`` steps from the contact through the garment, a layer
+    # a step: up an arm it stays in the arm, where a torso is it spreads
+    layers, seen = [contact], contact.copy()
+    for _ in range(radius):
+        nxt = ndimage.binary_dilation(layers[-1], eight) & garment & ~seen
+        if not nxt.any():
+            break
+        layers.append(nxt)
+        seen |= nxt
+    k = min(len(layers) - 1, MIDLINE)
+    pts = np.stack([yy[seen], xx[seen]], 1).astype(np.float64)
+    if k < 3 or len(pts) < 8:
+        return None
+
+    def mean(m: np.ndarray) -> np.ndarray:
+        return np.array([yy[m].mean(), xx[m].mean()])
+
+    tip = mean(contact)
+    # the part's midline, from inside it out towards the contact; the layers next to the contact
+    # are left out, as a blob touching the cuff's corner and side skews them
+    axis = mean(layers[k // 3]) - mean(layers[k])
+    axis /= max(np.linalg.norm(axis), 1e-6)
+    normal = np.array([-axis[1], axis[0]])
+    centre = pts.mean(0)
+    evals, evecs = np.linalg.eigh(np.cov((pts - centre).T))
+    touch = np.stack([yy[contact], xx[contact]], 1) - tip
+    if (evals[1] < elongation * max(evals[0], 1e-6) or abs(evecs[:, 1] @ axis) < 0.8
+            or np.ptp(touch @ axis) > max(3.0, np.ptp(touch @ normal))):
+        # not the end of a part longer than it is wide, lying along the midline (an arm):
+        # a new sleeve along the torso's side, whose fabric spreads sideways
+        return None
+    # the part's end: its last pixels along the axis, and their extent across it (the cuff)
+    proj, across = (pts - centre) @ axis, (pts - centre) @ normal
+    end = proj >= proj.max() - 2.0
+    mid, half = (across[end].max() + across[end].min()) / 2, (np.ptp(across[end]) + 1) / 2
+    cuff = centre + proj.max() * axis + mid * normal
+    # as far from the neck as the exemplars' part reaches (how part_depth measures a sleeve): the
+    # blob beyond a cuff held at another angle is short along this axis, but ends where their cuff is
+    rows, cols = np.nonzero(garment)
+    neck = np.array([rows.min(), cols.mean()])
+    goal = float(np.hypot(*(np.stack([yy[part], xx[part]], 1) - neck).T).max())
+    start = float(np.hypot(*(cuff - neck)))
+    if goal - start < 1:
+        return None
+    per_step = max(float(axis @ (cuff - neck)) / max(start, 1e-6), 0.3)  # away from the neck per pixel along the axis
+    length = (goal - start) / per_step
+    # a band as wide as the cuff, narrowing to TAPER of it, from the cuff out; it takes the cuff's
+    # last CUFF pixels too, so the photo's own cuff line or trim does not cut the sleeve in two
+    u = (yy - cuff[0]) * axis[0] + (xx - cuff[1]) * axis[1]
+    v = (yy - cuff[0]) * normal[0] + (xx - cuff[1]) * normal[1]
+    width = half * (1 - (1 - TAPER) * np.clip(u / length, 0, 1))
+    band = (u >= -CUFF) & (u <= length) & (np.abs(v) <= width)
+    swept = band & (~garment | seen)
+    return swept if (swept & ~garment).any() else None
+
+
 def part_depth(part: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
     """``[B, 1, h, w]``: how far each pixel of ``part`` lies from the garment's shoulders, as
     1 + its distance from the top centre of ``garment`` (0/1, the photo's own fabric) less the
@@ -306,6 +408,7 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
         # wider than the photo's) are framing, not a sleeve
         region = F.max_pool2d(-F.max_pool2d(-region, 3, 1, 1), 3, 1, 1)
         grown = reachable(region, F.max_pool2d(garment, 3, 1, 1))  # touching the garment, diagonals too
+        grown = extend_parts(grown, garment)  # a longer sleeve continues the photo's own
         # a partial strength grows part of the part, whole (module docstring: partial_part)
         grown = partial_part(grown, part_depth(grown, garment), per_strength)
         # softened at its outer edge only, so that the upsampled edge is not a staircase

@@ -248,3 +248,44 @@ def test_the_neck_band_covers_the_top_centre_and_leaves_the_sleeves() -> None:
     assert band[12, 31] and band[12, 33], "the top centre"
     assert not band[:, 9:25].any() and not band[:, 40:].any(), "never an arm's columns"
     assert not band[32:].any(), "never below the garment's middle"
+
+
+def _arm_photo() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 64 px garment mask: a torso (rows 8-40, columns 24-40) with a half sleeve hanging from its
+    left shoulder down and out at 30 degrees, 6 px wide, its cuff near row 27; and the blob that
+    an exemplar's long sleeve, held straight down, adds below that cuff (a "mitten")."""
+    g = torch.zeros(1, 1, 64, 64)
+    g[0, 0, 8:41, 24:41] = 1
+    rows = torch.arange(64).view(64, 1).float()
+    cols = torch.arange(64).view(1, 64).float()
+    # the arm's axis runs from (10, 24) along (cos 30, -sin 30) for 20 px
+    along = (rows - 10) * 0.866 - (cols - 24) * 0.5
+    across = (rows - 10) * 0.5 + (cols - 24) * 0.866
+    g[0, 0] = torch.maximum(g[0, 0], ((along >= 0) & (along <= 20) & (across.abs() <= 3)).float())
+    blob = ((rows >= 27) & (rows <= 37) & (cols >= 13) & (cols <= 19)).float()  # straight down from the cuff
+    return g, blob.view(1, 1, 64, 64) * (1 - g)
+
+
+def test_a_grown_part_at_a_sleeves_end_continues_the_sleeve_along_its_own_axis() -> None:
+    from generators.models.silhouette import extend_parts
+
+    garment_mask, mitten = _arm_photo()
+    out = extend_parts(mitten, garment_mask)[0, 0] > 0.5
+    ys, xs = torch.nonzero(out, as_tuple=True)
+    across = (ys.float() - 10) * 0.5 + (xs.float() - 24) * 0.866
+    along = (ys.float() - 10) * 0.866 - (xs.float() - 24) * 0.5
+    assert int((out & (garment_mask[0, 0] == 0)).sum()) > 20, "fabric grows on the background"
+    assert float(across.abs().max()) <= 4.5, "the extension keeps the sleeve's width and line, not the blob's"
+    assert float(along.max()) >= 25, "it reaches as far from the neck as the blob did"
+    taken = garment_mask[0, 0][out] > 0
+    assert bool((along[taken] >= 17).all()), "of the photo's own fabric it takes only the cuff's trim"
+
+
+def test_a_part_grown_on_the_torsos_side_is_kept_as_drawn() -> None:
+    from generators.models.silhouette import extend_parts
+
+    garment_mask = torch.zeros(1, 1, 64, 64)
+    garment_mask[0, 0, 8:50, 24:41] = 1
+    sleeve = torch.zeros(1, 1, 64, 64)
+    sleeve[0, 0, 10:30, 18:24] = 1  # a new sleeve along a sleeveless body's side
+    assert torch.equal(extend_parts(sleeve, garment_mask), sleeve)
