@@ -233,16 +233,15 @@ def neck_band(garment: torch.Tensor, share: float = 0.3) -> torch.Tensor:
     return ((cols - centre).abs() < share * half) & (rows < (top + bottom) // 2)
 
 
-def extend_parts(grown: torch.Tensor, garment: torch.Tensor, radius: int = EXTEND_RADIUS,
-                 elongation: float = ELONGATION) -> torch.Tensor:
+def extend_parts(grown: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
     """``grown`` (``[B, 1, h, w]`` 0/1, the parts an exemplar adds to ``garment``) with each part
     that continues one of the photo's own parts redrawn as that part, extended.
 
     Why: "half sleeves -> long" grew only the part of the exemplars' long sleeve that lies beyond
     the photo's own half sleeve. Held at another angle, that is a blob at the cuff (a "mitten").
-    A part continues the photo's own part where the garment it touches, read ``radius`` steps
-    into the garment from the contact, is elongated (principal variances at least
-    ``elongation`` apart) along its midline, and the contact lies across that part's end, not
+    A part continues the photo's own part where the garment it touches, read ``EXTEND_RADIUS``
+    steps into the garment from the contact, is elongated (principal variances at least
+    ``ELONGATION`` apart) along its midline, and the contact lies across that part's end, not
     along its side (a new sleeve on a torso). Then the part's end (the cuff) is swept on along
     the midline, as far from the neck as the exemplars' part reaches, narrowing to ``TAPER``:
     the sleeve gets longer in its own direction and at its own width. Other parts are kept.
@@ -255,25 +254,24 @@ def extend_parts(grown: torch.Tensor, garment: torch.Tensor, radius: int = EXTEN
         labels, n = ndimage.label(out[b, 0] > 0.5, structure=np.ones((3, 3), dtype=bool))
         for k in range(1, n + 1):
             part = labels == k
-            swept = _sweep(part, g_np[b], yy, xx, radius, elongation)
+            swept = _sweep(part, g_np[b], yy, xx)
             if swept is not None:
                 out[b, 0][part] = 0.0
                 out[b, 0][swept] = 1.0
     return torch.from_numpy(out).to(grown)
 
 
-def _sweep(part: np.ndarray, garment: np.ndarray, yy: np.ndarray, xx: np.ndarray, radius: int,
-           elongation: float) -> np.ndarray | None:
+def _sweep(part: np.ndarray, garment: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray | None:
     """The cuff of the photo's own part that ``part`` (bool ``[h, w]``) continues, swept along that
     part's axis as far as ``part`` reaches (:func:`extend_parts`); None where it continues none."""
     eight = np.ones((3, 3), dtype=bool)
     contact = garment & ndimage.binary_dilation(part, eight)
     if contact.sum() < 2:
         return None
-    # the photo's own fabric up to ``radius`` steps from the contact through the garment, a layer
-    # a step: up an arm it stays in the arm, where a torso is it spreads
+    # the photo's own fabric up to EXTEND_RADIUS steps from the contact through the garment, a
+    # layer a step: up an arm it stays in the arm, where a torso is it spreads
     layers, seen = [contact], contact.copy()
-    for _ in range(radius):
+    for _ in range(EXTEND_RADIUS):
         nxt = ndimage.binary_dilation(layers[-1], eight) & garment & ~seen
         if not nxt.any():
             break
@@ -296,7 +294,7 @@ def _sweep(part: np.ndarray, garment: np.ndarray, yy: np.ndarray, xx: np.ndarray
     centre = pts.mean(0)
     evals, evecs = np.linalg.eigh(np.cov((pts - centre).T))
     touch = np.stack([yy[contact], xx[contact]], 1) - tip
-    if (evals[1] < elongation * max(evals[0], 1e-6) or abs(evecs[:, 1] @ axis) < 0.8
+    if (evals[1] < ELONGATION * max(evals[0], 1e-6) or abs(evecs[:, 1] @ axis) < 0.8
             or np.ptp(touch @ axis) > max(3.0, np.ptp(touch @ normal))):
         # not the end of a part longer than it is wide, lying along the midline (an arm):
         # a new sleeve along the torso's side, whose fabric spreads sideways
