@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from generators.models.silhouette import fit_silhouettes, garment_masks, read_silhouette, silhouette_shift
+from generators.models.silhouette import (
+    extend_parts,
+    fit_silhouettes,
+    garment_masks,
+    read_silhouette,
+    silhouette_shift,
+)
 
 RED = (0.8, 0.1, 0.1)
 
@@ -267,8 +273,6 @@ def _arm_photo() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_a_grown_part_at_a_sleeves_end_continues_the_sleeve_along_its_own_axis() -> None:
-    from generators.models.silhouette import extend_parts
-
     garment_mask, mitten = _arm_photo()
     out = extend_parts(mitten, garment_mask)[0, 0] > 0.5
     ys, xs = torch.nonzero(out, as_tuple=True)
@@ -282,8 +286,6 @@ def test_a_grown_part_at_a_sleeves_end_continues_the_sleeve_along_its_own_axis()
 
 
 def test_a_part_grown_on_the_torsos_side_is_kept_as_drawn() -> None:
-    from generators.models.silhouette import extend_parts
-
     garment_mask = torch.zeros(1, 1, 64, 64)
     garment_mask[0, 0, 8:50, 24:41] = 1
     sleeve = torch.zeros(1, 1, 64, 64)
