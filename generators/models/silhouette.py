@@ -37,8 +37,9 @@ masks per (anchor, value), bit-packed) edit the groups named for it (sleeves) cr
   from the cuff, a sleeve passed through the other lengths and the slider benchmark read 12 of
   99 cuts as not monotone, against 1 of 99 faded (docs/generators.md);
 - **the new edges are outlined** (:func:`outline_parts`) in the garment's own edge colour, so a
-  white sleeve grown on a white shirt shows; garment masks fill their holes, so a white
-  garment's mask is not just its outline.
+  white sleeve grown on a white shirt shows, anti-aliased at a distance measured from the
+  part's smooth coverage (:func:`edge_distance`), as is the part's own edge; garment masks fill
+  their holes, so a white garment's mask is not just its outline.
 
 Checkpoints without a bank edit as they were trained, from the templates alone.
 
@@ -75,6 +76,7 @@ ELONGATION = 2.0  # that own part is extended where it is this much longer than 
 MIDLINE = 9  # steps in from the contact whose centres give a part's direction
 TAPER = 0.8  # an extended part narrows to this share of its cuff's width (a sleeve towards the wrist)
 CUFF = 2.5  # pixels of the photo's own cuff (its trim) painted over where a part is extended
+EDGE = 2.0  # pixels (at SIZE) over which an extended part's edge ramps from background to fabric
 
 
 def register_silhouettes(module: torch.nn.Module, shape: tuple[int, int] | None,
@@ -234,36 +236,62 @@ def neck_band(garment: torch.Tensor, share: float = 0.3) -> torch.Tensor:
 
 
 def extend_parts(grown: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
-    """``grown`` (``[B, 1, h, w]`` 0/1, the parts an exemplar adds to ``garment``) with each part
-    that continues one of the photo's own parts redrawn as that part, extended.
+    """The coverage (``[B, 1, h, w]`` in ``[0, 1]``, smooth across their edges) of the parts an
+    exemplar adds to ``garment`` (``grown``, 0/1), each part that continues one of the photo's
+    own parts redrawn as that part, extended.
 
-    Why: "half sleeves -> long" grew only the part of the exemplars' long sleeve that lies beyond
-    the photo's own half sleeve. Held at another angle, that is a blob at the cuff (a "mitten").
-    A part continues the photo's own part where the garment it touches, read ``EXTEND_RADIUS``
-    steps into the garment from the contact, is elongated (principal variances at least
-    ``ELONGATION`` apart) along its midline, and the contact lies across that part's end, not
-    along its side (a new sleeve on a torso). Then the part's end (the cuff) is swept on along
-    the midline, as far from the neck as the exemplars' part reaches, narrowing to ``TAPER``:
-    the sleeve gets longer in its own direction and at its own width. Other parts are kept.
+    Why: "half sleeves -> long" grew only the piece of the exemplars' long sleeve that lies
+    beyond the photo's own half sleeve. Held at another angle, that is a blob at the cuff (a
+    "mitten"). A part continues the photo's own part (:func:`_sweep`) where the garment it
+    touches, read ``EXTEND_RADIUS`` steps into the garment from the contact, is elongated
+    (principal variances at least ``ELONGATION`` apart) along its midline, and the contact lies
+    across that part's end, not along its side (a new sleeve on a torso). Then the part's end
+    (the cuff) is swept on along the midline, as far from the neck as the exemplars' part
+    reaches, narrowing to ``TAPER``: the sleeve gets longer in its own direction and at its own
+    width. Its edges ramp over ``EDGE`` pixels (:func:`_band`), so that upsampled to the photo
+    its outline is a straight line. Other parts are kept as drawn, softened at their outer edge
+    (upsampled, a crisp 64 px mask is a staircase).
     """
     g_np = garment[:, 0].detach().cpu().numpy() > 0.5
-    out = grown.detach().cpu().numpy().copy()
+    parts = grown[:, 0].detach().cpu().numpy() > 0.5
+    out = np.zeros(grown.shape, dtype=np.float32)
     h, w = g_np.shape[-2:]
     yy, xx = np.mgrid[0:h, 0:w]
     for b in range(len(out)):
-        labels, n = ndimage.label(out[b, 0] > 0.5, structure=np.ones((3, 3), dtype=bool))
+        labels, n = ndimage.label(parts[b], structure=np.ones((3, 3), dtype=bool))
         for k in range(1, n + 1):
             part = labels == k
-            swept = _sweep(part, g_np[b], yy, xx)
-            if swept is not None:
-                out[b, 0][part] = 0.0
-                out[b, 0][swept] = 1.0
+            drawn = _sweep(part, g_np[b], yy, xx) if g_np[b].any() else None
+            if drawn is None:
+                # kept as drawn, softened at its outer edge only (the garment counts as fabric, so
+                # no seam opens between them): upsampled, a crisp 64 px mask is a staircase
+                drawn = ndimage.uniform_filter((part | g_np[b]).astype(np.float32), 3, mode="constant") * part
+            out[b, 0] = np.maximum(out[b, 0], drawn)
     return torch.from_numpy(out).to(grown)
 
 
+def _neck(garment: np.ndarray) -> np.ndarray:
+    """The garment's top row and mass-centre column (as :func:`part_depth` measures from)."""
+    rows, cols = np.nonzero(garment)
+    return np.array([rows.min(), cols.mean()])
+
+
+def _band(u: np.ndarray, v: np.ndarray, start: float, end: float, half: np.ndarray) -> np.ndarray:
+    """Coverage in ``[0, 1]`` of the band ``start <= u <= end``, ``|v| <= half`` (pixel coordinates
+    along and across its axis): 0.5 on its edges, linear over ``EDGE`` pixels across them.
+
+    Why that wide: upsampled bilinearly, a ramp wider than a pixel is reproduced exactly, so the
+    edge stays a straight line; a one-pixel ramp came out wavy at the 64 px grid's period."""
+    def ramp(t: np.ndarray) -> np.ndarray:
+        return np.clip(t / EDGE + 0.5, 0, 1)
+
+    return ramp(half - np.abs(v)) * ramp(u - start) * ramp(end - u)
+
+
 def _sweep(part: np.ndarray, garment: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray | None:
-    """The cuff of the photo's own part that ``part`` (bool ``[h, w]``) continues, swept along that
-    part's axis as far as ``part`` reaches (:func:`extend_parts`); None where it continues none."""
+    """Coverage of the cuff of the photo's own part that ``part`` (bool ``[h, w]``) continues,
+    swept along that part's axis as far as ``part`` reaches (:func:`extend_parts`); None where
+    it continues none."""
     eight = np.ones((3, 3), dtype=bool)
     contact = garment & ndimage.binary_dilation(part, eight)
     if contact.sum() < 2:
@@ -306,8 +334,7 @@ def _sweep(part: np.ndarray, garment: np.ndarray, yy: np.ndarray, xx: np.ndarray
     cuff = centre + proj.max() * axis + mid * normal
     # as far from the neck as the exemplars' part reaches (how part_depth measures a sleeve): the
     # blob beyond a cuff held at another angle is short along this axis, but ends where their cuff is
-    rows, cols = np.nonzero(garment)
-    neck = np.array([rows.min(), cols.mean()])
+    neck = _neck(garment)
     goal = float(np.hypot(*(np.stack([yy[part], xx[part]], 1) - neck).T).max())
     start = float(np.hypot(*(cuff - neck)))
     if goal - start < 1:
@@ -319,9 +346,8 @@ def _sweep(part: np.ndarray, garment: np.ndarray, yy: np.ndarray, xx: np.ndarray
     u = (yy - cuff[0]) * axis[0] + (xx - cuff[1]) * axis[1]
     v = (yy - cuff[0]) * normal[0] + (xx - cuff[1]) * normal[1]
     width = half * (1 - (1 - TAPER) * np.clip(u / length, 0, 1))
-    band = (u >= -CUFF) & (u <= length) & (np.abs(v) <= width)
-    swept = band & (~garment | seen)
-    return swept if (swept & ~garment).any() else None
+    swept = _band(u, v, -CUFF, length, width) * (~garment | seen)
+    return swept if (swept[~garment] > 0.5).any() else None
 
 
 def part_depth(part: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
@@ -408,9 +434,7 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
         grown = reachable(region, F.max_pool2d(garment, 3, 1, 1))  # touching the garment, diagonals too
         grown = extend_parts(grown, garment)  # a longer sleeve continues the photo's own
         # a partial strength grows part of the part, whole (module docstring: partial_part)
-        grown = partial_part(grown, part_depth(grown, garment), per_strength)
-        # softened at its outer edge only, so that the upsampled edge is not a staircase
-        grow = F.avg_pool2d(torch.maximum(grown, garment), 3, 1, 1) * grown
+        grow = partial_part(grown, part_depth(grown, garment), per_strength)
         rare = garment * (goal < LOW)
         cut = reachable(rare, rare * (-diff > FIRM))
         cut = F.max_pool2d(cut, 3, 1, 1) * (goal < LOW)  # and the outline around it
@@ -418,10 +442,11 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     size = x.shape[-2:]
     grow = F.interpolate(grow, size=size, mode="bilinear", align_corners=False)
     shrink = F.interpolate(shrink, size=size, mode="bilinear", align_corners=False)
+    coverage = grow * ok.to(x01).view(-1, 1, 1, 1)  # smooth across the part's edge: where its outline lies
     if bank is not None:
-        # steep ramps: the part's core goes whole (its outline and anti-aliased edge too), its
-        # edge over a few pixels of the photo
-        grow = ((grow - 0.3) / 0.4).clamp(0, 1)
+        # the part's core goes whole (its outline too), its edge anti-aliased over a pixel of
+        # the photo; a cut over a few
+        grow = (edge_distance(grow) + 0.5).clamp(0, 1)
         shrink = ((shrink - 0.2) / 0.4).clamp(0, 1)
     per_photo = per_strength * ok.to(x01)
     full = foreground_weights(stats, floor=0.0)
@@ -435,7 +460,7 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     out = out + remove * (background_colour(stats) - out)
     changed = (add + remove) > 0
     if bank is not None:
-        out = outline_parts(out, stats, full > 0.5, add > 0.5, (shrink > 0.5) & changed, per_photo)
+        out = outline_parts(out, stats, full > 0.5, coverage, (shrink > 0.5) & changed, per_photo)
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
 
 
@@ -462,24 +487,41 @@ def edge_colour(x01: torch.Tensor, garment: torch.Tensor, background: torch.Tens
     return torch.stack(cols)[..., None, None]
 
 
+def edge_distance(field: torch.Tensor, level: float = 0.5) -> torch.Tensor:
+    """Signed distance in pixels from the ``level`` contour of a smooth ``field`` (``[B, 1, H, W]``),
+    positive above it: ``(field - level) / |gradient|``, exact for a linear ramp. Where the field
+    is flat (far from the contour) it is large.
+
+    Why: a line drawn along a binary mask's edge is a staircase; drawn at a distance measured
+    from an upsampled, smooth mask, it is anti-aliased like the photo's own outline."""
+    f = F.pad(field, (1, 1, 1, 1), mode="replicate")
+    gy = (f[..., 2:, 1:-1] - f[..., :-2, 1:-1]) / 2
+    gx = (f[..., 1:-1, 2:] - f[..., 1:-1, :-2]) / 2
+    return (field - level) / (gx ** 2 + gy ** 2).sqrt().clamp(min=1e-3)
+
+
 def outline_parts(out: torch.Tensor, x01: torch.Tensor, garment: torch.Tensor, grown: torch.Tensor,
                   cut: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     """``out`` (``[0, 1]``) with the new edges of a bank edit drawn in the garment's own edge
-    colour (:func:`edge_colour`): the outer edge of a grown part, and a cut's line.
+    colour (:func:`edge_colour`): the outer edge of a grown part (``grown``: its coverage,
+    smooth across its edge, whose 0.5 contour is the edge), and a cut's line (bool).
 
     Why: a grown sleeve painted in flat fabric colour had no edge, so a white sleeve on a white
     background did not show at all and a grey one read as a blob; a cut sleeve left a raw edge.
     Shop photos and the demo's drawings both outline a garment. The line is about one pixel
-    in 128 wide. A grown edge is drawn whole (the part is cut to the strength already); a cut's
-    line, like the cut, fades with the strength.
+    in 128 wide, anti-aliased (:func:`edge_distance`), on the part's side of its edge and only
+    where the part meets the background, not the garment. A grown edge is drawn whole (the
+    part is cut to the strength already); a cut's line, like the cut, fades with the strength.
     """
     width = max(1, round(out.shape[-1] / 128))
     background = outside(garment)
     colour = edge_colour(x01, garment, background, width).to(out)
-    grown_edge = grown & ~_erode(grown | ~background, width)
+    d = edge_distance(grown)
+    line = (d + 0.5).clamp(0, 1) - (d - width + 0.5).clamp(0, 1)
+    line = line * _dilate(background & (grown < 0.5), width + 1)
     kept = ~background & ~cut
     cut_edge = cut & _dilate(kept, width)
-    out = torch.where(grown_edge, colour, out)
+    out = out + line * (colour - out)
     s = strength.view(-1, 1, 1, 1).to(out)
     return torch.where(cut_edge, out + s * (colour - out), out)
 

@@ -285,9 +285,42 @@ def test_a_grown_part_at_a_sleeves_end_continues_the_sleeve_along_its_own_axis()
     assert bool((along[taken] >= 17).all()), "of the photo's own fabric it takes only the cuff's trim"
 
 
-def test_a_part_grown_on_the_torsos_side_is_kept_as_drawn() -> None:
+def test_a_part_grown_on_the_torsos_side_is_kept_as_drawn_and_softened() -> None:
     garment_mask = torch.zeros(1, 1, 64, 64)
     garment_mask[0, 0, 8:50, 24:41] = 1
     sleeve = torch.zeros(1, 1, 64, 64)
     sleeve[0, 0, 10:30, 18:24] = 1  # a new sleeve along a sleeveless body's side
-    assert torch.equal(extend_parts(sleeve, garment_mask), sleeve)
+    out = extend_parts(sleeve, garment_mask)
+    assert bool((out <= sleeve).all()), "nothing is drawn beyond the part"
+    assert bool((out[0, 0, 11:29, 19:24] > 0.5).all()), "its core and its seam with the torso are whole"
+    assert 0.5 < float(out[0, 0, 20, 18]) < 1, "its outer edge is softened"
+
+
+def test_a_grown_parts_outline_is_anti_aliased_on_its_outer_side() -> None:
+    from generators.models.silhouette import outline_parts
+
+    n = 256  # the line is 2 px wide at this size
+    rows = torch.arange(n).float().view(n, 1)
+    cols = torch.arange(n).float().view(1, n)
+    inside = ((40.3 + 0.3 * rows - cols) / (1 + 0.3 ** 2) ** 0.5).expand(n, n)  # px into the part, left of a slant
+    coverage = (0.5 + inside / 8).clamp(0, 1).view(1, 1, n, n)  # upsampled, smooth across its edge
+    garment = torch.zeros(1, 1, n, n, dtype=torch.bool)
+    garment[..., 80:180, 200:240] = True
+    x01 = torch.ones(1, 3, n, n)
+    x01[..., 80:180, 200:240] = 0.2  # a dark garment: its edge colour is 0.2
+    out = outline_parts(x01.clone(), x01, garment, coverage, torch.zeros_like(garment), torch.ones(1))[0, 0]
+    top = (rows < 60).expand(n, n)
+    line, d = out[top], inside[top]
+    assert float((line[(d > 0.6) & (d < 1.4)] - 0.2).abs().max()) < 1e-4, "on the part's side, in the edge colour"
+    assert bool((line[d < -0.6] == 1).all()) and bool((line[d > 2.6] == 1).all()), "2 px wide, nothing outside"
+    assert bool(((line > 0.3) & (line < 0.9)).any()), "its ends are partial: anti-aliased"
+
+
+def test_an_edge_distance_is_exact_on_a_linear_ramp() -> None:
+    from generators.models.silhouette import edge_distance
+
+    cols = torch.arange(64).float().view(1, 1, 1, 64).expand(1, 1, 8, 64)
+    field = (0.5 + 0.1 * (cols - 20.3)).clamp(0, 1)  # its 0.5 contour: column 20.3
+    d = edge_distance(field)[0, 0, 4]
+    assert torch.allclose(d[18:24], torch.arange(18, 24).float() - 20.3, atol=1e-4)
+    assert float(d[40]) > 100 and float(d[2]) < -100, "flat: far from the contour"
