@@ -442,8 +442,8 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     size = x.shape[-2:]
     grow = F.interpolate(grow, size=size, mode="bilinear", align_corners=False)
     shrink = F.interpolate(shrink, size=size, mode="bilinear", align_corners=False)
-    coverage = grow * ok.to(x01).view(-1, 1, 1, 1)  # smooth across the part's edge: where its outline lies
     if bank is not None:
+        coverage = grow * ok.to(x01).view(-1, 1, 1, 1)  # smooth across the part's edge: where its outline lies
         # the part's core goes whole (its outline too), its edge anti-aliased over a pixel of
         # the photo; a cut over a few
         grow = (edge_distance(grow) + 0.5).clamp(0, 1)
