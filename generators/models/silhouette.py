@@ -469,11 +469,6 @@ def _dilate(m: torch.Tensor, width: int) -> torch.Tensor:
     return F.max_pool2d(m.float(), 2 * width + 1, 1, width) > 0.5
 
 
-def _erode(m: torch.Tensor, width: int) -> torch.Tensor:
-    """Bool ``m`` shrunk by ``width`` pixels (8-neighbourhood)."""
-    return ~_dilate(~m, width)
-
-
 def edge_colour(x01: torch.Tensor, garment: torch.Tensor, background: torch.Tensor, width: int) -> torch.Tensor:
     """``[B, 3, 1, 1]``: the median colour of each garment's outermost ``width`` pixels
     (``garment``: ``[B, 1, H, W]`` bool), those next to ``background`` (bool, the background
