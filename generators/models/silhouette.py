@@ -443,10 +443,10 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     grow = F.interpolate(grow, size=size, mode="bilinear", align_corners=False)
     shrink = F.interpolate(shrink, size=size, mode="bilinear", align_corners=False)
     if bank is not None:
-        coverage = grow * ok.to(x01).view(-1, 1, 1, 1)  # smooth across the part's edge: where its outline lies
         # the part's core goes whole (its outline too), its edge anti-aliased over a pixel of
-        # the photo; a cut over a few
-        grow = (edge_distance(grow) + 0.5).clamp(0, 1)
+        # the photo at its distance from the smooth coverage's 0.5 contour; a cut over a few
+        distance = edge_distance(grow)
+        grow = (distance + 0.5).clamp(0, 1)
         shrink = ((shrink - 0.2) / 0.4).clamp(0, 1)
     per_photo = per_strength * ok.to(x01)
     full = foreground_weights(stats, floor=0.0)
@@ -460,7 +460,8 @@ def silhouette_shift(x: torch.Tensor, templates: torch.Tensor, counts: torch.Ten
     out = out + remove * (background_colour(stats) - out)
     changed = (add + remove) > 0
     if bank is not None:
-        out = outline_parts(out, stats, full > 0.5, coverage, (shrink > 0.5) & changed, per_photo)
+        distance = torch.where(ok.view(-1, 1, 1, 1), distance, -torch.inf)  # no part: no outline
+        out = outline_parts(out, stats, full > 0.5, distance, (shrink > 0.5) & changed, per_photo)
     return torch.where(changed, out * 2 - 1, x.float()).to(x.dtype)
 
 
@@ -498,8 +499,9 @@ def edge_distance(field: torch.Tensor, level: float = 0.5) -> torch.Tensor:
 def outline_parts(out: torch.Tensor, x01: torch.Tensor, garment: torch.Tensor, grown: torch.Tensor,
                   cut: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     """``out`` (``[0, 1]``) with the new edges of a bank edit drawn in the garment's own edge
-    colour (:func:`edge_colour`): the outer edge of a grown part (``grown``: its coverage,
-    smooth across its edge, whose 0.5 contour is the edge), and a cut's line (bool).
+    colour (:func:`edge_colour`): the outer edge of a grown part (``grown``: the signed distance
+    in pixels from that edge, positive inside the part, :func:`edge_distance`), and a cut's line
+    (bool).
 
     Why: a grown sleeve painted in flat fabric colour had no edge, so a white sleeve on a white
     background did not show at all and a grey one read as a blob; a cut sleeve left a raw edge.
@@ -511,9 +513,8 @@ def outline_parts(out: torch.Tensor, x01: torch.Tensor, garment: torch.Tensor, g
     width = max(1, round(out.shape[-1] / 128))
     background = outside(garment)
     colour = edge_colour(x01, garment, background, width).to(out)
-    d = edge_distance(grown)
-    line = (d + 0.5).clamp(0, 1) - (d - width + 0.5).clamp(0, 1)
-    line = line * _dilate(background & (grown < 0.5), width + 1)
+    line = (grown + 0.5).clamp(0, 1) - (grown - width + 0.5).clamp(0, 1)
+    line = line * _dilate(background & (grown < 0), width + 1)
     kept = ~background & ~cut
     cut_edge = cut & _dilate(kept, width)
     out = out + line * (colour - out)

@@ -297,7 +297,7 @@ def test_a_part_grown_on_the_torsos_side_is_kept_as_drawn_and_softened() -> None
 
 
 def test_a_grown_parts_outline_is_anti_aliased_on_its_outer_side() -> None:
-    from generators.models.silhouette import outline_parts
+    from generators.models.silhouette import edge_distance, outline_parts
 
     n = 256  # the line is 2 px wide at this size
     rows = torch.arange(n).float().view(n, 1)
@@ -308,7 +308,8 @@ def test_a_grown_parts_outline_is_anti_aliased_on_its_outer_side() -> None:
     garment[..., 80:180, 200:240] = True
     x01 = torch.ones(1, 3, n, n)
     x01[..., 80:180, 200:240] = 0.2  # a dark garment: its edge colour is 0.2
-    out = outline_parts(x01.clone(), x01, garment, coverage, torch.zeros_like(garment), torch.ones(1))[0, 0]
+    out = outline_parts(x01.clone(), x01, garment, edge_distance(coverage), torch.zeros_like(garment),
+                        torch.ones(1))[0, 0]
     top = (rows < 60).expand(n, n)
     line, d = out[top], inside[top]
     assert float((line[(d > 0.6) & (d < 1.4)] - 0.2).abs().max()) < 1e-4, "on the part's side, in the edge colour"
