@@ -20,6 +20,7 @@ BENCHMARKS = [
     "bench_gan_infer",
     "bench_index_throughput",
     "bench_index_quality",
+    "bench_colour_reading",  # reads bench_index_quality's work folder
     "bench_index_ann",
     "bench_service",
     "bench_reliability",
