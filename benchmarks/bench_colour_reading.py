@@ -27,8 +27,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 try:
     from benchmarks.bench_index_common import MYNTRA, RESULTS, machine, write_result
@@ -40,7 +44,8 @@ except ImportError:  # run as a script
 TARGETS = {"p10_category": 0.80, "p10_color": 0.55, "p10_both": 0.40}
 
 
-def corrected_colour_logits(logits, truth: np.ndarray, share: float, rng: np.random.Generator):
+def corrected_colour_logits(logits: torch.Tensor, truth: np.ndarray, share: float,
+                            rng: np.random.Generator) -> torch.Tensor:
     """``logits`` ``[N, C]`` with ``share`` of the misread rows read right (reading and label swapped).
 
     Rows whose label is unknown (``truth < 0``) are never counted as misread.
@@ -139,7 +144,7 @@ def main() -> None:
                       "that meets each target (None: not even at 1)"}
     print("colour accuracy needed per target:", needed)
 
-    wrong = np.flatnonzero(reading != truth)
+    wrong = np.flatnonzero((reading != truth) & (truth >= 0))
     pick = np.random.default_rng(args.seed).choice(wrong, min(args.sheet, len(wrong)), replace=False)
     misreading_sheet([paths[test_idx[j]] for j in pick], [held["color"][j] for j in pick],
                      [names["color"][reading[j]] for j in pick], [held["category"][j] for j in pick],
