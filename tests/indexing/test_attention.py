@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from indexing.attention import GRID, HIST_BINS, PIXELS, AttentionPool, flatten_maps, maps_dim, unflatten_maps
 from indexing.encoder import Encoder, EncoderConfig, EncoderError, PartsHead
@@ -65,6 +66,39 @@ def test_the_garment_mask_keeps_attention_off_the_background():
         hist = (pool(_flat(mask, x01))[0, : HIST_BINS**3] / 4) ** 2
     blue, red = (0 * HIST_BINS + 0) * HIST_BINS + 7, (7 * HIST_BINS + 0) * HIST_BINS + 0
     assert float(hist[blue]) > 0.99 and float(hist[red]) < 0.01
+
+
+def _pool_by_definition(pool: AttentionPool, flat: torch.Tensor) -> torch.Tensor:
+    """The pool as its docstring defines it, on stage-16 maps upsampled to the grid (slow, plain)."""
+    s5, s11, s16, mask, bins = unflatten_maps(flat, CH)
+    b, k = flat.shape[0], pool.heads
+    up = s16.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    pos = torch.cat([s11, up], dim=1).flatten(2).transpose(1, 2)  # [B, P, c11 + c16]
+    hidden = pool.norm(pool.hidden(pos).flatten(0, 1)).view(b, GRID * GRID, -1)
+    logits = pool.score(F.gelu(hidden)).transpose(1, 2)
+    prior = torch.log(F.avg_pool2d(mask, 2).clamp(min=1e-3)).flatten(1)
+    att = torch.softmax(logits + pool.prior.view(1, -1, 1) * prior[:, None, :], dim=-1)
+    att_px = att.view(b, k, GRID, GRID).repeat_interleave(2, dim=2).repeat_interleave(2, dim=3).flatten(2) / 4
+    hist = torch.zeros(b, k, HIST_BINS**3).scatter_add(2, bins.flatten(1)[:, None, :].expand(-1, k, -1), att_px)
+    feats = torch.cat([s5, s11, up], dim=1).flatten(2).transpose(1, 2)  # [B, P, c5 + c11 + c16]
+    return torch.cat([4 * (hist + 1e-8).sqrt(), att @ feats], dim=2).flatten(1)
+
+
+def test_the_pool_computes_its_definition_with_stage_16_on_its_own_grid():
+    """The fast path (stage 16's share of the MLP and of the pooled features computed on its
+    7x7 grid) gives what the plain definition on upsampled maps gives, from a strided slice of
+    a wider input as the parts head hands it over."""
+    torch.manual_seed(1)
+    x01 = torch.rand(3, 3, 56, 56)
+    flat = torch.cat([torch.randn(3, 7), _flat((torch.rand(3, 1, 56, 56) > 0.3).float(), x01)], dim=1)[:, 7:]
+    pool = AttentionPool(CH, heads=2)
+    with torch.no_grad():
+        pool.norm.running_mean.normal_()
+        pool.norm.running_var.uniform_(0.5, 2.0)
+        pool.prior.fill_(0.7)
+    pool.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(pool(flat), _pool_by_definition(pool, flat), atol=1e-5, rtol=1e-4)
 
 
 def test_a_parts_head_with_attention_reads_maps_and_refuses_a_wrong_input_size():
