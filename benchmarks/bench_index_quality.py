@@ -20,8 +20,9 @@ One trunk pass per image at 224 px gives the built-in encoder's vector and every
 variant's input (``benchmarks.quality_features``, resumable shards in ``--work``); the shortcut
 is checked against end-to-end ``Encoder.embed_images`` on a few photos for the built-in and the
 default encoders. Training seconds of the head recipe = its head training + the trunk pass over
-the training items (measured here as part of the shared pass, per image) + with flips
-(``head_flip``), the trunk pass over the training items' mirror images (a second resumable pass).
+the training items (measured here as part of the shared pass, per image) + with mirror images
+(the default; not in ``head_no_flip``), the trunk pass over the training items' mirror images (a
+second resumable pass).
 
 myntra-a has no schema.json: the schema is inferred (``catalog.infer_schema``, values seen at
 least ``--min-count`` times); rows with rarer values are skipped (counted).
@@ -208,13 +209,13 @@ def main() -> None:
     mirror: dict = {}
 
     def mirrored_features() -> tuple[dict[str, np.ndarray], float]:
-        """The training items' mirror images (``--flip``), one more resumable pass, on first use."""
+        """The training items' mirror images (the default; ``--no-flip`` skips them), one more resumable pass."""
         if not mirror:
             got, secs = extract([ids[i] for i in train_idx], [paths[i] for i in train_idx],
                                 args.work / "features_mirrored", workers=args.workers, mirror=True)
             mirror.update(features=got, seconds=secs)
             result["trunk_pass_mirrored"] = {"seconds": round(secs, 1), "images_per_s": round(len(train_idx) / secs, 1),
-                                             "note": "the training items' mirror images (--flip)"}
+                                             "note": "the training items' mirror images (the default recipe)"}
         return mirror["features"], mirror["seconds"]
 
     def head_run(name: str, cfg: HeadTrainConfig, note: str) -> Encoder:
@@ -236,7 +237,8 @@ def main() -> None:
         return enc
 
     base = HeadTrainConfig(holdout=args.holdout, device="cpu")
-    default = head_run("head_default", base, "train-encoder defaults: parts head (category and colour blocks)")
+    default = head_run("head_default", base, "train-encoder defaults: parts head (category and colour blocks), "
+                                             "fitted on the training photos and their mirror images")
     x_check = head_input(feats, base)[:16]
     with torch.inference_mode():
         batch = torch.stack([default.preprocess(im) for im in check_ims]).contiguous(memory_format=torch.channels_last)
@@ -257,14 +259,16 @@ def main() -> None:
     result["shortcut_max_abs_diff"] = round(diff, 6)
     result["shortcut_maps"] = {"max_abs_diff": round(maps_diff, 5), "histogram_bins_differing": round(bin_mismatch, 5)}
 
-    glob = replace(base, attention=0)  # the previous default: globally pooled features only
+    # the earlier defaults, without mirror images: the variants below were measured against them
+    no_flip = replace(base, flip_augment=False)
+    glob = replace(no_flip, attention=0)  # globally pooled features only
     # raw features, no head
     record("raw_multistage_rgbhist", head_input(feats, glob), train_s=0.0,
            note="the default head's input itself (fg-GeM stages 5,11,16,17 + RGB hist), no learning")
     variants = {
-        "head_flip": (replace(base, flip_augment=True), "--flip: + the training photos' mirror images in the final fit"),
-        "head_no_attention": (glob, "the previous defaults: the same head on globally pooled features only"),
-        "head_attention4": (replace(base, attention=4), "4 attention maps per block instead of 2"),
+        "head_no_flip": (no_flip, "--no-flip: the final fit reads the training photos alone (the previous defaults)"),
+        "head_no_attention": (glob, "no mirror images, and the same head on globally pooled features only"),
+        "head_attention4": (replace(no_flip, attention=4), "no mirror images, 4 attention maps per block instead of 2"),
         "head_joint": (replace(glob, joint=True), "+ the joint category*colour block (outer product)"),
         "head_untuned_equal": (replace(glob, tune=False), "all blocks weight 1, temperature 1 (no validation tuning)"),
         "head_metric_loss": (replace(glob, ms_weight=1.0), "+ multi-similarity loss, positives agree on both"),

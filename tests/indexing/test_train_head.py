@@ -45,7 +45,8 @@ def test_one_epoch_writes_an_encoder_that_loads_with_its_checksum(head_encoder_d
     assert not work_dir(head_encoder_dir).exists()  # the feature cache is removed after success
     report = json.loads((head_encoder_dir / "train_report.json").read_text())
     assert report["recipe"] == "head" and len(report["history"]) == 1
-    assert not report["config"]["flip_augment"] and report["head_rows"] == report["train_items"] == 36
+    # by default the final fit reads the training photos and their mirror images
+    assert report["config"]["flip_augment"] and report["head_rows"] == 2 * report["train_items"] == 2 * 36
 
 
 def test_mirror_images_are_embedded_in_their_own_shards(small_catalog, small_encoder, tmp_path):
@@ -75,15 +76,12 @@ def test_mirror_images_are_embedded_in_their_own_shards(small_catalog, small_enc
     np.testing.assert_allclose(again, mirror, atol=1e-6)
 
 
-def test_flip_fits_the_photos_and_their_mirror_images(small_catalog, tmp_path):
-    out = tmp_path / "flip"
+def test_no_flip_fits_the_photos_alone(small_catalog, tmp_path):
+    out = tmp_path / "no_flip"
     assert main(["train-encoder", "--catalog", str(small_catalog), "--out", str(out), "--epochs", "1",
-                 "--flip", *FAST]) == 0
+                 "--no-flip", *FAST]) == 0
     report = json.loads((out / "train_report.json").read_text())
-    assert report["config"]["flip_augment"] and report["head_rows"] == 2 * report["train_items"] == 2 * 36
-    with pytest.raises(SystemExit, match="--flip"):
-        main(["train-encoder", "--catalog", str(small_catalog), "--out", str(tmp_path / "ft"), "--recipe", "finetune",
-              "--flip", *FAST])
+    assert not report["config"]["flip_augment"] and report["head_rows"] == report["train_items"] == 36
 
 
 def test_an_edited_weight_is_refused(head_encoder_dir, tmp_path):
