@@ -24,7 +24,7 @@ class ImageLoadError(RuntimeError):
 class Mirrored:
     """A preprocess of the photo's mirror image (left and right swapped). Picklable, like the one it wraps.
 
-    Why: a training augmentation that changes no colour. The head recipe with ``--flip``
+    Why: a training augmentation that changes no colour. The head recipe (unless ``--no-flip``)
     caches the trunk's features of each training photo and of its mirror image, so the head
     learns that a sleeve on the left is the same as one on the right, and nothing about colour.
     """
