@@ -12,7 +12,7 @@ the jeans and the skin around it. With ``flip_augment`` (the default; ``--no-fli
 off) the trunk also runs once over each training photo's mirror image, and the final fit reads
 the photos and their mirror images: left and right swapped is the same garment, and no colour
 changes, so no colour invariance is taught. It lifts P@10 on myntra-a (both 0.370 -> 0.383) for
-about 1.7x the training time: 14.8 min on myntra-a, within the recipe's 20 (docs/indexing.md).
+about 1.8x the training time: 14.8 min on myntra-a, within the recipe's 20 (docs/indexing.md).
 
 The head (:class:`indexing.encoder.PartsHead`) writes the embedding as weighted unit-length
 blocks: one softmax block per attribute group (default: category and colour; the cosine of two
